@@ -1,0 +1,37 @@
+"""The ``trt-perception`` command: one sub-command per module in :mod:`trt_perception.tools`.
+
+Each tool module provides ``add_parser(subparsers)`` (registering its sub-command with
+``set_defaults(func=run)``) and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Optional, Sequence
+
+# Sub-command modules, in the order ``--help`` lists them.
+TOOLS = [
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trt-perception", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in TOOLS:
+        importlib.import_module(f"trt_perception.tools.{module}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

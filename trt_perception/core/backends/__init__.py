@@ -1,0 +1,44 @@
+"""Inference backends behind one interface (:class:`~.base.Backend`).
+
+Backends are imported lazily, so the package imports without TensorRT or pycuda installed.
+``auto`` picks TensorRT when ``tensorrt`` and ``pycuda`` import, else ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from trt_perception.core.backends.base import Backend, BackendError, TensorSpec
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
+
+__all__ = ["BACKENDS", "Backend", "BackendError", "TensorSpec", "create_backend", "resolve_backend"]
+
+
+def tensorrt_available() -> bool:
+    """True when both ``tensorrt`` and ``pycuda`` can be imported."""
+    return all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "pycuda"))
+
+
+def resolve_backend(kind: str) -> str:
+    """Turn ``auto`` into a concrete backend name; check the name is known."""
+    if kind not in BACKENDS:
+        raise BackendError(f"backend must be one of {BACKENDS}, got {kind!r}")
+    if kind == "auto":
+        return "tensorrt" if tensorrt_available() else "onnxruntime"
+    return kind
+
+
+def create_backend(kind: str, model_path: str, **options: Any) -> Backend:
+    """An inactive backend of ``kind`` for the model at ``model_path``.
+
+    ``options`` are the chosen backend's keyword arguments (see its class). Call
+    :meth:`Backend.activate` (or use it as a context manager) before inference.
+    """
+    name = resolve_backend(kind)
+    if name == "onnxruntime":
+        from trt_perception.core.backends.onnxrt import OnnxRuntimeBackend
+        return OnnxRuntimeBackend(model_path, **options)
+    from trt_perception.core.backends.tensorrt import TensorRTBackend
+    return TensorRTBackend(model_path, **options)

@@ -1,0 +1,122 @@
+"""The one small interface every inference backend implements.
+
+A backend owns a loaded model. Lifecycle: construct (cheap, nothing loaded) -> :meth:`activate`
+(load model / engine, allocate buffers) -> :meth:`infer` any number of times -> :meth:`deactivate`
+(free everything; may be activated again). It is also a context manager.
+
+Public methods check state and inputs, then call the ``_*_impl`` methods a subclass provides.
+Arrays returned by :meth:`infer` may be buffers the backend reuses on the next call: copy what
+you keep (``Backend.outputs_reused`` says whether this backend does).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Mapping, Optional
+
+import numpy as np
+
+
+class BackendError(RuntimeError):
+    """A model could not be loaded or run, with a reason a user can act on."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, dtype and shape of a model input or output; ``None`` marks a dynamic dimension."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[Optional[int], ...]
+
+    def accepts(self, array: np.ndarray) -> Optional[str]:
+        """None when ``array`` fits this spec, else a sentence saying why not."""
+        if array.dtype != self.dtype:
+            return f"input {self.name!r} must be {self.dtype}, got {array.dtype}"
+        if len(array.shape) != len(self.shape) or any(
+                want is not None and want != got for want, got in zip(self.shape, array.shape)):
+            return f"input {self.name!r} must have shape {format_shape(self.shape)}, got {list(array.shape)}"
+        return None
+
+
+def format_shape(shape: tuple[Optional[int], ...]) -> str:
+    """``(1, None, 3)`` -> ``[1, ?, 3]``."""
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+class Backend(ABC):
+    """Base class of inference backends (see the module docstring for the contract)."""
+
+    name: ClassVar[str] = "base"
+    outputs_reused: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self._active = False
+
+    @property
+    def is_active(self) -> bool:
+        return self._active
+
+    def activate(self) -> None:
+        """Load the model and allocate buffers. Raises :class:`BackendError` with a reason."""
+        if not self._active:
+            self._activate_impl()
+            self._active = True
+
+    def deactivate(self) -> None:
+        """Free the model and every buffer. Safe to call twice."""
+        if self._active:
+            self._active = False
+            self._deactivate_impl()
+
+    def __enter__(self) -> "Backend":
+        self.activate()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.deactivate()
+
+    def input_specs(self) -> dict[str, TensorSpec]:
+        """Inputs by name, in the model's order. Needs an active backend."""
+        self._require_active()
+        return self._input_specs_impl()
+
+    def output_specs(self) -> dict[str, TensorSpec]:
+        """Outputs by name, in the model's order. Needs an active backend."""
+        self._require_active()
+        return self._output_specs_impl()
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on ``feeds`` (name -> array); returns every output by name."""
+        self._require_active()
+        specs = self._input_specs_impl()
+        missing = sorted(set(specs) - set(feeds))
+        unknown = sorted(set(feeds) - set(specs))
+        if missing or unknown:
+            raise BackendError(f"feeds do not match the model inputs {sorted(specs)}: "
+                               f"missing {missing}, unknown {unknown}")
+        for name, spec in specs.items():
+            problem = spec.accepts(feeds[name])
+            if problem:
+                raise BackendError(problem)
+        return self._infer_impl(feeds)
+
+    def _require_active(self) -> None:
+        if not self._active:
+            raise BackendError(f"{self.name} backend is not active: call activate() first")
+
+    @abstractmethod
+    def _activate_impl(self) -> None: ...
+
+    @abstractmethod
+    def _deactivate_impl(self) -> None: ...
+
+    @abstractmethod
+    def _input_specs_impl(self) -> dict[str, TensorSpec]: ...
+
+    @abstractmethod
+    def _output_specs_impl(self) -> dict[str, TensorSpec]: ...
+
+    @abstractmethod
+    def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...

@@ -1,0 +1,1 @@
+"""Decoders from raw network outputs to detections and skeletons."""
