@@ -1,0 +1,27 @@
+"""Annotated debug images: detections and skeletons drawn onto a BGR copy of the frame."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from trt_perception.core.decode.ssd.detections import Detections
+
+
+def to_bgr(pixels: np.ndarray, order: str) -> np.ndarray:
+    """A new uint8[H, W, 3] BGR array from pixels in ``order`` ("rgb", "bgr" or "mono")."""
+    if order == "mono":
+        return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_GRAY2BGR)
+    if order == "rgb":
+        return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2BGR)
+    return np.array(pixels, dtype=np.uint8, copy=True, order="C")
+
+
+def draw_detections(bgr: np.ndarray, dets: Detections) -> np.ndarray:
+    """Draw each box with its label and score onto ``bgr`` (in place); returns ``bgr``."""
+    for (x0, y0, x1, y1), score, label in zip(dets.boxes_xyxy.tolist(), dets.scores.tolist(), dets.labels):
+        p0, p1 = (int(round(x0)), int(round(y0))), (int(round(x1)) - 1, int(round(y1)) - 1)
+        cv2.rectangle(bgr, p0, p1, (40, 255, 40), 2)
+        cv2.putText(bgr, f"{label} {score:.2f}", (p0[0], max(p0[1] - 4, 10)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, (40, 255, 40), 1, cv2.LINE_AA)
+    return bgr

@@ -1,0 +1,83 @@
+"""Pure functions from core results to ROS messages; every output copies the input header.
+
+Box and keypoint coordinates are source-image pixels (see :mod:`trt_perception.core.geometry`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import Point
+from sensor_msgs.msg import Image
+from std_msgs.msg import ColorRGBA
+from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+from visualization_msgs.msg import Marker, MarkerArray
+
+from trt_perception.core.decode.ssd.detections import Detections
+from trt_perception.core.latency import STAGES, StageClock, check_stamp
+
+
+def _duration(ns: int) -> Duration:
+    return Duration(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def detections_to_msg(dets: Detections, header: Any) -> Detection2DArray:
+    """vision_msgs 4.x Detection2DArray: bbox centre/size in source pixels, class_id = the label
+    (the class index when the model has no labels file), score in [0, 1]."""
+    out = Detection2DArray(header=header)
+    boxes = dets.boxes_xyxy.astype(np.float64)
+    for box, score, label in zip(boxes, dets.scores.tolist(), dets.labels):
+        det = Detection2D(header=header)
+        det.bbox.center.position.x = float(box[0] + box[2]) / 2.0
+        det.bbox.center.position.y = float(box[1] + box[3]) / 2.0
+        det.bbox.size_x = float(box[2] - box[0])
+        det.bbox.size_y = float(box[3] - box[1])
+        hyp = ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id = label
+        hyp.hypothesis.score = float(score)
+        hyp.pose.pose.position.x = det.bbox.center.position.x
+        hyp.pose.pose.position.y = det.bbox.center.position.y
+        det.results.append(hyp)
+        out.detections.append(det)
+    return out
+
+
+def bgr_image_msg(pixels: np.ndarray, header: Any) -> Image:
+    """sensor_msgs/Image (bgr8) of a uint8[H, W, 3] BGR array."""
+    height, width = pixels.shape[:2]
+    msg = Image(header=header, height=height, width=width, encoding="bgr8", is_bigendian=0,
+                step=width * 3)
+    msg.data = np.ascontiguousarray(pixels).tobytes()
+    return msg
+
+
+def box_markers(dets: Detections, header: Any, namespace: str = "detections") -> MarkerArray:
+    """One LINE_STRIP rectangle per box in image pixel coordinates (z = 0), plus a DELETEALL first
+    so that markers of the previous frame disappear."""
+    markers = MarkerArray()
+    markers.markers.append(Marker(header=header, ns=namespace, action=Marker.DELETEALL))
+    for i, box in enumerate(dets.boxes_xyxy.astype(np.float64)):
+        marker = Marker(header=header, ns=namespace, id=i, type=Marker.LINE_STRIP, action=Marker.ADD)
+        marker.scale.x = 2.0
+        marker.color = ColorRGBA(r=0.1, g=1.0, b=0.2, a=1.0)
+        x0, y0, x1, y1 = box.tolist()
+        marker.points = [Point(x=x, y=y, z=0.0) for x, y in
+                         ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))]
+        markers.markers.append(marker)
+    return markers
+
+
+def frame_latency_msg(header: Any, clock: StageClock, now_ns: int, future_tolerance_s: float,
+                      max_age_s: float) -> Any:
+    """FrameLatency for one frame: stage durations and the checked end-to-end latency."""
+    from trt_perception.msg import FrameLatency
+
+    stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+    status, e2e_ns = check_stamp(stamp_ns, now_ns, future_tolerance_s, max_age_s)
+    msg = FrameLatency(header=header, stamp_status=status, end_to_end=_duration(e2e_ns))
+    for stage in STAGES:
+        setattr(msg, stage, _duration(clock.stage_ns(stage)))
+    return msg
+

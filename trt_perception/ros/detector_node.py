@@ -1,0 +1,81 @@
+"""``detector_node``: camera images -> vision_msgs/Detection2DArray with an SSD model.
+
+Topics (relative names; remap them): subscribes ``image`` (sensor_msgs/Image) or
+``image/compressed`` (sensor_msgs/CompressedImage); publishes ``detections``
+(vision_msgs/Detection2DArray, the input header, an empty array when nothing is found),
+``latency`` (trt_perception/FrameLatency), and optionally ``debug_image`` (bgr8) and ``markers``.
+Parameters: :data:`~trt_perception.ros.perception_node.COMMON_PARAMS` plus the thresholds below,
+which may change at runtime.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
+from visualization_msgs.msg import MarkerArray
+
+from trt_perception.core.draw import draw_detections, to_bgr
+from trt_perception.ros.conversions import bgr_image_msg, box_markers, detections_to_msg
+from trt_perception.ros.node_main import run_node
+from trt_perception.ros.parameters import ParamSpec
+from trt_perception.ros.perception_node import PerceptionNode
+from trt_perception.ros.resources import share_dir
+
+DEFAULT_MODEL = "models/ssdlite_pedestrian/ssdlite_pedestrian.yaml"
+
+
+class DetectorNode(PerceptionNode):
+    """SSD detection lifecycle node (see the module docstring)."""
+
+    TASK_PARAMS = (
+        ParamSpec("score_threshold", 0.5, "Minimum detection score.", float_range=(0.0, 1.0),
+                  runtime=True),
+        ParamSpec("nms_iou_threshold", 0.6, "Per-class NMS suppresses boxes overlapping a better one "
+                  "by more than this IoU.", float_range=(0.0, 1.0), runtime=True),
+        ParamSpec("pre_nms_top_k", 100, "Best candidates per class kept before NMS.",
+                  int_range=(1, 10000), runtime=True),
+        ParamSpec("top_k", 100, "Most detections reported per image (after NMS).",
+                  int_range=(1, 10000), runtime=True),
+        ParamSpec("class_filter", [], "Class labels or ids to report (empty: all).", runtime=True),
+    )
+
+    def __init__(self, node_name: str = "detector_node", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._detections_pub: Any = None
+        self._debug_pub: Any = None
+        self._markers_pub: Any = None
+
+    def default_model_config(self) -> str:
+        return str(share_dir() / DEFAULT_MODEL)
+
+    def create_task_publishers(self) -> list[Any]:
+        self._detections_pub = self.create_lifecycle_publisher(Detection2DArray, "detections", 10)
+        made = [self._detections_pub]
+        self._debug_pub = self._markers_pub = None
+        if self.params["publish_debug_image"]:
+            self._debug_pub = self.create_lifecycle_publisher(Image, "debug_image", 1)
+            made.append(self._debug_pub)
+        if self.params["publish_markers"]:
+            self._markers_pub = self.create_lifecycle_publisher(MarkerArray, "markers", 1)
+            made.append(self._markers_pub)
+        return made
+
+    def decoder_params(self, values: dict[str, Any]) -> dict[str, Any]:
+        if "class_filter" in values:  # ids may be given as strings in a string array
+            values = dict(values, class_filter=[int(v) if str(v).isdigit() else v
+                                                for v in values["class_filter"] if v != ""])
+        return values
+
+    def publish_result(self, result: Any, header: Any, pixels: Any, order: str) -> None:
+        self._detections_pub.publish(detections_to_msg(result, header))
+        if self._debug_pub is not None:
+            self._debug_pub.publish(bgr_image_msg(draw_detections(to_bgr(pixels, order), result), header))
+        if self._markers_pub is not None:
+            self._markers_pub.publish(box_markers(result, header))
+
+
+def main(args: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``detector_node`` executable."""
+    return run_node(DetectorNode, args)

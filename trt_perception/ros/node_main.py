@@ -1,0 +1,29 @@
+"""``main()`` shared by the node executables: init, spin, clean shutdown on Ctrl-C."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+from trt_perception.ros.perception_node import PerceptionNode
+
+
+def run_node(factory: Callable[[], PerceptionNode], args: Optional[Sequence[str]] = None) -> int:
+    """Create the node and spin it until shutdown. The node starts unconfigured: transitions come
+    from launch, ``ros2 lifecycle set`` or a lifecycle manager."""
+    try:
+        with rclpy.init(args=args):
+            node = factory()
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            try:
+                executor.spin()
+            finally:
+                executor.remove_node(node)
+                node.close()
+                node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    return 0

@@ -1,0 +1,82 @@
+"""One table of node parameters: declaration with descriptors, and validation with reasons.
+
+Each :class:`ParamSpec` becomes a ROS parameter with a ``ParameterDescriptor`` (description,
+integer/floating-point range, read-only flag, allowed values in ``additional_constraints``).
+Enumerations are strings checked against ``choices``. ``runtime=True`` marks the parameters that may
+change while the node runs (thresholds); every other parameter is read only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Sequence
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A parameter: name, default (its type is the parameter's type), description and bounds."""
+
+    name: str
+    default: Any
+    description: str
+    int_range: Optional[tuple[int, int]] = None
+    float_range: Optional[tuple[float, float]] = None
+    choices: Optional[tuple[str, ...]] = None
+    runtime: bool = False
+
+    def descriptor(self) -> ParameterDescriptor:
+        desc = ParameterDescriptor(description=self.description, read_only=not self.runtime)
+        if self.int_range is not None:
+            desc.integer_range = [IntegerRange(from_value=self.int_range[0], to_value=self.int_range[1], step=0)]
+        if self.float_range is not None:
+            desc.floating_point_range = [FloatingPointRange(
+                from_value=float(self.float_range[0]), to_value=float(self.float_range[1]), step=0.0)]
+        if self.choices is not None:
+            desc.additional_constraints = "one of: " + ", ".join(self.choices)
+        return desc
+
+    def check(self, value: Any) -> Optional[str]:
+        """None when ``value`` is acceptable, else the reason (ranges, NaN, choices)."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{self.name} must be a finite number, got {value}"
+        if self.float_range is not None and not self.float_range[0] <= value <= self.float_range[1]:
+            return f"{self.name} must be in [{self.float_range[0]}, {self.float_range[1]}], got {value}"
+        if self.int_range is not None and not self.int_range[0] <= value <= self.int_range[1]:
+            return f"{self.name} must be in [{self.int_range[0]}, {self.int_range[1]}], got {value}"
+        if self.choices is not None and value not in self.choices:
+            return f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}"
+        return None
+
+
+def declare(node: Node, specs: Iterable[ParamSpec]) -> None:
+    """Declare every parameter of ``specs`` on ``node`` (overrides from YAML/launch apply)."""
+    for spec in specs:
+        if isinstance(spec.default, list) and not spec.default:
+            # an empty list has no element type: declare typed (string array) and uninitialized
+            node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, spec.descriptor())
+        else:
+            node.declare_parameter(spec.name, spec.default, spec.descriptor())
+
+
+def read(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
+    """Current values by name, validated; raises ValueError naming every bad value."""
+    values: dict[str, Any] = {}
+    problems = []
+    for spec in specs:
+        try:
+            value = node.get_parameter(spec.name).value
+        except ParameterUninitializedException:  # a list declared empty and never set
+            value = []
+        problem = spec.check(value)
+        if problem:
+            problems.append(problem)
+        values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
+    if problems:
+        raise ValueError("invalid parameters: " + "; ".join(problems))
+    return values
