@@ -1,0 +1,106 @@
+"""Engine-build settings, validated without TensorRT.
+
+Precisions (``precision``):
+
+- ``fp32``: every layer in FP32 (TF32 allowed where the GPU has it);
+- ``fp16``: layers may run in FP16 (``BuilderFlag.FP16``); required for DLA unless INT8;
+- ``int8``: layers may run in INT8, and in FP16 where INT8 is not possible (``INT8`` + ``FP16``).
+  An ONNX with QuantizeLinear/DequantizeLinear nodes is quantized *explicitly* (its scales are
+  used, no calibration); any other ONNX needs *legacy calibration*: calibration frames and/or an
+  existing calibration cache (see :mod:`.calibration`).
+
+The batch range ``min_batch <= opt_batch <= max_batch`` becomes the optimization profile of a
+model with a dynamic batch dimension; a model with a fixed batch needs all three equal to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+PRECISIONS = ("fp32", "fp16", "int8")
+#: builder optimization levels TensorRT accepts (8.6 and later); 3 is TensorRT's default
+OPTIMIZATION_LEVELS = range(0, 6)
+
+
+class BuildOptionsError(ValueError):
+    """Engine-build settings that cannot work together, with the reason."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything that decides what engine TensorRT builds (and therefore its cache key).
+
+    ``workspace_mb``: limit of the builder's scratch memory pool in MiB (``None``: TensorRT's
+    default, the whole device memory). ``dla_core``: DLA core to build for, ``-1`` for the GPU.
+    ``gpu_fallback``: with a DLA core, run layers the DLA cannot run on the GPU (else the build
+    fails on the first such layer). ``optimization_level``: builder optimization level 0..5
+    (``None``: TensorRT's default). ``calibration_id``: a description of the calibration data of a
+    legacy INT8 build (sources, frame count, cache digest), so different data gives another key.
+    """
+
+    precision: str = "fp16"
+    workspace_mb: Optional[int] = None
+    dla_core: int = -1
+    gpu_fallback: bool = True
+    min_batch: int = 1
+    opt_batch: int = 1
+    max_batch: int = 1
+    optimization_level: Optional[int] = None
+    calibration_id: str = ""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.workspace_mb is not None and not (_is_int(self.workspace_mb) and self.workspace_mb > 0):
+            problems.append(f"workspace_mb must be a positive integer (MiB) or None, got {self.workspace_mb!r}")
+        if not (_is_int(self.dla_core) and self.dla_core >= -1):
+            problems.append(f"dla_core must be -1 (GPU) or a DLA core index >= 0, got {self.dla_core!r}")
+        elif self.dla_core >= 0 and self.precision == "fp32":
+            problems.append("DLA runs only FP16 or INT8 layers: use precision fp16 or int8 with dla_core "
+                            f"{self.dla_core}, or dla_core -1 for the GPU")
+        if not isinstance(self.gpu_fallback, bool):
+            problems.append(f"gpu_fallback must be true or false, got {self.gpu_fallback!r}")
+        batches = (self.min_batch, self.opt_batch, self.max_batch)
+        if not all(_is_int(b) and b >= 1 for b in batches):
+            problems.append(f"min/opt/max batch must be integers >= 1, got {batches}")
+        elif not self.min_batch <= self.opt_batch <= self.max_batch:
+            problems.append(f"batch range must satisfy min <= opt <= max, got {batches}")
+        if self.optimization_level is not None and self.optimization_level not in OPTIMIZATION_LEVELS:
+            problems.append(f"optimization_level must be 0..5 or None, got {self.optimization_level!r}")
+        if not isinstance(self.calibration_id, str):
+            problems.append(f"calibration_id must be a string, got {self.calibration_id!r}")
+        if problems:
+            raise BuildOptionsError("invalid TensorRT build options: " + "; ".join(problems))
+
+    @property
+    def uses_dla(self) -> bool:
+        return self.dla_core >= 0
+
+    @property
+    def workspace_bytes(self) -> Optional[int]:
+        return None if self.workspace_mb is None else self.workspace_mb << 20
+
+    def key_fields(self) -> dict[str, Any]:
+        """The fields as plain JSON values, for the engine cache key."""
+        return asdict(self)
+
+    def describe(self) -> str:
+        """Short human-readable summary, e.g. ``fp16, DLA core 0 (GPU fallback), batch 1``."""
+        parts = [self.precision]
+        if self.uses_dla:
+            parts.append(f"DLA core {self.dla_core}" + (" (GPU fallback)" if self.gpu_fallback else ""))
+        if self.min_batch == self.max_batch:
+            parts.append(f"batch {self.max_batch}")
+        else:
+            parts.append(f"batch {self.min_batch}..{self.max_batch} (opt {self.opt_batch})")
+        if self.workspace_mb is not None:
+            parts.append(f"workspace {self.workspace_mb} MiB")
+        if self.optimization_level is not None:
+            parts.append(f"optimization level {self.optimization_level}")
+        return ", ".join(parts)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
