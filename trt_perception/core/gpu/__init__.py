@@ -1,0 +1,15 @@
+"""The GPU path: a camera frame goes to the GPU once and only the small results come back.
+
+Modules (pycuda is imported only by those that touch the GPU, when they are used):
+
+- :mod:`.preprocess_plan`: host-side plan of the fused preprocessing kernel (frame layouts,
+  OpenCV-exact resize tables, parameter struct, launch grid); no CUDA needed;
+- :mod:`.cuda_runtime`: ``gpu_available()``, ``preprocess: auto | gpu | cpu`` resolution, the
+  process-wide device and the kernels compiled for it;
+- ``preprocess_kernel.cu``: the fused kernel (decode, resize, colour order, normalize, layout);
+- :mod:`.gpu_preprocess`: :class:`~.gpu_preprocess.GpuPreprocessor` (pinned staging, upload,
+  kernel, optional zero-copy input);
+- :mod:`.frame_pipeline`: preprocessing, a network run on device buffers and the copy of its
+  outputs to the host, pipelined over ``depth`` frames with results in order;
+- :mod:`.parity`: the cases and CPU reference that GPU preprocessing is checked against.
+"""
