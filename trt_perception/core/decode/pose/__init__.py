@@ -1,0 +1,291 @@
+"""PAF human pose decoder: confidence maps + part affinity fields -> skeletons.
+
+Model I/O (trt_pose's ``resnet18_baseline_att`` / ``densenet121_baseline_att``): ``cmap``
+float32[N, C, H, W], one confidence map per part, and ``paf`` float32[N, 2L, H, W], two channels
+per link of the :class:`~trt_perception.core.decode.pose.topology.Topology` (channel 2k: y, 2k + 1:
+x of the unit vector from part_a to part_b of link k). H x W is the input size / 4.
+
+Terminology (as trt_pose's ``parse/README.md``):
+
+* ``C`` parts, ``L`` links, ``H x W`` map size in cells, ``M`` peaks found (all parts),
+  ``T`` candidate connections, ``O`` people found.
+* map cells: continuous (x, y) with the centre of cell (row i, column j) at (j + 0.5, i + 0.5) and
+  the map edges at 0 and W (H), like :mod:`trt_perception.core.geometry`; one cell spans
+  input_w / W model-input pixels.
+
+Steps (one module each): :mod:`.find_peaks` (local maxima above ``peak_threshold``),
+:mod:`.refine_peaks` (sub-cell position), :mod:`.paf_score_graph` (line integral per candidate
+pair), :mod:`.assignment` (one-to-one per link), :mod:`.connect_parts` (people). :class:`PoseParser`
+chains them in map cells; :class:`PoseDecoder` is the :class:`~trt_perception.core.decode.Decoder`
+that also maps keypoints to source-image pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from trt_perception.core.decode.pose.assignment import assignment
+from trt_perception.core.decode.pose.connect_parts import connect_parts
+from trt_perception.core.decode.pose.find_peaks import find_peaks, pad_maps
+from trt_perception.core.decode.pose.paf_score_graph import paf_score_graph
+from trt_perception.core.decode.pose.refine_peaks import refine_peaks
+from trt_perception.core.decode.pose.topology import COCO18, Topology, load_topology
+from trt_perception.core.geometry import ResizeGeometry
+from trt_perception.core.model_config import ModelConfig, ModelConfigError
+
+__all__ = ["PoseParams", "PoseFieldError", "Poses", "Skeleton", "PoseParser", "PoseDecoder",
+           "Topology", "COCO18", "load_topology"]
+
+
+class PoseFieldError(ValueError):
+    """cmap / paf arrays that cannot be decoded (shape, dtype, NaN/Inf), with the reason."""
+
+
+@dataclass(frozen=True)
+class PoseParams:
+    """Decoder parameters; ``RUNTIME`` names those that may change while running."""
+
+    #: a peak's confidence map value must exceed this
+    peak_threshold: float = 0.1
+    #: a peak is the maximum of a peak_window x peak_window window (odd, 3..9)
+    peak_window: int = 3
+    #: at most this many peaks per part (the highest)
+    max_peaks: int = 100
+    #: a link's score (mean PAF projection along it) must exceed this
+    link_threshold: float = 0.1
+    #: PAF samples per candidate link
+    num_samples: int = 10
+    #: a sample "follows" the link when its projection exceeds this
+    sample_threshold: float = 0.05
+    #: at least this fraction of the samples must follow the link
+    min_sample_fraction: float = 0.8
+    #: people with fewer keypoints are dropped
+    min_parts: int = 3
+    #: people with a lower score are dropped
+    min_score: float = 0.0
+    #: at most this many people are returned (highest scores first)
+    max_people: int = 100
+
+    RUNTIME = ("peak_threshold", "link_threshold", "min_parts", "min_score", "max_people")
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("peak_threshold", "link_threshold", "sample_threshold", "min_sample_fraction",
+                     "min_score"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                problems.append(f"{name} must be a finite number, got {value!r}")
+        for name, low, high in (("peak_window", 3, 9), ("max_peaks", 1, 10000), ("num_samples", 2, 100),
+                                ("min_parts", 1, 1000), ("max_people", 1, 10000)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                problems.append(f"{name} must be an integer in {low}..{high}, got {value!r}")
+        if not problems:
+            if self.peak_window % 2 == 0:
+                problems.append(f"peak_window must be odd, got {self.peak_window}")
+            if not 0.0 <= self.link_threshold < 1.0:
+                problems.append(f"link_threshold must be in [0, 1), got {self.link_threshold}")
+            if not -1.0 <= self.sample_threshold < 1.0:
+                problems.append(f"sample_threshold must be in [-1, 1), got {self.sample_threshold}")
+            if not 0.0 <= self.min_sample_fraction <= 1.0:
+                problems.append(f"min_sample_fraction must be in [0, 1], got {self.min_sample_fraction}")
+        if problems:
+            raise ValueError("invalid pose decoder parameters: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "PoseParams":
+        """From a mapping of parameter names (a YAML section, CLI options); unknown keys are an error."""
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - allowed
+        if unknown:
+            raise ValueError(f"unknown pose decoder parameters {sorted(unknown)}; allowed: {sorted(allowed)}")
+        return cls(**dict(values))
+
+
+@dataclass(frozen=True)
+class Poses:
+    """O people, highest score first, as arrays.
+
+    keypoints: float64[O, C, 3] (x, y, score) per part; x, y are NaN and score 0 for absent parts.
+    scores: float64[O] person scores. links: bool[O, L] whether link k joins two of its keypoints.
+    The coordinates are map cells (:class:`PoseParser`) or source pixels (:class:`PoseDecoder`).
+    """
+
+    keypoints: np.ndarray
+    scores: np.ndarray
+    links: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.scores.size)
+
+    def skeletons(self, topology: Topology) -> list["Skeleton"]:
+        """One :class:`Skeleton` per person."""
+        present = self.keypoints[:, :, 2] > 0
+        out = []
+        for person in range(len(self)):
+            parts = np.flatnonzero(present[person])
+            out.append(Skeleton(score=float(self.scores[person]), parts=parts,
+                                xy=self.keypoints[person, parts, :2],
+                                scores=self.keypoints[person, parts, 2],
+                                links=topology.links[self.links[person]]))
+        return out
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """One person: K keypoints and E links.
+
+    score: person score in [0, 1] (mean of its keypoint scores and link scores); parts: int64[K]
+    part ids, ascending; xy: float64[K, 2] (x, y); scores: float64[K] confidence map value at each
+    keypoint's peak; links: int64[E, 2] (part_a, part_b) of the links that join its keypoints.
+    """
+
+    score: float
+    parts: np.ndarray
+    xy: np.ndarray
+    scores: np.ndarray
+    links: np.ndarray
+
+
+def _check_field(name: str, array: np.ndarray, channels: int, what: str) -> np.ndarray:
+    """``array`` as float32[channels, H, W], or PoseFieldError saying what is wrong."""
+    if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
+        raise PoseFieldError(f"{name} must be a floating-point array, got "
+                             f"{getattr(array, 'dtype', type(array).__name__)}")
+    if array.ndim != 3 or array.shape[0] != channels or 0 in array.shape:
+        raise PoseFieldError(f"{name} must have shape [{channels}, H, W] ({what}), got {list(array.shape)}")
+    if not (np.isfinite(array.max()) and np.isfinite(array.min())):
+        bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+        raise PoseFieldError(f"{name} has {bad} NaN/Inf values out of {array.size}; the model output is "
+                             f"invalid (check the engine precision and the input normalization)")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+class PoseParser:
+    """Decodes one image's cmap and paf into :class:`Poses` in map cells (see the module docstring)."""
+
+    def __init__(self, topology: Topology = COCO18, params: PoseParams = PoseParams()) -> None:
+        self.topology = topology
+        self.params = params
+        self._padded: Optional[np.ndarray] = None  # reused padded cmap buffer
+
+    def __call__(self, cmap: np.ndarray, paf: np.ndarray) -> Poses:
+        """cmap: float[C, H, W]; paf: float[2L, H, W] (same H, W). Raises :class:`PoseFieldError`."""
+        topo, prm = self.topology, self.params
+        cmap = _check_field("cmap", cmap, topo.num_parts, f"{topo.num_parts} parts of the topology")
+        paf = _check_field("paf", paf, 2 * topo.num_links, f"2 x {topo.num_links} links of the topology")
+        if cmap.shape[1:] != paf.shape[1:]:
+            raise PoseFieldError(f"cmap and paf maps must have the same size, got "
+                                 f"{cmap.shape[2]}x{cmap.shape[1]} and {paf.shape[2]}x{paf.shape[1]}")
+        pad = prm.peak_window // 2
+        self._padded = padded = pad_maps(cmap, pad, self._padded)
+        peaks = find_peaks(padded, pad, prm.peak_threshold, prm.max_peaks)
+        num_parts, num_links = topo.num_parts, topo.num_links
+        if peaks.index.size == 0:
+            return Poses(np.zeros((0, num_parts, 3)), np.zeros(0), np.zeros((0, num_links), dtype=bool))
+        x, y = refine_peaks(padded, peaks.index, pad)
+        value = padded.reshape(-1)[peaks.index].astype(np.float64)
+        cand = paf_score_graph(paf, topo.links, peaks.counts, x, y, prm.num_samples,
+                               prm.sample_threshold, prm.min_sample_fraction, prm.link_threshold)
+        group = connect_parts(peaks.part, cand, assignment(cand, peaks.index.size))
+
+        # per group: keypoints, links joining two of its keypoints, score
+        num_groups = int(group.max()) + 1
+        link_group = group[cand.a]
+        joined = link_group == group[cand.b]
+        link_group = link_group[joined]
+        size = np.bincount(group, minlength=num_groups)
+        total = (np.bincount(group, weights=value, minlength=num_groups)
+                 + np.bincount(link_group, weights=cand.score[joined], minlength=num_groups))
+        score = total / (size + np.bincount(link_group, minlength=num_groups))
+        kept = np.flatnonzero((size >= prm.min_parts) & (score >= prm.min_score))
+        kept = kept[np.argsort(-score[kept], kind="stable")[:prm.max_people]]
+        row = np.full(num_groups + 1, -1, dtype=np.int64)  # row of each group in the output, -1: dropped
+        row[kept] = np.arange(kept.size)
+        keypoints = np.zeros((kept.size + 1, num_parts, 3))  # dropped groups write to the last row
+        keypoints[:, :, :2] = np.nan
+        keypoints[row[group], peaks.part] = np.stack([x, y, value], axis=1)
+        links = np.zeros((kept.size + 1, num_links), dtype=bool)
+        links[row[link_group], cand.link[joined]] = True
+        keypoints, links = keypoints[:-1], links[:-1]
+        return Poses(keypoints, score[kept], links)
+
+
+class PoseDecoder:
+    """The pose :class:`~trt_perception.core.decode.Decoder`: outputs of one image -> skeletons in
+    source-image pixels."""
+
+    roles = ("cmap", "paf")
+
+    def __init__(self, topology: Topology = COCO18, params: PoseParams = PoseParams()) -> None:
+        self._parser = PoseParser(topology, params)
+
+    @property
+    def topology(self) -> Topology:
+        return self._parser.topology
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> "PoseDecoder":
+        """From a model config: ``outputs`` names both roles; the ``decoder`` section holds
+        :class:`PoseParams` fields and optionally ``topology`` (a trt_pose topology JSON path,
+        relative to the YAML file; COCO 18 parts when absent)."""
+        where = str(config.source) if config.source else "model config"
+        missing = [role for role in cls.roles if role not in config.outputs]
+        if missing:
+            raise ModelConfigError(f"{where}: the pose decoder needs outputs {list(cls.roles)}; "
+                                   f"missing {missing}")
+        options = dict(config.decoder)
+        topology = COCO18
+        if "topology" in options:
+            base = config.source.parent if config.source else config.model_path.parent
+            try:
+                topology = load_topology(base / str(options.pop("topology")))
+            except ValueError as exc:
+                raise ModelConfigError(f"{where}: decoder: {exc}") from exc
+        try:
+            return cls(topology, PoseParams.from_dict(options))
+        except (TypeError, ValueError) as exc:
+            raise ModelConfigError(f"{where}: decoder: {exc}") from exc
+
+    def decode_cells(self, cmap: np.ndarray, paf: np.ndarray) -> Poses:
+        """cmap float[C, H, W], paf float[2L, H, W] of one image -> people in map cells."""
+        return self._parser(cmap, paf)
+
+    def __call__(self, outputs: Mapping[str, np.ndarray], geometry: ResizeGeometry) -> list[Skeleton]:
+        """``outputs["cmap"]``: float[1, C, H, W], ``outputs["paf"]``: float[1, 2L, H, W] -> skeletons
+        with keypoints in source-image pixels, highest score first."""
+        fields = []
+        for role in self.roles:
+            array = outputs.get(role)
+            if array is None:
+                raise PoseFieldError(f"missing output {role!r} (got {sorted(outputs)})")
+            if array.ndim != 4 or array.shape[0] != 1:
+                raise PoseFieldError(f"{role} must have shape [1, channels, H, W], got {list(array.shape)}")
+            fields.append(array[0])
+        poses = self._parser(*fields)
+        _, height, width = fields[0].shape
+        keypoints = poses.keypoints.copy()
+        x, y = geometry.to_source(keypoints[:, :, 0] * (geometry.dst_w / width),
+                                  keypoints[:, :, 1] * (geometry.dst_h / height))
+        keypoints[:, :, 0], keypoints[:, :, 1] = x, y
+        return dataclasses.replace(poses, keypoints=keypoints).skeletons(self.topology)
+
+    def runtime_params(self) -> dict[str, Any]:
+        """Current values of the parameters :meth:`set_params` accepts (``PoseParams.RUNTIME``)."""
+        return {name: getattr(self._parser.params, name) for name in PoseParams.RUNTIME}
+
+    def set_params(self, params: Mapping[str, Any]) -> None:
+        """Change runtime parameters; ValueError (and nothing changed) when any is unknown or invalid."""
+        fixed = set(params) - set(PoseParams.RUNTIME)
+        if fixed:
+            raise ValueError(f"pose decoder parameters {sorted(fixed)} cannot change at runtime; "
+                             f"runtime parameters: {list(PoseParams.RUNTIME)}")
+        self._parser.params = dataclasses.replace(self._parser.params, **dict(params))
+
+    @property
+    def params(self) -> PoseParams:
+        return self._parser.params

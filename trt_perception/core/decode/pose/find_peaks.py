@@ -1,0 +1,82 @@
+"""Peak finding: local maxima of each confidence map above a threshold.
+
+Works on maps padded with -inf (:func:`pad_maps`), so a neighbour lookup is one flat offset and
+the border needs no special case: a peak cell at the edge is compared with its in-map neighbours
+only. Candidates (cells above the threshold) are tested against their neighbours in stages, nearest
+ring first, so the cost grows with the number of candidates, not with the map size.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+
+class Peaks(NamedTuple):
+    """M peaks. index: int64[M] flat indices into the padded maps, ascending (so grouped by part,
+    part 0 first); part: int64[M]; counts: int64[C] peaks per part."""
+
+    index: np.ndarray
+    part: np.ndarray
+    counts: np.ndarray
+
+
+def pad_maps(cmap: np.ndarray, pad: int, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """float32[C, H + 2 pad, W + 2 pad]: ``cmap`` (float[C, H, W]) with ``pad`` cells of -inf around.
+
+    ``out``: a previous result of the same shape to reuse (its border is already -inf).
+    """
+    channels, height, width = cmap.shape
+    shape = (channels, height + 2 * pad, width + 2 * pad)
+    if out is None or out.shape != shape:
+        out = np.full(shape, -np.inf, dtype=np.float32)
+    out[:, pad:pad + height, pad:pad + width] = cmap
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _neighbour_offsets(row_stride: int, radius: int) -> tuple[tuple[tuple[int, ...], ...], np.ndarray]:
+    """Flat offsets of the window's neighbours in stages (4-neighbours, diagonals, next ring...),
+    and the offsets of the neighbours before the centre in raster order."""
+    rings: dict[tuple[int, int], list[int]] = {}
+    for di in range(-radius, radius + 1):
+        for dj in range(-radius, radius + 1):
+            if (di, dj) != (0, 0):
+                key = (max(abs(di), abs(dj)), abs(di) + abs(dj))
+                rings.setdefault(key, []).append(di * row_stride + dj)
+    stages = tuple(tuple(rings[key]) for key in sorted(rings))
+    earlier = np.array(sorted(o for ring in rings.values() for o in ring if o < 0), dtype=np.int64)
+    return stages, earlier
+
+
+def find_peaks(padded: np.ndarray, pad: int, threshold: float, max_count: int) -> Peaks:
+    """Peaks of each channel of ``padded`` (from :func:`pad_maps`).
+
+    A peak is a cell whose value is above ``threshold`` and is the maximum of the
+    (2 pad + 1) x (2 pad + 1) window centred on it; on a plateau only the first cell in raster
+    order counts. At most ``max_count`` peaks per part are kept, the highest.
+    """
+    channels, padded_h, padded_w = padded.shape
+    values = padded.reshape(-1)
+    cand = np.flatnonzero(values > threshold)
+    stages, earlier = _neighbour_offsets(padded_w, pad)
+    value = values[cand]
+    for offsets in stages:
+        keep = value >= values[cand + offsets[0]]
+        for offset in offsets[1:]:
+            keep &= value >= values[cand + offset]
+        cand, value = cand[keep], value[keep]
+    if cand.size:  # plateau: drop cells equal to an earlier neighbour
+        cand = cand[~(value[:, None] == values[cand[:, None] + earlier]).any(axis=1)]
+    part = cand // (padded_h * padded_w)
+    counts = np.bincount(part, minlength=channels)
+    if cand.size and counts.max() > max_count:
+        value = values[cand]
+        order = np.lexsort((-value, part))  # by part, highest first
+        rank = np.empty(cand.size, dtype=np.int64)
+        rank[order] = np.arange(cand.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        cand, part = cand[rank < max_count], part[rank < max_count]
+        counts = np.minimum(counts, max_count)
+    return Peaks(cand, part, counts)
