@@ -219,14 +219,14 @@ def unresolvable_parts(keypoints: np.ndarray, topology: Topology, sigma: float =
 
 
 def recovered(keypoints: np.ndarray, found: np.ndarray, topology: Topology, tol: float = 1.5,
-              optional: Optional[np.ndarray] = None) -> np.ndarray:
+              optional: Optional[np.ndarray] = None, optional_tol: float = 3.0) -> np.ndarray:
     """bool[O]: which true people some found person matches exactly.
 
     keypoints: float[O, C, 2] true (drawn) keypoints; found: float[D, C, 3] (x, y, score) with
     score 0 for absent parts (``Poses.keypoints``). A found person matches true person o when it
     has every part of ``expected_parts`` within ``tol`` cells of the truth and no other part,
     except parts marked in ``optional`` (bool[O, C], e.g. :func:`unresolvable_parts`), which it
-    may have (within ``tol``) or not.
+    may have (within ``optional_tol``: a merged peak lies between the two people's parts) or not.
     """
     expected = expected_parts(keypoints, topology)
     optional = np.zeros_like(expected) if optional is None else optional & expected
@@ -234,7 +234,7 @@ def recovered(keypoints: np.ndarray, found: np.ndarray, topology: Topology, tol:
     with np.errstate(invalid="ignore"):
         dist = np.hypot(found[None, :, :, 0] - keypoints[:, None, :, 0],
                         found[None, :, :, 1] - keypoints[:, None, :, 1])  # [O, D, C], NaN if absent
-    close = has[None] & (dist <= tol)
+    close = has[None] & (dist <= np.where(optional, optional_tol, tol)[:, None, :])
     required = expected & ~optional
     ok_required = np.all(close | ~required[:, None, :], axis=2)
     ok_extra = np.all(~has[None] | close & expected[:, None, :], axis=2)
