@@ -123,6 +123,36 @@ def _to_output_order(img: np.ndarray, source_order: str, color_order: str) -> np
     return img
 
 
+def _normalize_into(target: np.ndarray, values: np.ndarray, scale: np.ndarray | np.float32,
+                    bias: np.ndarray | np.float32) -> None:
+    """``target[...] = values * scale + bias``, computed in float32 (then cast to target's dtype)."""
+    if target.dtype == np.float32:
+        np.multiply(values, scale, out=target, casting="unsafe")
+        target += bias
+    else:
+        target[...] = values * scale + bias
+
+
+def _write_planes(resized: np.ndarray, source_order: str, cfg: PreprocessConfig,
+                  geo: ResizeGeometry, planes: np.ndarray) -> None:
+    """Normalize the resized content into float[3, H, W] ``planes``, one output channel at a time.
+
+    Same arithmetic per pixel as the HWC path (so bit-identical), but each plane is written
+    contiguously, and the colour order is handled by picking the source channel of each plane.
+    """
+    letterboxed = (geo.content_w, geo.content_h) != (cfg.width, cfg.height)
+    for c in range(3):
+        if source_order == "mono":
+            values = resized
+        else:
+            values = resized[:, :, c if source_order == cfg.color_order else 2 - c]
+        plane = planes[c]
+        if letterboxed:
+            plane[...] = np.float32(cfg.pad_value) * cfg.scale[c] + cfg.bias[c]
+            plane = plane[geo.pad_y:geo.pad_y + geo.content_h, geo.pad_x:geo.pad_x + geo.content_w]
+        _normalize_into(plane, values, cfg.scale[c], cfg.bias[c])
+
+
 def preprocess(pixels: np.ndarray, source_order: str, cfg: PreprocessConfig,
                out: Optional[np.ndarray] = None) -> tuple[np.ndarray, ResizeGeometry]:
     """Turn ``pixels`` into the network input described by ``cfg``.
@@ -153,19 +183,13 @@ def preprocess(pixels: np.ndarray, source_order: str, cfg: PreprocessConfig,
         resized = pixels
     else:
         resized = cv2.resize(pixels, (geo.content_w, geo.content_h), interpolation=cv2.INTER_LINEAR)
+    if cfg.layout == "nchw":
+        _write_planes(resized, source_order, cfg, geo, out[0])
+        return out, geo
     content = _to_output_order(resized, source_order, cfg.color_order)
     if geo.content_w != cfg.width or geo.content_h != cfg.height:
         canvas = np.full((cfg.height, cfg.width, 3), cfg.pad_value, dtype=np.uint8)
         canvas[geo.pad_y:geo.pad_y + geo.content_h, geo.pad_x:geo.pad_x + geo.content_w] = content
         content = canvas
-
-    if cfg.layout == "nchw":
-        target = out[0].transpose(1, 2, 0)  # a view in HWC order onto the CHW buffer
-    else:
-        target = out[0]
-    if out.dtype == np.float32:
-        np.multiply(content, cfg.scale, out=target, casting="unsafe")
-        target += cfg.bias
-    else:
-        target[...] = content * cfg.scale + cfg.bias
+    _normalize_into(out[0], content, cfg.scale, cfg.bias)
     return out, geo
