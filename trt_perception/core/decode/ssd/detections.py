@@ -1,0 +1,31 @@
+"""The result of SSD decoding for one image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Detections:
+    """K detections of one image, sorted by descending score.
+
+    boxes_xyxy: float32[K, 4] (xmin, ymin, xmax, ymax) in source-image pixels (edges at 0 and W,
+    see :mod:`trt_perception.core.geometry`), clipped to the image, each of positive area.
+    scores: float32[K] in (0, 1]. class_ids: int32[K], the column of the model's class output
+    (0 = background, never reported). labels: the class names (``str(class_id)`` without a labels
+    file).
+    """
+
+    boxes_xyxy: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    labels: list[str]
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), [])
