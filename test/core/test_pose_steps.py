@@ -33,6 +33,7 @@ def test_topology_file_is_trt_pose_human_pose_and_the_default():
     assert topo.parts == COCO18.parts and np.array_equal(topo.links, COCO18.links)
     # 1-based skeleton [16, 14] is link 0: left_ankle -> left_knee
     assert (topo.parts[topo.links[0, 0]], topo.parts[topo.links[0, 1]]) == ("left_ankle", "left_knee")
+    assert (topo.parts[topo.links[-1, 0]], topo.parts[topo.links[-1, 1]]) == ("neck", "right_hip")
     again = Topology.from_coco_category(topo.to_coco_category())
     assert again.parts == topo.parts and np.array_equal(again.links, topo.links)
 

@@ -1,0 +1,168 @@
+"""The pose decoder end to end on fields synthesised from known skeletons, and its edge cases."""
+
+import numpy as np
+import pytest
+
+from trt_perception.core.decode import create_decoder
+from trt_perception.core.decode.pose import COCO18, PoseDecoder, PoseFieldError, PoseParams, PoseParser
+from trt_perception.core.decode.pose.synthetic import (expected_parts, random_person, random_scene,
+                                                       recovered, render_fields, unresolvable_parts)
+from trt_perception.core.geometry import ResizeGeometry
+from trt_perception.core.model_config import ModelConfigError, model_config_from_dict
+
+
+def _share(num_people, separated, scenes, seed):
+    rng = np.random.default_rng(seed)
+    parser = PoseParser()
+    hits = total = 0
+    for _ in range(scenes):
+        scene = random_scene(rng, num_people, separated=separated)
+        poses = parser(scene.cmap, scene.paf)
+        ok = recovered(scene.keypoints, poses.keypoints, COCO18,
+                       optional=unresolvable_parts(scene.keypoints, COCO18))
+        counted = expected_parts(scene.keypoints, COCO18).sum(axis=1) >= 3  # min_parts
+        hits += int(ok[counted].sum())
+        total += int(counted.sum())
+    return hits / total
+
+
+@pytest.mark.parametrize("num_people", [1, 3, 6])
+def test_separated_people_are_all_recovered(num_people):
+    assert _share(num_people, separated=True, scenes=15, seed=num_people) == 1.0
+
+
+@pytest.mark.parametrize("num_people, at_least", [(5, 0.85), (20, 0.65)])
+def test_crossing_people_are_mostly_recovered(num_people, at_least):
+    assert _share(num_people, separated=False, scenes=12, seed=100 + num_people) >= at_least
+
+
+def test_crossing_limbs_and_adjacent_people():
+    rng = np.random.default_rng(7)
+    a = random_person(rng, 30, (20, 28), angle=0.3)
+    b = random_person(rng, 30, (27, 28), angle=-0.3)  # overlapping, limbs crossing
+    c = random_person(rng, 30, (45, 28))
+    people = np.stack([a, b, c])
+    cmap, paf = render_fields(people, COCO18, 56, 56)
+    poses = PoseParser()(cmap, paf)
+    ok = recovered(people, poses.keypoints, COCO18, optional=unresolvable_parts(people, COCO18))
+    assert ok.all()
+
+
+def test_people_cut_by_the_border_keep_their_visible_parts():
+    rng = np.random.default_rng(3)
+    person = random_person(rng, 40, (2.0, 28.0))  # left half outside the map
+    person[(person[:, 0] < 0) | (person[:, 0] >= 56)] = np.nan
+    cmap, paf = render_fields(person[None], COCO18, 56, 56)
+    poses = PoseParser(params=PoseParams(min_parts=1))(cmap, paf)
+    assert recovered(person[None], poses.keypoints, COCO18).all()
+
+
+def test_keypoint_and_person_scores():
+    rng = np.random.default_rng(5)
+    person = random_person(rng, 36, (28, 28))
+    gain = np.full((1, 18), 0.7)
+    cmap, paf = render_fields(person[None], COCO18, 56, 56, part_gain=gain)
+    poses = PoseParser()(cmap, paf)
+    present = poses.keypoints[0, :, 2] > 0
+    assert np.array_equal(present, ~np.isnan(person[:, 0]))
+    # the value at the peak cell: a keypoint is at most sqrt(0.5) cells from its cell's centre
+    values = poses.keypoints[0, present, 2]
+    assert np.all(values <= 0.7 + 1e-6) and np.all(values >= 0.7 * np.exp(-0.5 / (2 * 1.5 ** 2)) - 1e-6)
+    assert 0.7 < poses.scores[0] <= 1.0  # mean of keypoint (0.7) and link (~1) scores
+
+
+def test_min_parts_min_score_and_max_people_filter():
+    scene = random_scene(np.random.default_rng(11), 4, separated=True)
+    every = PoseParser(params=PoseParams(min_parts=1))(scene.cmap, scene.paf)
+    assert len(every) >= 4
+    assert np.all(np.diff(every.scores) <= 0)
+    parts = (every.keypoints[:, :, 2] > 0).sum(axis=1)
+    big = PoseParser(params=PoseParams(min_parts=8))(scene.cmap, scene.paf)
+    assert len(big) == int((parts >= 8).sum())
+    two = PoseParser(params=PoseParams(min_parts=1, max_people=2))(scene.cmap, scene.paf)
+    assert np.array_equal(two.scores, every.scores[:2])
+    cut = float(every.scores[1])
+    assert len(PoseParser(params=PoseParams(min_parts=1, min_score=cut))(scene.cmap, scene.paf)) == \
+        int((every.scores >= cut).sum())
+
+
+def test_empty_maps_and_a_single_part():
+    cmap = np.zeros((18, 56, 56), dtype=np.float32)
+    paf = np.zeros((42, 56, 56), dtype=np.float32)
+    assert len(PoseParser()(cmap, paf)) == 0
+    cmap[5, 10, 20] = 0.9
+    assert len(PoseParser()(cmap, paf)) == 0  # below min_parts
+    poses = PoseParser(params=PoseParams(min_parts=1))(cmap, paf)
+    assert len(poses) == 1 and (poses.keypoints[0, :, 2] > 0).tolist() == [p == 5 for p in range(18)]
+    assert poses.keypoints[0, 5, :2].tolist() == [20.5, 10.5] and not poses.links.any()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("field", ["cmap", "paf"])
+def test_nan_and_inf_are_refused(field, bad):
+    scene = random_scene(np.random.default_rng(1), 2)
+    arrays = {"cmap": scene.cmap.copy(), "paf": scene.paf.copy()}
+    arrays[field][3, 4, 5] = bad
+    with pytest.raises(PoseFieldError, match=f"{field} has 1 NaN/Inf"):
+        PoseParser()(arrays["cmap"], arrays["paf"])
+
+
+@pytest.mark.parametrize("cmap_shape, paf_shape, message", [
+    ((17, 56, 56), (42, 56, 56), r"cmap must have shape \[18, H, W\]"),
+    ((18, 56, 56), (40, 56, 56), r"paf must have shape \[42, H, W\]"),
+    ((18, 56, 56), (42, 28, 28), "same size"),
+    ((18, 56), (42, 56, 56), "cmap must have shape"),
+])
+def test_shape_mismatches_are_refused(cmap_shape, paf_shape, message):
+    with pytest.raises(PoseFieldError, match=message):
+        PoseParser()(np.zeros(cmap_shape, np.float32), np.zeros(paf_shape, np.float32))
+
+
+def _config(tmp_path, decoder=None, outputs=None):
+    (tmp_path / "m.onnx").write_bytes(b"stand-in file; the decoder never opens it")
+    raw = {"task": "pose", "model": "m.onnx", "input": "input",
+           "outputs": outputs or {"cmap": "cmap", "paf": "paf"},
+           "preprocess": {"width": 224, "height": 224}, "decoder": decoder or {}}
+    return model_config_from_dict(raw, tmp_path, source=tmp_path / "m.yaml")
+
+
+@pytest.mark.parametrize("mode", ["stretch", "letterbox"])
+def test_decoder_reports_keypoints_in_source_pixels(tmp_path, mode):
+    decoder = create_decoder(_config(tmp_path))
+    assert isinstance(decoder, PoseDecoder) and decoder.roles == ("cmap", "paf")
+    person = random_person(np.random.default_rng(2), 30, (28, 30))
+    cmap, paf = render_fields(person[None], COCO18, 56, 56)
+    geometry = ResizeGeometry.create(640, 480, 224, 224, mode)
+    skeletons = decoder({"cmap": cmap[None], "paf": paf[None]}, geometry)
+    assert len(skeletons) == 1
+    # truth: map cells -> model pixels (4 per cell) -> source pixels
+    tx, ty = geometry.to_source(person[:, 0] * 4.0, person[:, 1] * 4.0)
+    visible = np.flatnonzero(~np.isnan(person[:, 0]))
+    assert skeletons[0].parts.tolist() == visible.tolist()
+    assert np.allclose(skeletons[0].xy, np.stack([tx, ty], 1)[visible], atol=0.05 * 640 / 224)
+    assert len(skeletons[0].links) > 0
+
+
+def test_from_config_reads_parameters_and_topology(tmp_path):
+    (tmp_path / "topo.json").write_text('{"keypoints": ["a", "b", "c"], "skeleton": [[1, 2], [2, 3]]}')
+    decoder = PoseDecoder.from_config(_config(tmp_path, {"topology": "topo.json", "min_parts": 2}))
+    assert decoder.topology.parts == ("a", "b", "c") and decoder.params.min_parts == 2
+    with pytest.raises(ModelConfigError, match="unknown pose decoder parameters"):
+        PoseDecoder.from_config(_config(tmp_path, {"peak_treshold": 0.2}))
+    with pytest.raises(ModelConfigError, match="cannot read topology file"):
+        PoseDecoder.from_config(_config(tmp_path, {"topology": "missing.json"}))
+    with pytest.raises(ModelConfigError, match=r"needs outputs \['cmap', 'paf'\]"):
+        PoseDecoder.from_config(_config(tmp_path, outputs={"cmap": "cmap"}))
+
+
+def test_runtime_params_change_atomically():
+    decoder = PoseDecoder()
+    decoder.set_params({"peak_threshold": 0.3, "min_parts": 5})
+    assert decoder.runtime_params()["peak_threshold"] == 0.3 and decoder.params.min_parts == 5
+    with pytest.raises(ValueError, match="link_threshold must be in"):
+        decoder.set_params({"min_parts": 2, "link_threshold": 1.5})
+    assert decoder.params.min_parts == 5  # nothing changed
+    with pytest.raises(ValueError, match="cannot change at runtime"):
+        decoder.set_params({"peak_window": 5})
+    with pytest.raises(ValueError, match="must be an integer"):
+        decoder.set_params({"max_people": 2.5})
