@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 # Sub-command modules, in the order ``--help`` lists them.
 TOOLS = [
+    "detect",
     "decode_pose",
     "export_trt_pose",
 ]
