@@ -64,6 +64,7 @@ def test_kernel_pixel_code_equals_cpu_reference(host_kernel: ctypes.CDLL, case: 
     got = _run_host(host_kernel, PreprocessPlan.create(case.config, layout), data)
     want = reference(case, data, layout)
     assert not np.isnan(got).any(), "some output elements were never written"
-    mismatched = np.flatnonzero(got.reshape(-1) != want.reshape(-1))
-    assert mismatched.size == 0, (f"{mismatched.size} of {got.size} values differ; first at flat index "
-                                  f"{mismatched[0]}: {got.reshape(-1)[mismatched[0]]} vs {want.reshape(-1)[mismatched[0]]}")
+    got, want = got.reshape(-1), want.reshape(-1)
+    differ = np.flatnonzero(got != want)
+    assert differ.size == 0, (f"{differ.size} of {got.size} values differ; first at flat index "
+                              f"{differ[0]}: {got[differ[0]]} vs {want[differ[0]]}")

@@ -1,0 +1,354 @@
+"""GPU pipeline benchmark and correctness check; runs on a machine with a CUDA GPU and pycuda.
+
+    python benchmarks/gpu_pipeline.py --out benchmarks/results [--repeats 300]
+
+1. Parity: GpuPreprocessor (upload and zero-copy input) against the CPU reference path on every
+   parity case (trt_perception.core.gpu.parity): max abs error per dtype, values that differ.
+2. Ceilings: device-to-device copy bandwidth, and the launch time of an empty kernel.
+3. Preprocessing of 640x480, 1280x720 and 1920x1080 bgr8 frames to the SSD model's 300x300
+   float32 NCHW input: pinned upload, kernel and upload + kernel (CUDA events, each run on a
+   freshly uploaded frame), the kernel's floor (max of bytes it must move / copy bandwidth and the
+   empty-kernel launch), the whole call on the host clock (copy of the frame bytes into pinned
+   staging included), the zero-copy kernel, and the OpenCV CPU path (one thread) on this machine.
+4. The detector pipeline without the network (FramePipeline with a ReplayRunner that writes the
+   real SSD outputs of a real frame, recorded with ONNX Runtime on the CPU): upload, preprocess,
+   outputs to the host and the CPU SsdDecoder, p50/p99 per frame at 1080p, depth 1 and 2, frames
+   from message bytes or already in pinned staging; then with the stand-in network busy for
+   1.57 ms (the measured ONNX Runtime CUDA time of this model) to show what pipelining hides.
+
+Prints the tables and writes gpu_pipeline.md and gpu_pipeline.json into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from trt_perception.core.atomic_write import atomic_write_text  # noqa: E402
+from trt_perception.core.gpu.cuda_runtime import gpu_available, shared_device  # noqa: E402
+from trt_perception.core.gpu.frame_pipeline import FramePipeline  # noqa: E402
+from trt_perception.core.gpu.gpu_preprocess import GpuPreprocessor  # noqa: E402
+from trt_perception.core.gpu.parity import (SSD_CONFIG, make_frame, max_abs_error, parity_cases,  # noqa: E402
+                                            reference)
+from trt_perception.core.gpu.preprocess_plan import resize_tables  # noqa: E402
+from trt_perception.core.gpu.replay_runner import ReplayRunner  # noqa: E402
+from trt_perception.core.preprocess import allocate_input, preprocess  # noqa: E402
+
+SIZES = ((640, 480), (1280, 720), (1920, 1080))
+MODEL_CONFIG = ROOT / "models" / "ssdlite_pedestrian" / "ssdlite_pedestrian.yaml"
+TEST_IMAGE = ROOT / "test" / "data" / "vtest_150.jpg"
+INFERENCE_US = 1570.0
+EMPTY_KERNEL = 'extern "C" __global__ void empty_kernel() {}'
+
+
+def stats_ms(values_ms: list[float]) -> dict[str, float]:
+    data = np.asarray(values_ms, dtype=np.float64)
+    return {"p50": float(np.median(data)), "p99": float(np.percentile(data, 99)), "n": int(data.size)}
+
+
+def event_times(device, stream, steps: list[Callable[[], None]], repeats: int, warmup: int = 20) -> list[list[float]]:
+    """Run ``steps`` in order on ``stream`` ``repeats`` times; per run, the ms of each step (events)."""
+    drv = device.driver
+    events = [drv.Event() for _ in range(len(steps) + 1)]
+    runs = []
+    for index in range(warmup + repeats):
+        events[0].record(stream)
+        for step, event in zip(steps, events[1:]):
+            step()
+            event.record(stream)
+        events[-1].synchronize()
+        if index >= warmup:
+            runs.append([events[i + 1].time_since(events[i]) for i in range(len(steps))])
+    return runs
+
+
+def host_times_ms(fn: Callable[[], Any], repeats: int, warmup: int = 20) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        fn()
+        times.append((time.perf_counter_ns() - start) / 1e6)
+    return times
+
+
+def check_parity(device) -> dict[str, Any]:
+    """Max abs error per (path, dtype) over every parity case, and the count of differing values."""
+    rng = np.random.default_rng(2024)
+    summary: dict[str, Any] = {}
+    for zero_copy in (False, True):
+        for case in parity_cases():
+            data, layout = make_frame(case, rng)
+            pre = GpuPreprocessor(device, zero_copy_input=zero_copy)
+            try:
+                pre.configure(case.config, layout.encoding, layout.width, layout.height, layout.step,
+                              layout.is_bigendian)
+                with device.current():
+                    device.driver.memset_d8(pre.input_ptr, 0xFF, pre.plan.output_nbytes)  # poison
+                pre(data)
+                got = pre.download()
+            finally:
+                pre.release()
+            want = reference(case, data, layout)
+            key = f"{'zero_copy' if zero_copy else 'upload'} {case.config.dtype}"
+            entry = summary.setdefault(key, {"cases": 0, "max_abs_error": 0.0, "values_differing": 0,
+                                             "unwritten": 0, "encodings": set()})
+            entry["cases"] += 1
+            entry["unwritten"] += int(np.isnan(got).sum())
+            entry["max_abs_error"] = max(entry["max_abs_error"], max_abs_error(got, want))
+            entry["values_differing"] += int(np.count_nonzero(got != want))
+            entry["encodings"].add(case.encoding)
+    for entry in summary.values():
+        entry["encodings"] = sorted(entry["encodings"])
+    return summary
+
+
+def ceilings(device, repeats: int) -> dict[str, float]:
+    from pycuda.compiler import SourceModule
+    drv = device.driver
+    with device.current():
+        stream = drv.Stream()
+        size = 1 << 30
+        a, b = drv.mem_alloc(size), drv.mem_alloc(size)
+        drv.memset_d8(a, 1, size)
+        copies = event_times(device, stream, [lambda: drv.memcpy_dtod_async(b, a, size, stream)], 20, warmup=3)
+        a.free()
+        b.free()
+        module = SourceModule(EMPTY_KERNEL, no_extern_c=True)
+        empty = module.get_function("empty_kernel")
+        empty.prepare("")
+        grid = (-(-SSD_CONFIG.width // 32), -(-SSD_CONFIG.height // 8), 1)
+        launches = event_times(device, stream, [lambda: empty.prepared_async_call(grid, (32, 8, 1), stream)],
+                               repeats)
+    copy_ms = float(np.median([r[0] for r in copies]))
+    return {"copy_bandwidth_GBps": 2 * size / (copy_ms * 1e-3) / 1e9,
+            "empty_kernel_ms": float(np.median([r[0] for r in launches]))}
+
+
+def kernel_bytes(width: int, height: int) -> int:
+    """Bytes the kernel must move for a bgr8 frame -> SSD input: the source pixels it samples
+    (rows x columns used), each read once, and the float32 output written once."""
+    cols, rows = resize_tables(width, height, SSD_CONFIG.width, SSD_CONFIG.height)
+    used_rows, used_cols = np.unique(rows[:, :2]).size, np.unique(cols[:, :2]).size
+    return int(used_rows * used_cols * 3 + 3 * SSD_CONFIG.width * SSD_CONFIG.height * 4)
+
+
+def bench_preprocess(device, repeats: int, limits: dict[str, float]) -> list[dict[str, Any]]:
+    rows = []
+    cv2.setNumThreads(1)
+    rng = np.random.default_rng(7)
+    for width, height in SIZES:
+        step = width * 3
+        frames = [rng.integers(0, 256, size=height * step, dtype=np.uint8).tobytes() for _ in range(4)]
+        row: dict[str, Any] = {"source": f"{width}x{height}"}
+        pre = GpuPreprocessor(device)
+        try:
+            pre.configure(SSD_CONFIG, "bgr8", width, height, step)
+            pre.host_frame[:] = np.frombuffer(frames[0], np.uint8)
+            with device.current():
+                runs = event_times(device, pre.stream, [lambda: pre.upload(pre.host_frame), pre.launch], repeats)
+            upload = [r[0] for r in runs]
+            kernel = [r[1] for r in runs]
+            row["upload_ms"] = stats_ms(upload)
+            row["kernel_ms"] = stats_ms(kernel)
+            row["upload_kernel_ms"] = stats_ms([r[0] + r[1] for r in runs])
+            counter = itertools.count()
+
+            def call_from_bytes() -> None:
+                pre(frames[next(counter) % len(frames)])
+                pre.synchronize()
+
+            def call_from_staging() -> None:
+                pre.wait_frame_free()
+                pre(pre.host_frame)
+                pre.synchronize()
+
+            row["host_call_bytes_ms"] = stats_ms(host_times_ms(call_from_bytes, repeats))
+            row["host_call_staging_ms"] = stats_ms(host_times_ms(call_from_staging, repeats))
+        finally:
+            pre.release()
+        zero = GpuPreprocessor(device, zero_copy_input=True)
+        try:
+            zero.configure(SSD_CONFIG, "bgr8", width, height, step)
+            zero.host_frame[:] = np.frombuffer(frames[1], np.uint8)
+            with device.current():
+                runs = event_times(device, zero.stream, [zero.launch], repeats)
+            row["zero_copy_kernel_ms"] = stats_ms([r[0] for r in runs])
+        finally:
+            zero.release()
+        pixels = np.frombuffer(frames[2], np.uint8).reshape(height, width, 3)
+        out = allocate_input(SSD_CONFIG)
+        row["opencv_cpu_ms"] = stats_ms(host_times_ms(lambda: preprocess(pixels, "bgr", SSD_CONFIG, out=out),
+                                                      repeats))
+        moved = kernel_bytes(width, height)
+        row["kernel_bytes"] = moved
+        row["floor_ms"] = max(moved / (limits["copy_bandwidth_GBps"] * 1e9) * 1e3, limits["empty_kernel_ms"])
+        row["kernel_over_floor"] = row["kernel_ms"]["p50"] / row["floor_ms"]
+        row["cpu_over_kernel"] = row["opencv_cpu_ms"]["p50"] / row["kernel_ms"]["p50"]
+        row["upload_kernel_over_upload"] = row["upload_kernel_ms"]["p50"] / row["upload_ms"]["p50"]
+        rows.append(row)
+    return rows
+
+
+def recorded_ssd(frame_bgr: np.ndarray):
+    """(model config, decoder, real SSD outputs by name) for one frame, through ONNX Runtime on the CPU."""
+    from trt_perception.core.backends import create_backend
+    from trt_perception.core.decode import create_decoder
+    from trt_perception.core.model_config import load_model_config
+    config = load_model_config(MODEL_CONFIG)
+    decoder = create_decoder(config)
+    with create_backend("onnxruntime", str(config.model_path), threads=1) as backend:
+        tensor, _ = preprocess(frame_bgr, "bgr", config.preprocess)
+        outputs = {name: array.copy() for name, array in backend.infer({config.input_name: tensor}).items()}
+    return config, decoder, outputs
+
+
+def bench_pipeline(device, repeats: int) -> dict[str, Any]:
+    width, height = SIZES[-1]
+    frame = cv2.resize(cv2.imread(str(TEST_IMAGE)), (width, height), interpolation=cv2.INTER_LINEAR)
+    config, decoder, outputs = recorded_ssd(frame)
+    cpu_detections = decoder({role: outputs[name] for role, name in config.outputs.items()},
+                             config.preprocess.geometry(width, height))
+
+    def decode(outs, geometry):
+        return decoder({role: outs[name] for role, name in config.outputs.items()}, geometry)
+
+    data = frame.tobytes()
+    results: dict[str, Any] = {"frame": f"{width}x{height} bgr8 ({TEST_IMAGE.name} resized)",
+                               "detections": len(cpu_detections)}
+    for busy_us in (0.0, INFERENCE_US):
+        runner = ReplayRunner(device, outputs, busy_us=busy_us)
+        try:
+            for depth in (1, 2):
+                pipeline = FramePipeline(device, config.preprocess, runner, decode, depth=depth)
+                try:
+                    pipeline.configure("bgr8", width, height, width * 3)
+                    for source in ("bytes", "staging"):
+                        if source == "staging":   # the producer wrote the frame into each slot's staging
+                            for _ in range(depth):
+                                pipeline.next_host_frame()[:] = np.frombuffer(data, np.uint8)
+                                pipeline.submit(pipeline.next_host_frame())
+                            pipeline.drain()
+
+                        def one() -> list:
+                            return pipeline.submit(pipeline.next_host_frame() if source == "staging" else data)
+
+                        for _ in range(20):
+                            one()
+                        pipeline.drain()
+                        periods, produced = [], []
+                        for _ in range(repeats):
+                            start = time.perf_counter_ns()
+                            produced += one()
+                            periods.append((time.perf_counter_ns() - start) / 1e6)
+                        produced += pipeline.drain()
+                        same = all(np.array_equal(r.result.boxes_xyxy, cpu_detections.boxes_xyxy)
+                                   for r in produced)
+                        key = f"busy{int(busy_us)}_depth{depth}_{source}"
+                        results[key] = {"per_frame_ms": stats_ms(periods), "results": len(produced),
+                                        "detections_equal_cpu": bool(same)}
+                finally:
+                    pipeline.close()
+        finally:
+            runner.free()
+    # the CPU decoder on its own (it runs on the host in every row above)
+    named = {role: outputs[name] for role, name in config.outputs.items()}
+    geometry = config.preprocess.geometry(width, height)
+    results["cpu_decode_ms"] = stats_ms(host_times_ms(lambda: decoder(named, geometry), repeats))
+    results["outputs_bytes"] = int(sum(a.nbytes for a in outputs.values()))
+    return results
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"# GPU pipeline: measured on {report['device']}", "",
+             f"Driver/CUDA: {report['cuda']}; host: {report['host']}; {report['date']}.",
+             "Produced by `benchmarks/gpu_pipeline.py`; times in ms, p50 (p99) over "
+             f"{report['repeats']} runs; GPU times from CUDA events, host times from perf_counter.", "",
+             "## Correctness: GPU preprocessing vs the CPU reference path", "",
+             "| path, dtype | cases | encodings | max abs error | values differing | never written |",
+             "|---|---|---|---|---|---|"]
+    for key, entry in report["parity"].items():
+        lines.append(f"| {key} | {entry['cases']} | {', '.join(entry['encodings'])} | "
+                     f"{entry['max_abs_error']:g} | {entry['values_differing']} | {entry['unwritten']} |")
+    lim = report["ceilings"]
+    lines += ["", f"Ceilings: device copy bandwidth {lim['copy_bandwidth_GBps']:.0f} GB/s (read + write); "
+              f"empty-kernel launch {lim['empty_kernel_ms'] * 1e3:.1f} us (events).", "",
+              "## Preprocessing: bgr8 frame -> 300x300 float32 NCHW (SSD input)", "",
+              "| source | pinned upload | kernel | upload + kernel | kernel floor | kernel / floor | "
+              "(upload+kernel) / upload | host call, from bytes | host call, from staging | zero-copy kernel | "
+              "OpenCV CPU (1 thread) | CPU / kernel |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def fmt(s: dict[str, float]) -> str:
+        return f"{s['p50']:.4f} ({s['p99']:.4f})"
+
+    for row in report["preprocess"]:
+        lines.append(f"| {row['source']} | {fmt(row['upload_ms'])} | {fmt(row['kernel_ms'])} | "
+                     f"{fmt(row['upload_kernel_ms'])} | {row['floor_ms']:.4f} | {row['kernel_over_floor']:.2f} | "
+                     f"{row['upload_kernel_over_upload']:.3f} | {fmt(row['host_call_bytes_ms'])} | "
+                     f"{fmt(row['host_call_staging_ms'])} | {fmt(row['zero_copy_kernel_ms'])} | "
+                     f"{fmt(row['opencv_cpu_ms'])} | {row['cpu_over_kernel']:.0f}x |")
+    pipe = report["pipeline"]
+    lines += ["", f"## Detector pipeline without the network ({pipe['frame']}, {pipe['detections']} detections)", "",
+              "Per frame: copy into pinned staging (\"bytes\" only), upload, fused preprocessing, the stand-in "
+              "network (a device copy of recorded real SSD outputs, plus busy time), outputs to the host "
+              f"({pipe['outputs_bytes']} bytes), CPU SsdDecoder. CPU decode alone: {fmt(pipe['cpu_decode_ms'])}.", "",
+              "| stand-in network busy | depth | frame from | ms per frame p50 (p99) | results equal CPU decode |",
+              "|---|---|---|---|---|"]
+    for key, entry in pipe.items():
+        if key.startswith("busy"):
+            busy, depth, source = key.split("_")
+            lines.append(f"| {int(busy[4:]) / 1000:.2f} ms | {depth[5:]} | {source} | {fmt(entry['per_frame_ms'])} | "
+                         f"{entry['detections_equal_cpu']} ({entry['results']} frames) |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="directory for gpu_pipeline.md/.json")
+    parser.add_argument("--repeats", type=int, default=300)
+    args = parser.parse_args()
+    ok, reason = gpu_available()
+    if not ok:
+        print(f"no usable GPU: {reason}", file=sys.stderr)
+        return 2
+    import pycuda
+    device = shared_device(0)
+    report: dict[str, Any] = {
+        "device": reason, "repeats": args.repeats,
+        "cuda": f"driver {device.driver.get_driver_version()}, pycuda {pycuda.VERSION_TEXT}",
+        "host": f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+                f"OpenCV {cv2.__version__}, numpy {np.__version__}",
+        "date": time.strftime("%Y-%m-%d")}
+    stages: list[tuple[str, Callable[[], Any]]] = [
+        ("parity", lambda: check_parity(device)),
+        ("ceilings", lambda: ceilings(device, args.repeats)),
+        ("preprocess", lambda: bench_preprocess(device, args.repeats, report["ceilings"])),
+        ("pipeline", lambda: bench_pipeline(device, args.repeats))]
+    for name, stage in stages:
+        started = time.perf_counter()
+        report[name] = stage()
+        print(f"[{name}] done in {time.perf_counter() - started:.1f} s", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "gpu_pipeline.json", json.dumps(report, indent=1) + "\n")
+    text = markdown(report)
+    atomic_write_text(args.out / "gpu_pipeline.md", text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""FramePipeline: frame bytes -> GPU preprocessing -> network on device buffers -> host results.
+
+Per frame, on two CUDA streams::
+
+    upload stream:    (host copy into pinned staging) -> upload -> fused preprocessing -> event ready
+    inference stream: wait ready -> runner.enqueue(input, outputs) -> outputs to pinned host -> event done
+    host:             wait done -> decode(outputs, geometry)
+
+The frame crosses to the GPU once; only the network outputs come back. Each of the ``depth`` slots
+owns its staging buffer, input tensor and output buffers, all allocated by :meth:`configure` and
+reused. With ``depth`` 1 :meth:`FramePipeline.submit` returns the frame's own result (synchronous).
+With ``depth`` D > 1 up to D - 1 frames stay in flight: the host copy, upload and preprocessing of
+frame n + 1 and the decoding of frame n overlap the network's run of frame n + 1 or n, and
+:meth:`submit` returns the results that are finished, always in submission order (one frame
+later than depth 1 does). :meth:`poll` hands out finished results without waiting; :meth:`drain`
+waits for all.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Protocol
+
+import numpy as np
+
+from trt_perception.core.backends.base import BackendError, TensorSpec
+from trt_perception.core.geometry import ResizeGeometry
+from trt_perception.core.gpu.gpu_preprocess import GpuPreprocessor
+from trt_perception.core.image import BytesLike
+from trt_perception.core.preprocess import PreprocessConfig
+from trt_perception.core.tensorrt.cuda import CudaDevice, HostDeviceBuffer
+
+Decode = Callable[[Mapping[str, np.ndarray], ResizeGeometry], Any]
+
+
+class DeviceRunner(Protocol):
+    """A network that reads and writes device buffers (an adapter of a TensorRT engine or of an
+    ONNX Runtime session with IOBinding)."""
+
+    def output_specs(self) -> Mapping[str, TensorSpec]:
+        """Outputs by name; every shape static."""
+        ...
+
+    def enqueue(self, input_ptr: int, output_ptrs: Mapping[str, int], stream: Any) -> None:
+        """Enqueue one inference on the pycuda ``stream``: read the input tensor at ``input_ptr``,
+        write each output to ``output_ptrs[name]``. Returns without waiting for the GPU."""
+        ...
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """What ``decode`` made of one frame, with the caller's ``tag`` and the frame's geometry."""
+
+    tag: Any
+    result: Any
+    geometry: ResizeGeometry
+
+
+class _Slot:
+    """One frame's buffers: preprocessor (staging, input tensor), outputs, and two events."""
+
+    def __init__(self, device: CudaDevice, stream: Any, zero_copy_input: bool,
+                 specs: Mapping[str, TensorSpec]) -> None:
+        driver = device.driver
+        self.preprocessor = GpuPreprocessor(device, stream, zero_copy_input)
+        self.outputs = {name: HostDeviceBuffer(driver, tuple(spec.shape), spec.dtype)
+                        for name, spec in specs.items()}
+        self.output_ptrs = {name: buffer.device_ptr for name, buffer in self.outputs.items()}
+        self.ready = driver.Event(driver.event_flags.DISABLE_TIMING)
+        self.done = driver.Event(driver.event_flags.DISABLE_TIMING)
+
+    def free(self) -> None:
+        self.preprocessor.release()
+        for buffer in self.outputs.values():
+            buffer.free()
+
+
+class FramePipeline:
+    """Pipelined GPU preprocessing + inference + output copy over ``depth`` slots (module docstring).
+
+    runner: a :class:`DeviceRunner`; decode: ``decode(outputs by output name, geometry)`` -> the
+    frame's result, run on the host (the output arrays are reused by later frames: copy what you
+    keep). Raises :class:`BackendError` when the runner has an output of dynamic shape.
+    """
+
+    def __init__(self, device: CudaDevice, config: PreprocessConfig, runner: DeviceRunner, decode: Decode,
+                 depth: int = 1, zero_copy_input: bool = False) -> None:
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"pipeline_depth must be an integer >= 1, got {depth!r}")
+        specs = dict(runner.output_specs())
+        dynamic = [name for name, spec in specs.items() if any(d is None for d in spec.shape)]
+        if dynamic:
+            raise BackendError(f"outputs {dynamic} have dynamic shapes; the GPU pipeline needs static ones")
+        self.device = device
+        self.config = config
+        self.runner = runner
+        self.decode = decode
+        self.depth = depth
+        with device.current():
+            driver = device.driver
+            self.upload_stream = driver.Stream()
+            self.infer_stream = driver.Stream()
+            self._slots = [_Slot(device, self.upload_stream, zero_copy_input, specs) for _ in range(depth)]
+        self._in_flight: deque[tuple[_Slot, Any, ResizeGeometry]] = deque()
+        self._next = 0
+        self._configured = False
+
+    def configure(self, encoding: str, width: int, height: int, step: int, is_bigendian: bool = False) -> None:
+        """Prepare every slot for frames of this format (waits for frames in flight; their results
+        are dropped, so :meth:`drain` first to keep them)."""
+        with self.device.current():
+            self.upload_stream.synchronize()
+            self.infer_stream.synchronize()
+            self._in_flight.clear()
+            for slot in self._slots:
+                slot.preprocessor.configure(self.config, encoding, width, height, step, is_bigendian)
+        self._configured = True
+
+    def next_host_frame(self) -> np.ndarray:
+        """The pinned staging buffer the next :meth:`submit` reads (free to write now): a producer
+        that writes the frame here and submits this array saves the copy into staging."""
+        preprocessor = self._slots[self._next].preprocessor
+        preprocessor.wait_frame_free()
+        return preprocessor.host_frame
+
+    def submit(self, data: BytesLike, tag: Any = None) -> list[FrameResult]:
+        """Enqueue one frame; return the results now finished (in order; see the module docstring)."""
+        if not self._configured:
+            raise RuntimeError("FramePipeline is not configured: call configure() first")
+        slot = self._slots[self._next]
+        with self.device.current():
+            geometry = slot.preprocessor(data)
+            slot.ready.record(self.upload_stream)
+            self.infer_stream.wait_for_event(slot.ready)
+            self.runner.enqueue(slot.preprocessor.input_ptr, slot.output_ptrs, self.infer_stream)
+            for buffer in slot.outputs.values():
+                self.device.driver.memcpy_dtoh_async(buffer.host, buffer.device, self.infer_stream)
+            slot.done.record(self.infer_stream)
+        self._next = (self._next + 1) % self.depth
+        self._in_flight.append((slot, tag, geometry))
+        results = []
+        while len(self._in_flight) >= self.depth:
+            results.append(self._finish())
+        return results + self.poll()
+
+    def poll(self) -> list[FrameResult]:
+        """Results of the frames already finished on the GPU, in order, without waiting."""
+        results = []
+        with self.device.current():
+            while self._in_flight and self._in_flight[0][0].done.query():
+                results.append(self._finish())
+        return results
+
+    def drain(self) -> list[FrameResult]:
+        """Wait for every frame in flight; their results in order."""
+        return [self._finish() for _ in range(len(self._in_flight))]
+
+    def _finish(self) -> FrameResult:
+        slot, tag, geometry = self._in_flight.popleft()
+        with self.device.current():
+            slot.done.synchronize()
+        outputs = {name: buffer.host for name, buffer in slot.outputs.items()}
+        return FrameResult(tag, self.decode(outputs, geometry), geometry)
+
+    def close(self) -> None:
+        """Wait for the GPU and free every buffer. Safe to call twice."""
+        with self.device.current():
+            self.upload_stream.synchronize()
+            self.infer_stream.synchronize()
+            for slot in self._slots:
+                slot.free()
+        self._slots = []
+        self._in_flight.clear()
+        self._configured = False

@@ -1,0 +1,189 @@
+"""GpuPreprocessor: camera frame bytes -> network input tensor on the GPU, in one fused kernel.
+
+Per frame: the bytes are copied into a page-locked staging buffer (skipped when the caller wrote
+them into :attr:`GpuPreprocessor.host_frame` itself), uploaded asynchronously on the
+preprocessor's stream, and one kernel (``preprocess_kernel.cu``) writes the input tensor straight
+into the device buffer the network reads. With ``zero_copy_input`` the staging buffer is mapped
+into the device's address space and the kernel reads it in place, with no upload (the fast path
+on integrated GPUs such as Jetson, where host and device share memory; on a discrete GPU the
+kernel then reads over PCIe).
+
+The result equals :func:`trt_perception.core.preprocess.preprocess` applied to
+:func:`trt_perception.core.image.decode_image` of the same frame (see ``preprocess_kernel.cu``).
+The kernel is compiled once per process and every buffer is allocated by :meth:`configure` and
+reused by every frame; nothing is allocated per frame.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from trt_perception.core.geometry import ResizeGeometry
+from trt_perception.core.gpu.cuda_runtime import load_kernel
+from trt_perception.core.gpu.preprocess_plan import BLOCK, PARAMS_DTYPE, FrameLayout, PreprocessPlan
+from trt_perception.core.image import BytesLike, ImageError
+from trt_perception.core.preprocess import PreprocessConfig
+from trt_perception.core.tensorrt.cuda import CudaDevice
+
+KERNEL_SOURCE = "preprocess_kernel.cu"
+KERNEL_NAME = "preprocess_frame"
+
+
+class GpuPreprocessor:
+    """Fused GPU preprocessing of one frame format into one input tensor (module docstring).
+
+    device: the GPU (:func:`~trt_perception.core.gpu.cuda_runtime.shared_device`); stream: a
+    pycuda ``Stream`` to work on (default: a stream of its own), so the upload and the kernel stay
+    in order with the inference enqueued after them on the same stream.
+    """
+
+    def __init__(self, device: CudaDevice, stream: Optional[Any] = None,
+                 zero_copy_input: bool = False) -> None:
+        self.device = device
+        self.zero_copy_input = bool(zero_copy_input)
+        self._driver = device.driver
+        with device.current():
+            self.stream = stream if stream is not None else self._driver.Stream()
+            self._kernel = load_kernel(device, KERNEL_SOURCE, KERNEL_NAME)
+            self._kernel.prepare(f"PPPP{PARAMS_DTYPE.itemsize}s")
+            self._frame_free = self._driver.Event(self._driver.event_flags.DISABLE_TIMING)
+        self.plan: Optional[PreprocessPlan] = None
+        self._buffers: dict[str, Any] = {}
+        self._staging: Optional[np.ndarray] = None
+        self._src_ptr = 0
+        self._dst_ptr = 0
+        self._args: tuple = ()
+
+    # setup --------------------------------------------------------------------------------
+
+    def configure(self, config: PreprocessConfig, encoding: str, width: int, height: int, step: int,
+                  is_bigendian: bool = False, output_ptr: Optional[int] = None) -> PreprocessPlan:
+        """Prepare for frames of this format: resize tables, staging and device buffers.
+
+        ``output_ptr``: a device buffer of at least the input tensor's bytes to write into (for
+        example an engine's input binding); by default the preprocessor allocates its own
+        (:attr:`input_ptr`). Raises :class:`~trt_perception.core.image.ImageError` for a frame
+        format the kernel cannot read. Buffers of an earlier configuration are freed.
+        """
+        plan = PreprocessPlan.create(config, FrameLayout.create(encoding, width, height, step, is_bigendian))
+        with self.device.current():
+            self._free_buffers()
+            drv = self._driver
+            buffers = {"cols": drv.to_device(plan.col_table), "rows": drv.to_device(plan.row_table)}
+            if self.zero_copy_input:
+                self._staging = drv.pagelocked_empty(plan.frame.nbytes, np.uint8,
+                                                     mem_flags=drv.host_alloc_flags.DEVICEMAP)
+                self._src_ptr = int(self._staging.base.get_device_pointer())
+            else:
+                self._staging = drv.pagelocked_empty(plan.frame.nbytes, np.uint8)
+                buffers["frame"] = drv.mem_alloc(plan.frame.nbytes)
+                self._src_ptr = int(buffers["frame"])
+            if output_ptr is None:
+                buffers["input"] = drv.mem_alloc(plan.output_nbytes)
+                output_ptr = int(buffers["input"])
+            self._buffers = buffers
+        self._dst_ptr = int(output_ptr)
+        self._args = (self._src_ptr, self._dst_ptr, int(buffers["cols"]), int(buffers["rows"]),
+                      plan.params.tobytes())
+        self.plan = plan
+        return plan
+
+    def release(self) -> None:
+        """Free every buffer (the preprocessor may be configured again)."""
+        with self.device.current():
+            self._free_buffers()
+        self.plan = None
+
+    def _free_buffers(self) -> None:
+        if self._buffers or self._staging is not None:
+            self.stream.synchronize()
+        for buffer in self._buffers.values():
+            buffer.free()
+        if self._staging is not None:
+            self._staging.base.free()
+        self._buffers, self._staging = {}, None
+
+    # per frame ----------------------------------------------------------------------------
+
+    @property
+    def host_frame(self) -> np.ndarray:
+        """uint8[frame bytes], the page-locked staging buffer. A producer may write the next frame
+        here and pass this array to :meth:`__call__`, which then skips its copy; call
+        :meth:`wait_frame_free` first, as the previous frame may still be read from it."""
+        self._require_plan()
+        return self._staging
+
+    @property
+    def input_ptr(self) -> int:
+        """Device address of the input tensor the kernel writes (``config.input_shape``)."""
+        self._require_plan()
+        return self._dst_ptr
+
+    def synchronize(self) -> None:
+        """Block until everything enqueued on the stream so far has run."""
+        with self.device.current():
+            self.stream.synchronize()
+
+    def wait_frame_free(self) -> None:
+        """Block until the previous frame no longer needs :attr:`host_frame`."""
+        with self.device.current():
+            self._frame_free.synchronize()
+
+    def __call__(self, data: BytesLike) -> ResizeGeometry:
+        """Enqueue the preprocessing of one frame (bytes of the configured format) on the stream:
+        :meth:`upload` then :meth:`launch`.
+
+        Returns at once (the host copy into staging aside); work enqueued later on the same
+        stream sees the finished tensor. Raises :class:`ImageError` when ``data`` is shorter than
+        the configured frame.
+        """
+        self.upload(data)
+        self.launch()
+        return self.plan.geometry
+
+    def upload(self, data: BytesLike) -> None:
+        """Copy ``data`` into the staging buffer (unless it is :attr:`host_frame`) and, unless
+        zero-copy, enqueue its upload."""
+        plan = self._require_plan()
+        staging = self._staging
+        with self.device.current():
+            if not (isinstance(data, np.ndarray) and data.ctypes.data == staging.ctypes.data):
+                frame = data.reshape(-1) if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
+                if frame.size < staging.size or frame.dtype != np.uint8:
+                    raise ImageError(f"frame data has {frame.size} {frame.dtype} values but a {plan.frame.width}x"
+                                     f"{plan.frame.height} {plan.frame.encoding} frame with step "
+                                     f"{plan.frame.step} needs {staging.size} bytes")
+                self._frame_free.synchronize()
+                np.copyto(staging, frame[:staging.size])
+            if not self.zero_copy_input:
+                self._driver.memcpy_htod_async(self._src_ptr, staging, self.stream)
+                self._frame_free.record(self.stream)
+
+    def launch(self) -> None:
+        """Enqueue the kernel on the frame last uploaded (zero-copy: on :attr:`host_frame`)."""
+        plan = self._require_plan()
+        with self.device.current():
+            self._kernel.prepared_async_call(plan.grid, BLOCK, self.stream, *self._args)
+            if self.zero_copy_input:  # the kernel reads the staging buffer itself
+                self._frame_free.record(self.stream)
+
+    def download(self, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Wait for the stream and copy the input tensor to the host (tests, CPU backends)."""
+        plan = self._require_plan()
+        cfg = plan.config
+        if out is None:
+            out = np.empty(cfg.input_shape, dtype=cfg.np_dtype)
+        elif out.shape != cfg.input_shape or out.dtype != cfg.np_dtype or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a contiguous {cfg.dtype}{list(cfg.input_shape)}, "
+                             f"got {out.dtype}{list(out.shape)}")
+        with self.device.current():
+            self.stream.synchronize()
+            self._driver.memcpy_dtoh(out, self._dst_ptr)
+        return out
+
+    def _require_plan(self) -> PreprocessPlan:
+        if self.plan is None:
+            raise RuntimeError("GpuPreprocessor is not configured: call configure() first")
+        return self.plan
