@@ -1,0 +1,73 @@
+"""Q/DQ INT8 quantization with ONNX Runtime: the result is explicitly quantized, runs in the
+ONNX Runtime backend and stays close to the float model."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from trt_perception.core.backends import create_backend
+from trt_perception.core.quantize import QuantizeError, quantize_model
+from trt_perception.core.tensorrt.calibration import has_qdq_nodes
+
+
+def conv_model(path, seed=0):
+    """x float32[1,3,16,16] -> Conv(8) -> Relu -> Conv(4) -> y float32[1,4,16,16]."""
+    rng = np.random.default_rng(seed)
+    w1 = numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w1")
+    b1 = numpy_helper.from_array(rng.normal(0, 0.1, 8).astype(np.float32), "b1")
+    w2 = numpy_helper.from_array(rng.normal(0, 0.3, (4, 8, 1, 1)).astype(np.float32), "w2")
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["y"], name="conv2")]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16, 16])],
+                              initializer=[w1, b1, w2])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8  # what the real models use; ONNX Runtime reads up to its own maximum
+    onnx.save(model, str(path))
+    return path
+
+
+def frames(n, seed=1):
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32) for _ in range(n)]
+
+
+def run(path, x):
+    with create_backend("onnxruntime", str(path)) as backend:
+        return backend.infer({"x": x})["y"].copy()
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile", "minmax"])
+def test_quantized_model_runs_in_the_onnxruntime_backend_close_to_float(tmp_path, method):
+    model = conv_model(tmp_path / "tiny.onnx")
+    report = quantize_model(model, tmp_path / "tiny.int8.onnx", "x", frames(16), method=method)
+    assert report.frames == 16 and report.method == method
+    assert report.quantize_nodes > 0 and report.dequantize_nodes > report.quantize_nodes  # weights: DQ only
+    assert has_qdq_nodes(report.output)
+    quantized = onnx.load(str(report.output))
+    zero_points = [numpy_helper.to_array(t) for t in quantized.graph.initializer if t.name.endswith("zero_point")]
+    assert zero_points and all(np.all(z == 0) for z in zero_points)  # symmetric: zero points are 0
+    producer = {out: node.op_type for node in quantized.graph.node for out in node.output}
+    quantized_tensors = {node.input[0] for node in quantized.graph.node if node.op_type == "QuantizeLinear"}
+    assert producer["y"] == "Conv" and "c1" not in quantized_tensors  # layer outputs stay float
+    assert {"x", "r1"} <= quantized_tensors  # the inputs of both convolutions are quantized
+    for x in frames(4, seed=7):
+        want, got = run(model, x), run(report.output, x)
+        assert not np.array_equal(got, want)  # really quantized
+        assert np.abs(got - want).max() < 0.08 * np.abs(want).max()
+
+
+def test_bad_requests_are_refused(tmp_path):
+    model = conv_model(tmp_path / "tiny.onnx")
+    with pytest.raises(QuantizeError, match="method must be one of"):
+        quantize_model(model, tmp_path / "o.onnx", "x", frames(2), method="kl")
+    with pytest.raises(QuantizeError, match="no input 'images'"):
+        quantize_model(model, tmp_path / "o.onnx", "images", frames(2))
+    with pytest.raises(QuantizeError, match="no calibration frames"):
+        quantize_model(model, tmp_path / "o.onnx", "x", [])
+    report = quantize_model(model, tmp_path / "q.onnx", "x", frames(4), method="minmax")
+    with pytest.raises(QuantizeError, match="already quantized"):
+        quantize_model(report.output, tmp_path / "qq.onnx", "x", frames(2))
+    assert not (tmp_path / "o.onnx").exists()

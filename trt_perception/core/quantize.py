@@ -1,0 +1,126 @@
+"""INT8 the explicit way: an ONNX model + calibration frames -> a Q/DQ-quantized ONNX model.
+
+Uses ONNX Runtime's static quantization (``quantize_static``, QDQ format) in the form TensorRT
+consumes: INT8 weights (per output channel) and INT8 activations, both *symmetric* (zero point 0,
+the only INT8 quantization TensorRT supports). The activation ranges come from calibration
+frames preprocessed as at inference (:mod:`trt_perception.core.tensorrt.calibration`) with one of:
+
+- ``entropy``: the range minimizing the KL divergence between float and quantized histograms
+  (what TensorRT's IInt8EntropyCalibrator2 does);
+- ``percentile``: the ``percentile``-th percentile of absolute values (clips rare outliers);
+- ``minmax``: the largest absolute value seen.
+
+Q/DQ pairs go on the *inputs* of ``op_types`` only (default: weighted layers and additions),
+TensorRT's recommended placement; layer outputs are not quantized, so the network's outputs stay
+float. The result runs in ONNX Runtime (the ``onnxruntime`` backend) and
+builds an explicitly quantized TensorRT engine (``precision int8``, no calibrator).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+
+import numpy as np
+
+from trt_perception.core.atomic_write import atomic_write_bytes
+from trt_perception.core.tensorrt.calibration import QDQ_OPS
+
+METHODS = ("entropy", "percentile", "minmax")
+DEFAULT_OP_TYPES = ("Conv", "ConvTranspose", "MatMul", "Gemm", "Add")
+PathLike = Union[str, Path]
+
+
+class QuantizeError(ValueError):
+    """A model or settings that cannot be quantized, with the reason."""
+
+
+@dataclass(frozen=True)
+class QuantizeReport:
+    """What :func:`quantize_model` did: frames used, Q/DQ nodes added, output file."""
+
+    output: Path
+    method: str
+    frames: int
+    quantize_nodes: int
+    dequantize_nodes: int
+
+
+class _FrameReader:
+    """ONNX Runtime ``CalibrationDataReader`` over input tensors (``get_next`` -> feed or None)."""
+
+    def __init__(self, input_name: str, tensors: Iterable[np.ndarray]) -> None:
+        self.input_name = input_name
+        self._tensors: Iterator[np.ndarray] = iter(tensors)
+        self.count = 0
+
+    def get_next(self) -> Optional[dict[str, np.ndarray]]:
+        tensor = next(self._tensors, None)
+        if tensor is None:
+            return None
+        self.count += 1
+        return {self.input_name: tensor}
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        while (feed := self.get_next()) is not None:
+            yield feed
+
+
+def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
+                   tensors: Iterable[np.ndarray], method: str = "entropy", percentile: float = 99.999,
+                   op_types: Sequence[str] = DEFAULT_OP_TYPES, per_channel: bool = True) -> QuantizeReport:
+    """Write a Q/DQ INT8 copy of ``model_path`` to ``output_path``, calibrated on ``tensors``.
+
+    tensors: the model input ``input_name`` for each calibration frame (e.g.
+    :func:`~trt_perception.core.tensorrt.calibration.preprocessed_frames`); all are consumed.
+    Raises :class:`QuantizeError` for bad settings, an already quantized model or no frames.
+    """
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    import onnx
+
+    if method not in METHODS:
+        raise QuantizeError(f"calibration method must be one of {METHODS}, got {method!r}")
+    if not 0.0 < percentile <= 100.0:
+        raise QuantizeError(f"percentile must be in (0, 100], got {percentile}")
+    model_path, output_path = Path(model_path), Path(output_path)
+    model = onnx.load(str(model_path))
+    if any(node.op_type in QDQ_OPS for node in model.graph.node):
+        raise QuantizeError(f"{model_path.name} is already quantized (it has Q/DQ nodes)")
+    inputs = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if input_name not in inputs:
+        raise QuantizeError(f"{model_path.name} has no input {input_name!r} (inputs: {inputs})")
+
+    class Reader(_FrameReader, CalibrationDataReader):  # type: ignore[misc]
+        pass
+
+    reader = Reader(input_name, tensors)
+    calibrate_method = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
+                        "minmax": CalibrationMethod.MinMax}[method]
+    extra: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True,
+                             "OpTypesToExcludeOutputQuantization": list(op_types)}
+    if method == "percentile":
+        extra["CalibPercentile"] = percentile
+    with tempfile.TemporaryDirectory(prefix="trt_perception_quant.") as work:
+        prepared = Path(work) / "prepared.onnx"
+        quantized = Path(work) / "quantized.onnx"
+        quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
+        try:
+            quantize_static(str(prepared), str(quantized), reader, quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=list(op_types), per_channel=per_channel,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=calibrate_method, extra_options=extra)
+        except (ValueError, RuntimeError) as exc:
+            if reader.count == 0:
+                raise QuantizeError("no calibration frames: the sources yielded nothing") from exc
+            raise
+        if reader.count == 0:
+            raise QuantizeError("no calibration frames: the sources yielded nothing")
+        result = onnx.load(str(quantized))
+        atomic_write_bytes(output_path, result.SerializeToString())
+    ops = [node.op_type for node in result.graph.node]
+    return QuantizeReport(output_path, method, reader.count, ops.count("QuantizeLinear"),
+                          ops.count("DequantizeLinear"))
