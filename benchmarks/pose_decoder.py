@@ -109,7 +109,8 @@ def main() -> int:
     lines = ["# Pose decoder: speed and accuracy", "",
              f"`benchmarks/pose_decoder.py --runs {args.runs} --scenes {args.scenes} --seed {args.seed}` "
              f"on {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
-             f"numpy {np.__version__}, one thread.", "",
+             f"numpy {np.__version__}, one thread; load average {os.getloadavg()[0]:.2f} at the end "
+             f"(other processes on the machine inflate the times, the p99 most).", "",
              "## Speed (decoder alone, 56x56, 18 parts, 21 links)", "",
              "| people | median ms | p99 ms | target ms | trt_pose C++ ms (reference) |",
              "| ---: | ---: | ---: | ---: | ---: |"]

@@ -166,7 +166,10 @@ def _check_field(name: str, array: np.ndarray, channels: int, what: str) -> np.n
 
 
 class PoseParser:
-    """Decodes one image's cmap and paf into :class:`Poses` in map cells (see the module docstring)."""
+    """Decodes one image's cmap and paf into :class:`Poses` in map cells (see the module docstring).
+
+    Keeps a padded copy of the last cmap between calls: use one parser per thread.
+    """
 
     def __init__(self, topology: Topology = COCO18, params: PoseParams = PoseParams()) -> None:
         self.topology = topology
