@@ -29,7 +29,7 @@ from trt_perception.core.model_config import ModelConfigError, load_model_config
 from trt_perception.core.pipeline import Pipeline
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     parser = subparsers.add_parser(
         "detect", help="run an SSD detector over a video, image folder or image and write JSON",
         description="Run an SSD model over a video, an image folder or an image and write the "

@@ -12,7 +12,8 @@ With IOBinding the arrays :meth:`infer` returns are reused by the next call (``o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from types import ModuleType
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -26,16 +27,17 @@ _ORT_TYPES = {
 CPU_PROVIDER = "CPUExecutionProvider"
 
 
-def _import_ort():
+def _import_ort() -> ModuleType:
     try:
         import onnxruntime
     except ImportError as exc:
         raise BackendError("the onnxruntime backend needs the 'onnxruntime' package "
                            "(pip install onnxruntime, or onnxruntime-gpu for CUDA)") from exc
-    return onnxruntime
+    module: ModuleType = onnxruntime
+    return module
 
 
-def _spec(node) -> TensorSpec:
+def _spec(node: Any) -> TensorSpec:
     if node.type not in _ORT_TYPES:
         raise BackendError(f"tensor {node.name!r} has unsupported type {node.type}")
     shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in node.shape)
@@ -58,8 +60,8 @@ class OnnxRuntimeBackend(Backend):
         self.threads = threads
         self.providers = list(providers) if providers else [CPU_PROVIDER]
         self.io_binding = io_binding
-        self._session = None
-        self._binding = None
+        self._session: Any = None
+        self._binding: Any = None
         self._inputs: dict[str, TensorSpec] = {}
         self._outputs: dict[str, TensorSpec] = {}
         self._buffers: dict[str, np.ndarray] = {}
@@ -94,7 +96,8 @@ class OnnxRuntimeBackend(Backend):
             if dynamic:
                 raise BackendError(f"io_binding needs static output shapes; {dynamic} are dynamic")
             binding = session.io_binding()
-            buffers = {name: np.empty(s.shape, dtype=s.dtype) for name, s in outputs.items()}
+            buffers = {name: np.empty([d for d in s.shape if d is not None], dtype=s.dtype)
+                       for name, s in outputs.items()}
             for name, buffer in buffers.items():
                 binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(buffer))
             self._binding, self._buffers = binding, buffers

@@ -135,7 +135,7 @@ class SsdDecoder:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 problems.append(f"{key} must be an integer >= 1, got {value!r}")
         filter_ids: list[int] = []
-        class_filter = new.get("class_filter")
+        class_filter: Any = new.get("class_filter")
         if class_filter is None or isinstance(class_filter, (str, int)):
             problems.append(f"class_filter must be a list of class ids or labels, got {class_filter!r}")
         else:
@@ -233,7 +233,7 @@ class SsdDecoder:
         if cached is None:
             a = self.anchors.astype(np.float64)
             cx, cy = geometry.to_source(a[:, 0] * geometry.dst_w, a[:, 1] * geometry.dst_h)
-            x0, y0 = geometry.to_source(0.0, 0.0)
+            x0, y0 = geometry.to_source(np.zeros(1), np.zeros(1))
             w, h = geometry.to_source(a[:, 2] * geometry.dst_w, a[:, 3] * geometry.dst_h)
             anchors = np.stack([cx, cy, w - x0, h - y0], axis=1).astype(np.float32)
             limit = np.array([geometry.src_w, geometry.src_h] * 2, dtype=np.float32)

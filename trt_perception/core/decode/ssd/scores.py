@@ -21,7 +21,8 @@ _MARGIN = 1e-4      # slack of the logit pre-test, so rounding never drops a tru
 
 def _softmax_rows(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    probs: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return probs
 
 
 class CandidateSelector:
