@@ -71,3 +71,27 @@ def test_bad_requests_are_refused(tmp_path):
     with pytest.raises(QuantizeError, match="already quantized"):
         quantize_model(report.output, tmp_path / "qq.onnx", "x", frames(2))
     assert not (tmp_path / "o.onnx").exists()
+
+
+def test_quantize_command_on_a_model_config(tmp_path, capsys):
+    import shutil
+    from pathlib import Path
+
+    from trt_perception.cli import main
+    conv_model(tmp_path / "tiny.onnx")
+    (tmp_path / "tiny.yaml").write_text(
+        "task: ssd\nmodel: tiny.onnx\ninput: x\noutputs: {box_encodings: y}\n"
+        "preprocess: {width: 16, height: 16, mean: [127.5, 127.5, 127.5], std: [127.5, 127.5, 127.5]}\n")
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    data = Path(__file__).resolve().parents[1] / "data"
+    for name in ("vtest_000.jpg", "vtest_150.jpg", "vtest_300.jpg"):
+        shutil.copy(data / name, frames_dir / name)
+    out = tmp_path / "tiny.int8.onnx"
+    rc = main(["quantize", "--config", str(tmp_path / "tiny.yaml"), "--calib", str(frames_dir),
+               "--method", "percentile", "--output", str(out)])
+    assert rc == 0 and has_qdq_nodes(out)
+    assert "percentile calibration on 3 frames" in capsys.readouterr().out
+    rc = main(["quantize", "--config", str(tmp_path / "tiny.yaml"), "--calib", str(tmp_path / "missing"),
+               "--output", str(tmp_path / "x.onnx")])
+    assert rc == 2 and "does not exist" in capsys.readouterr().err

@@ -211,7 +211,7 @@ class TensorRTBackend(Backend):
         preprocess = config.preprocess if config is not None else None
         for attempt in range(2):
             try:
-                entry, key = builder.cached_engine(
+                entry, key, _ = builder.cached_engine(
                     self.cache, self.model_path, self.options, gpu, calibration=self.calibration,
                     preprocess=preprocess, timing_cache=self.timing_cache, allow_build=self.allow_build)
             except (EngineCacheError, CalibrationError, builder.EngineBuildError) as exc:

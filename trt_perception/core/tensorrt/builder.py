@@ -322,15 +322,20 @@ def _calibrator(network: trt.INetworkDefinition, shapes: list[ProfileShapes], ca
 def cached_engine(cache: EngineCache, model_path: Path, options: BuildOptions, gpu: GpuIdentity, *,
                   calibration: Optional[CalibrationSettings] = None,
                   preprocess: Optional[PreprocessConfig] = None, timing_cache: Optional[Path] = None,
-                  allow_build: bool = True, progress: bool = True) -> tuple[CachedEngine, EngineKey]:
+                  allow_build: bool = True, progress: bool = True, force: bool = False
+                  ) -> tuple[CachedEngine, EngineKey, Optional[BuildResult]]:
     """The engine of ``model_path`` for this TensorRT, ``gpu`` and ``options``, from ``cache`` or
-    built (under the cache's build lock) and stored. Returns the entry and its key.
+    built (under the cache's build lock) and stored; ``force`` drops a cached one first.
 
-    A legacy INT8 build that calibrated from frames and wrote a calibration cache is stored a
-    second time under the key of that cache, so a later start with only the cache finds it.
+    Returns the entry, its key and the :class:`BuildResult` when this call built it. A legacy
+    INT8 build that calibrated from frames and wrote a calibration cache is stored a second time
+    under the key of that cache, so a later start with only the cache finds it.
     """
     options = with_calibration_id(model_path, options, calibration)
     key = EngineKey.for_model(model_path, trt.__version__, gpu, options)
+    if force:
+        cache.remove(key)
+    results: list[BuildResult] = []
 
     def build() -> bytes:
         result = build_engine(model_path, options, calibration=calibration, preprocess=preprocess,
@@ -338,6 +343,7 @@ def cached_engine(cache: EngineCache, model_path: Path, options: BuildOptions, g
         LOG.info("built %s (%s) in %.1f s", model_path.name, options.describe(), result.seconds)
         if result.dla_report is not None:
             LOG.info("%s", result.dla_report.format())
+        results.append(result)
         return result.engine
 
     entry = cache.get_or_build(key, build, allow_build,
@@ -349,4 +355,4 @@ def cached_engine(cache: EngineCache, model_path: Path, options: BuildOptions, g
                                         with_calibration_id(model_path, options, calibration))
         with cache.build_lock(cache_key):
             cache.store(cache_key, entry.engine)
-    return entry, key
+    return entry, key, (results[0] if results else None)

@@ -149,9 +149,13 @@ class CalibrationSettings:
         raise CalibrationError("legacy INT8 calibration needs calibration frames (image folders, videos, "
                                f"BAG#TOPIC) or an existing calibration cache (none at {self.cache})")
 
+    def open_sources(self) -> list[FrameSource]:
+        """Every source, opened (so a bad path fails now), sampled every ``every`` frames."""
+        return [open_source(spec, self.every) for spec in self.sources]
+
     def batches(self, cfg: PreprocessConfig, batch_size: int) -> CalibrationBatches:
         """The preprocessed calibration batches (sources are opened now, read when iterated)."""
-        sources = [open_source(spec, self.every) for spec in self.sources]
+        sources = self.open_sources()
         frames = sum(len(source) for source in sources)
         if self.max_frames is not None:
             frames = min(frames, self.max_frames)

@@ -1,0 +1,55 @@
+"""``trt-perception quantize``: a model config's ONNX + calibration frames -> Q/DQ INT8 ONNX.
+
+The output is explicitly quantized (see :mod:`trt_perception.core.quantize`): build it with
+``trt-perception build-engine --onnx OUT --precision int8`` (no calibration on the car), or run
+it with the ``onnxruntime`` backend. Exit status: 0 written, 1 quantization failed, 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from trt_perception.core.frame_sources import FrameSourceError
+from trt_perception.core.model_config import ModelConfigError, load_model_config
+from trt_perception.core.quantize import METHODS, QuantizeError, quantize_model
+from trt_perception.core.tensorrt.calibration import CalibrationError, CalibrationSettings, preprocessed_frames
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "quantize", help="quantize a model to a Q/DQ INT8 ONNX with ONNX Runtime",
+        description="Calibrate a model on frames and write a Q/DQ (explicitly quantized) INT8 ONNX "
+                    "that TensorRT builds without a calibrator and ONNX Runtime runs.")
+    parser.add_argument("--config", required=True, help="model config YAML (model and preprocessing)")
+    parser.add_argument("--calib", action="append", required=True, metavar="SOURCE",
+                        help="calibration frames: video, image folder or BAG#TOPIC (repeatable)")
+    parser.add_argument("--calib-every", type=int, default=1, metavar="N", help="use every N-th frame")
+    parser.add_argument("--calib-max-frames", type=int, default=200, metavar="N", help="default 200")
+    parser.add_argument("--method", choices=METHODS, default="entropy", help="range calibration (default entropy)")
+    parser.add_argument("--percentile", type=float, default=99.999, help="for --method percentile")
+    parser.add_argument("--no-per-channel", dest="per_channel", action="store_false",
+                        help="one weight scale per tensor instead of per output channel")
+    parser.add_argument("--output", required=True, metavar="FILE", help="quantized ONNX to write")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_model_config(args.config)
+        settings = CalibrationSettings(tuple(args.calib), args.calib_every, args.calib_max_frames)
+        sources = settings.open_sources()
+    except (ModelConfigError, CalibrationError, FrameSourceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    frames = preprocessed_frames(sources, config.preprocess, settings.max_frames)
+    try:
+        report = quantize_model(config.model_path, Path(args.output), config.input_name, frames,
+                                method=args.method, percentile=args.percentile, per_channel=args.per_channel)
+    except (QuantizeError, FrameSourceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {report.output}: {report.method} calibration on {report.frames} frames, "
+          f"{report.quantize_nodes} QuantizeLinear / {report.dequantize_nodes} DequantizeLinear nodes")
+    return 0
