@@ -16,6 +16,9 @@ TOOLS = [
     "detect",
     "decode_pose",
     "export_trt_pose",
+    "build_engine",
+    "quantize",
+    "benchmark",
 ]
 
 
