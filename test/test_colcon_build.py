@@ -42,7 +42,8 @@ def test_colcon_build_installs_a_findable_package(tmp_path):
     prefix = tmp_path / "ws" / "install" / "trt_perception"
     assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "trt_perception").is_file()
     share = prefix / "share" / "trt_perception"
-    for rel in ["package.xml", "launch/detector.launch.py", "config/detector.yaml",
+    for rel in ["package.xml", "launch/detector.launch.py", "launch/pose.launch.py", "config/detector.yaml",
+                "config/pose.yaml", "models/trt_pose/human_pose.json",
                 "models/ssdlite_pedestrian/ssdlite_pedestrian.yaml",
                 "models/ssdlite_pedestrian/ssdlite_pedestrian_raw_nchw.onnx"]:
         assert (share / rel).is_file(), rel

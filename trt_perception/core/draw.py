@@ -25,3 +25,15 @@ def draw_detections(bgr: np.ndarray, dets: Detections) -> np.ndarray:
         cv2.putText(bgr, f"{label} {score:.2f}", (p0[0], max(p0[1] - 4, 10)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.45, (40, 255, 40), 1, cv2.LINE_AA)
     return bgr
+
+
+def draw_skeletons(bgr: np.ndarray, skeletons: list) -> np.ndarray:
+    """Draw each person's links and keypoints (source pixels) onto ``bgr`` (in place)."""
+    for person in skeletons:
+        where = {part: (int(round(x - 0.5)), int(round(y - 0.5)))
+                 for part, (x, y) in zip(person.parts.tolist(), person.xy.tolist())}
+        for a, b in person.links.tolist():
+            cv2.line(bgr, where[a], where[b], (0, 160, 255), 2, cv2.LINE_AA)
+        for point in where.values():
+            cv2.circle(bgr, point, 3, (0, 255, 255), -1, cv2.LINE_AA)
+    return bgr

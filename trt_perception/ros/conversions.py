@@ -5,7 +5,7 @@ Box and keypoint coordinates are source-image pixels (see :mod:`trt_perception.c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Duration
@@ -81,3 +81,38 @@ def frame_latency_msg(header: Any, clock: StageClock, now_ns: int, future_tolera
         setattr(msg, stage, _duration(clock.stage_ns(stage)))
     return msg
 
+
+
+def skeletons_to_msg(skeletons: Sequence[Any], part_names: Sequence[str], header: Any) -> Any:
+    """Skeleton2DArray from decoded skeletons (keypoints in source pixels): keypoint names from the
+    topology, links as indices into each skeleton's keypoints."""
+    from trt_perception.msg import Keypoint2D, Skeleton2D, Skeleton2DArray
+
+    out = Skeleton2DArray(header=header)
+    for index, person in enumerate(skeletons):
+        msg = Skeleton2D(id=index, score=float(person.score))
+        position = {}
+        for part, (x, y), score in zip(person.parts.tolist(), person.xy.tolist(), person.scores.tolist()):
+            position[part] = len(msg.keypoints)
+            msg.keypoints.append(Keypoint2D(name=part_names[part], part=part, x=float(x), y=float(y),
+                                            score=float(score)))
+        msg.link_start = [position[a] for a, _ in person.links.tolist()]
+        msg.link_end = [position[b] for _, b in person.links.tolist()]
+        out.skeletons.append(msg)
+    return out
+
+
+def skeleton_markers(skeletons: Sequence[Any], header: Any, namespace: str = "skeletons") -> MarkerArray:
+    """One LINE_LIST per person (its links) in image pixel coordinates, after a DELETEALL."""
+    markers = MarkerArray()
+    markers.markers.append(Marker(header=header, ns=namespace, action=Marker.DELETEALL))
+    for i, person in enumerate(skeletons):
+        where = {part: xy for part, xy in zip(person.parts.tolist(), person.xy.tolist())}
+        marker = Marker(header=header, ns=namespace, id=i, type=Marker.LINE_LIST, action=Marker.ADD)
+        marker.scale.x = 2.0
+        marker.color = ColorRGBA(r=1.0, g=0.6, b=0.1, a=1.0)
+        for a, b in person.links.tolist():
+            marker.points += [Point(x=where[a][0], y=where[a][1], z=0.0),
+                              Point(x=where[b][0], y=where[b][1], z=0.0)]
+        markers.markers.append(marker)
+    return markers
