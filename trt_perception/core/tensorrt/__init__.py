@@ -7,7 +7,8 @@ Plain modules (no TensorRT, no CUDA; unit-tested anywhere):
 - :mod:`.cache`: the engine cache (key, directory layout, integrity sidecar, build lock);
 - :mod:`.io_plan`: engine tensor metadata -> specs, buffer sizes, input-shape checks;
 - :mod:`.calibration`: calibration frames -> preprocessed batches, calibration cache files;
-- :mod:`.reports`: ONNX parse errors and DLA layer placement as readable text.
+- :mod:`.reports`: ONNX parse errors and DLA layer placement as readable text;
+- :mod:`.agreement`: detection agreement of an FP16/INT8 model with its FP32 reference.
 
 The thin layers that call TensorRT and CUDA, imported only when used:
 
