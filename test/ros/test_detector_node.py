@@ -163,3 +163,25 @@ def test_runtime_thresholds_are_validated(ros, detector):
     ro = detector.set_parameters([Parameter("backend", value="tensorrt")])[0]
     assert not ro.successful
     assert detector.pipeline.decoder.runtime_params()["score_threshold"] == 0.8
+
+
+def test_debug_image_and_markers_when_enabled(ros):
+    from visualization_msgs.msg import MarkerArray
+
+    overrides = [Parameter("backend", value="onnxruntime"), Parameter("threads", value=1),
+                 Parameter("publish_debug_image", value=True), Parameter("publish_markers", value=True)]
+    ros.add(DetectorNode(context=ros.context, parameter_overrides=overrides))
+    lifecycle = LifecycleClient(ros, "detector_node")
+    debug = collect(ros, Image, "debug_image")
+    markers = collect(ros, MarkerArray, "markers")
+    detections = collect(ros, Detection2DArray, "detections")
+    images = ros.node.create_publisher(Image, "image", qos_profile_sensor_data)
+    frame = cv2.imread(str(DATA / "vtest_000.jpg"))
+    assert lifecycle.set("configure") and lifecycle.set("activate")
+    assert publish_until(ros, images, bgr_msg(frame, 3), detections)
+    assert wait_for(lambda: bool(debug) and bool(markers))
+    drawn = np.frombuffer(bytes(debug[0].data), np.uint8).reshape(frame.shape)
+    assert debug[0].encoding == "bgr8" and debug[0].header.stamp.sec == 3
+    assert np.count_nonzero(np.any(drawn != frame, axis=2)) > 100  # boxes were drawn
+    boxes = [m for m in markers[0].markers if m.action == m.ADD]
+    assert len(boxes) == len(detections[0].detections)

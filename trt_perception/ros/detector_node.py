@@ -12,22 +12,24 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
-from visualization_msgs.msg import MarkerArray
 
-from trt_perception.core.draw import draw_detections, to_bgr
-from trt_perception.ros.conversions import bgr_image_msg, box_markers, detections_to_msg
+from trt_perception.core.draw import draw_detections
+from trt_perception.ros.conversions import box_markers, detections_to_msg
 from trt_perception.ros.node_main import run_node
 from trt_perception.ros.parameters import ParamSpec
 from trt_perception.ros.perception_node import PerceptionNode
-from trt_perception.ros.resources import share_dir
 
 DEFAULT_MODEL = "models/ssdlite_pedestrian/ssdlite_pedestrian.yaml"
 
 
 class DetectorNode(PerceptionNode):
     """SSD detection lifecycle node (see the module docstring)."""
+
+    RESULT_TYPE = Detection2DArray
+    NODE_NAME = "detector_node"
+    DEFAULT_MODEL = DEFAULT_MODEL
+    RESULT_TOPIC = "detections"
 
     TASK_PARAMS = (
         ParamSpec("score_threshold", 0.5, "Minimum detection score.", float_range=(0.0, 1.0),
@@ -41,39 +43,20 @@ class DetectorNode(PerceptionNode):
         ParamSpec("class_filter", [], "Class labels or ids to report (empty: all).", runtime=True),
     )
 
-    def __init__(self, node_name: str = "detector_node", **kwargs: Any) -> None:
-        super().__init__(node_name, **kwargs)
-        self._detections_pub: Any = None
-        self._debug_pub: Any = None
-        self._markers_pub: Any = None
-
-    def default_model_config(self) -> str:
-        return str(share_dir() / DEFAULT_MODEL)
-
-    def create_task_publishers(self) -> list[Any]:
-        self._detections_pub = self.create_lifecycle_publisher(Detection2DArray, "detections", 10)
-        made = [self._detections_pub]
-        self._debug_pub = self._markers_pub = None
-        if self.params["publish_debug_image"]:
-            self._debug_pub = self.create_lifecycle_publisher(Image, "debug_image", 1)
-            made.append(self._debug_pub)
-        if self.params["publish_markers"]:
-            self._markers_pub = self.create_lifecycle_publisher(MarkerArray, "markers", 1)
-            made.append(self._markers_pub)
-        return made
-
     def decoder_params(self, values: dict[str, Any]) -> dict[str, Any]:
         if "class_filter" in values:  # ids may be given as strings in a string array
             values = dict(values, class_filter=[int(v) if str(v).isdigit() else v
                                                 for v in values["class_filter"] if v != ""])
         return values
 
-    def publish_result(self, result: Any, header: Any, pixels: Any, order: str) -> None:
-        self._detections_pub.publish(detections_to_msg(result, header))
-        if self._debug_pub is not None:
-            self._debug_pub.publish(bgr_image_msg(draw_detections(to_bgr(pixels, order), result), header))
-        if self._markers_pub is not None:
-            self._markers_pub.publish(box_markers(result, header))
+    def result_msg(self, result: Any, header: Any) -> Any:
+        return detections_to_msg(result, header)
+
+    def draw(self, bgr: Any, result: Any) -> Any:
+        return draw_detections(bgr, result)
+
+    def markers(self, result: Any, header: Any) -> Any:
+        return box_markers(result, header)
 
 
 def main(args: Optional[Sequence[str]] = None) -> int:

@@ -4,7 +4,8 @@ Resource split (each transition logs what it did):
 
 * ``__init__``: declares every parameter (nothing is loaded).
 * configure: validates parameters, loads the model (:class:`~trt_perception.core.pipeline.Pipeline`),
-  checks its inputs/outputs against the model config, creates the lifecycle publishers.
+  checks its inputs/outputs against the model config, creates the lifecycle publishers: the
+  task's result, ``latency``, and optionally ``debug_image`` and ``markers``.
   An expected problem (missing model, bad parameter, mismatched I/O) logs the reason and returns
   FAILURE: the node stays unconfigured and configure can be retried. Anything unexpected logs the
   traceback and returns ERROR (``on_error`` frees what was made; the node ends unconfigured).
@@ -29,16 +30,19 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
+from visualization_msgs.msg import MarkerArray
 
 from trt_perception.core.backends import BACKENDS, BackendError
+from trt_perception.core.draw import to_bgr
 from trt_perception.core.image import ImageError, decode_compressed_image, decode_image
 from trt_perception.core.latency import FrameCounters, StageClock
 from trt_perception.core.model_config import ModelConfigError
 from trt_perception.core.pipeline import Pipeline
 from trt_perception.msg import FrameLatency
 from trt_perception.ros import parameters
-from trt_perception.ros.conversions import frame_latency_msg
+from trt_perception.ros.conversions import bgr_image_msg, frame_latency_msg
 from trt_perception.ros.parameters import ParamSpec
+from trt_perception.ros.resources import share_dir
 
 COMMON_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("model_config", "", "Model configuration YAML (model file, tensor names, preprocessing, "
@@ -70,8 +74,11 @@ class PerceptionNode(LifecycleNode):
     #: parameters of the subclass (thresholds with ``runtime=True`` go to the decoder live)
     TASK_PARAMS: tuple[ParamSpec, ...] = ()
 
-    def __init__(self, node_name: str, **kwargs: Any) -> None:
-        super().__init__(node_name, **kwargs)
+    #: node name unless the constructor (or a launch/--ros-args remap) gives another
+    NODE_NAME = ""
+
+    def __init__(self, node_name: str = "", **kwargs: Any) -> None:
+        super().__init__(node_name or self.NODE_NAME, **kwargs)
         self._specs = COMMON_PARAMS + self.TASK_PARAMS
         self._runtime_names = {s.name for s in self._specs if s.runtime}
         parameters.declare(self, self._specs)
@@ -80,7 +87,10 @@ class PerceptionNode(LifecycleNode):
         self.params: dict[str, Any] = {}
         self.counters = FrameCounters()
         self._publishers: list[Any] = []
+        self._result_pub: Any = None
         self._latency_pub: Any = None
+        self._debug_pub: Any = None
+        self._markers_pub: Any = None
         self._subscription: Any = None
         self._worker: Optional[threading.Thread] = None
         self._slot_lock = threading.Condition()
@@ -89,17 +99,24 @@ class PerceptionNode(LifecycleNode):
 
     # ---- subclass interface -------------------------------------------------------------------
 
-    @abstractmethod
-    def default_model_config(self) -> str:
-        """Path of the bundled model configuration used when ``model_config`` is empty."""
+    #: the bundled model configuration used when ``model_config`` is empty (relative to the share dir)
+    DEFAULT_MODEL = ""
+
+    #: message type and topic of the task's result
+    RESULT_TYPE: Any = None
+    RESULT_TOPIC = ""
 
     @abstractmethod
-    def create_task_publishers(self) -> list[Any]:
-        """Create the task's lifecycle publishers (called in configure); return them."""
+    def result_msg(self, result: Any, header: Any) -> Any:
+        """The ``RESULT_TYPE`` message of one frame's result, with the input ``header``."""
 
     @abstractmethod
-    def publish_result(self, result: Any, header: Any, pixels: Any, order: str) -> None:
-        """Publish one frame's result with the input ``header`` (called on the worker thread)."""
+    def draw(self, bgr: Any, result: Any) -> Any:
+        """Draw ``result`` onto the uint8[H, W, 3] BGR image (in place) and return it."""
+
+    @abstractmethod
+    def markers(self, result: Any, header: Any) -> MarkerArray:
+        """RViz markers of ``result`` in image pixel coordinates."""
 
     def decoder_params(self, values: dict[str, Any]) -> dict[str, Any]:
         """Map runtime parameter values to the decoder's ``set_params`` keys (default: same names)."""
@@ -110,15 +127,12 @@ class PerceptionNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self.params = parameters.read(self, self._specs)
-            config_path = self.params["model_config"] or self.default_model_config()
+            config_path = self.params["model_config"] or str(share_dir() / self.DEFAULT_MODEL)
             options = {"threads": self.params["threads"]} if self.params["threads"] else {}
             self.pipeline = Pipeline.from_config(config_path, self.params["backend"], **options)
             self.pipeline.decoder.set_params(self.decoder_params(
                 {name: self.params[name] for name in self._runtime_names}))
-            self._publishers = self.create_task_publishers()
-            if self.params["publish_latency"]:
-                self._latency_pub = self.create_lifecycle_publisher(FrameLatency, "latency", 10)
-                self._publishers.append(self._latency_pub)
+            self._create_publishers()
         except CONFIG_ERRORS as exc:
             self.get_logger().error(f"configure failed: {exc}")
             self._release()
@@ -184,11 +198,31 @@ class PerceptionNode(LifecycleNode):
             self._worker.join()
             self._worker = None
 
+    def _create_publishers(self) -> None:
+        def make(msg_type: Any, topic: str, depth: int, wanted: bool = True) -> Any:
+            if not wanted:
+                return None
+            publisher = self.create_lifecycle_publisher(msg_type, topic, depth)
+            self._publishers.append(publisher)
+            return publisher
+
+        self._result_pub = make(self.RESULT_TYPE, self.RESULT_TOPIC, 10)
+        self._latency_pub = make(FrameLatency, "latency", 10, self.params["publish_latency"])
+        self._debug_pub = make(Image, "debug_image", 1, self.params["publish_debug_image"])
+        self._markers_pub = make(MarkerArray, "markers", 1, self.params["publish_markers"])
+
+    def _publish(self, result: Any, header: Any, pixels: Any, order: str) -> None:
+        self._result_pub.publish(self.result_msg(result, header))
+        if self._debug_pub is not None:
+            self._debug_pub.publish(bgr_image_msg(self.draw(to_bgr(pixels, order), result), header))
+        if self._markers_pub is not None:
+            self._markers_pub.publish(self.markers(result, header))
+
     def _release(self) -> None:
         for pub in self._publishers:
             self.destroy_lifecycle_publisher(pub)
         self._publishers = []
-        self._latency_pub = None
+        self._result_pub = self._latency_pub = self._debug_pub = self._markers_pub = None
         if self.pipeline is not None:
             self.pipeline.close()
             self.pipeline = None
@@ -265,7 +299,7 @@ class PerceptionNode(LifecycleNode):
             return
         clock.add_stages({"preprocess": stages.preprocess_ns, "inference": stages.inference_ns,
                           "postprocess": stages.postprocess_ns})
-        self.publish_result(result, msg.header, pixels, order)
+        self._publish(result, msg.header, pixels, order)
         clock.mark("publish")
         self.counters.processed += 1
         if self._latency_pub is not None:

@@ -11,22 +11,24 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from sensor_msgs.msg import Image
-from visualization_msgs.msg import MarkerArray
 
-from trt_perception.core.draw import draw_skeletons, to_bgr
+from trt_perception.core.draw import draw_skeletons
 from trt_perception.msg import Skeleton2DArray
-from trt_perception.ros.conversions import bgr_image_msg, skeleton_markers, skeletons_to_msg
+from trt_perception.ros.conversions import skeleton_markers, skeletons_to_msg
 from trt_perception.ros.node_main import run_node
 from trt_perception.ros.parameters import ParamSpec
 from trt_perception.ros.perception_node import PerceptionNode
-from trt_perception.ros.resources import share_dir
 
 DEFAULT_MODEL = "models/trt_pose/resnet18_baseline_att_224x224.yaml"
 
 
 class PoseNode(PerceptionNode):
     """PAF human-pose lifecycle node (see the module docstring)."""
+
+    RESULT_TYPE = Skeleton2DArray
+    NODE_NAME = "pose_node"
+    DEFAULT_MODEL = DEFAULT_MODEL
+    RESULT_TOPIC = "skeletons"
 
     TASK_PARAMS = (
         ParamSpec("peak_threshold", 0.1, "Minimum confidence-map value of a keypoint.",
@@ -41,34 +43,14 @@ class PoseNode(PerceptionNode):
                   int_range=(1, 1000), runtime=True),
     )
 
-    def __init__(self, node_name: str = "pose_node", **kwargs: Any) -> None:
-        super().__init__(node_name, **kwargs)
-        self._skeletons_pub: Any = None
-        self._debug_pub: Any = None
-        self._markers_pub: Any = None
+    def result_msg(self, result: Any, header: Any) -> Any:
+        return skeletons_to_msg(result, self.pipeline.decoder.topology.parts, header)
 
-    def default_model_config(self) -> str:
-        return str(share_dir() / DEFAULT_MODEL)
+    def draw(self, bgr: Any, result: Any) -> Any:
+        return draw_skeletons(bgr, result)
 
-    def create_task_publishers(self) -> list[Any]:
-        self._skeletons_pub = self.create_lifecycle_publisher(Skeleton2DArray, "skeletons", 10)
-        made = [self._skeletons_pub]
-        self._debug_pub = self._markers_pub = None
-        if self.params["publish_debug_image"]:
-            self._debug_pub = self.create_lifecycle_publisher(Image, "debug_image", 1)
-            made.append(self._debug_pub)
-        if self.params["publish_markers"]:
-            self._markers_pub = self.create_lifecycle_publisher(MarkerArray, "markers", 1)
-            made.append(self._markers_pub)
-        return made
-
-    def publish_result(self, result: Any, header: Any, pixels: Any, order: str) -> None:
-        names = self.pipeline.decoder.topology.parts
-        self._skeletons_pub.publish(skeletons_to_msg(result, names, header))
-        if self._debug_pub is not None:
-            self._debug_pub.publish(bgr_image_msg(draw_skeletons(to_bgr(pixels, order), result), header))
-        if self._markers_pub is not None:
-            self._markers_pub.publish(skeleton_markers(result, header))
+    def markers(self, result: Any, header: Any) -> Any:
+        return skeleton_markers(result, header)
 
 
 def main(args: Optional[Sequence[str]] = None) -> int:
