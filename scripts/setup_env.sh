@@ -46,6 +46,13 @@ if [ "$(cat "$req_stamp" 2>/dev/null)" != "$req_sum" ]; then
   echo "$req_sum" > "$req_stamp"
 fi
 
+# TensorRT type stubs for mypy, in their own folder (mypy.ini): inside the venv they would make
+# `import tensorrt` succeed as an empty namespace package on machines without TensorRT.
+if [ ! -d "$VENV/typing/tensorrt_stubs-10.13.0.35.1.dist-info" ]; then
+  "$VPY" -m pip install -q --disable-pip-version-check --no-deps --target "$VENV/typing" \
+    tensorrt-stubs==10.13.0.35.1
+fi
+
 # 3. The wheels' rosidl Python exports name the wheel builder's include dirs: use ours.
 PYINC=$("$VPY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 NPINC=$("$VPY" -c "import numpy; print(numpy.get_include())")

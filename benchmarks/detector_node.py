@@ -1,0 +1,144 @@
+"""Benchmark of detector_node's overhead around the model, in one process, on vtest.avi frames.
+
+A test publisher sends 768x576 bgr8 frames of OpenCV's ``vtest.avi`` to ``detector_node``
+(ONNX Runtime, CPU, one thread) one at a time, waiting for each Detection2DArray. Per frame:
+
+- end-to-end: publish call -> detections received by the subscriber (``time.perf_counter_ns``);
+- model: the node's own ``inference`` stage (from its ``latency`` topic);
+- node overhead = end-to-end - model: message transport both ways, image conversion,
+  preprocessing, decoding, message building (target: <= 2 ms p50, <= 4 ms p99);
+- the node's convert / preprocess / postprocess / publish stages.
+
+Prints a table and writes it to ``benchmarks/results/detector_node.md``. DDS stays on localhost.
+
+    .venv/bin/python benchmarks/detector_node.py [--video PATH] [--frames 200] [--every 3]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", "87")
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import rclpy  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from vision_msgs.msg import Detection2DArray  # noqa: E402
+
+from trt_perception.msg import FrameLatency  # noqa: E402
+from trt_perception.ros.detector_node import DetectorNode  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def frames(video: str, count: int, every: int) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(video)
+    out, index = [], 0
+    while len(out) < count:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if index % every == 0:
+            out.append(frame)
+        index += 1
+    if not out:
+        sys.exit(f"cannot read frames from {video}")
+    return out
+
+
+def stats(values_ns: list[int]) -> tuple[float, float]:
+    ms = np.asarray(values_ns, dtype=np.float64) / 1e6
+    return float(np.median(ms)), float(np.percentile(ms, 99))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--video", default=str(ROOT.parent / "shared" / "data" / "vtest.avi"))
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--every", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "detector_node.md"))
+    args = parser.parse_args()
+    images = frames(args.video, args.frames + args.warmup, args.every)
+
+    rclpy.init()
+    detector = DetectorNode(parameter_overrides=[Parameter("backend", value="onnxruntime"),
+                                                 Parameter("threads", value=1)])
+    client = Node("benchmark_client")
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(detector)
+    executor.add_node(client)
+    threading.Thread(target=executor.spin, daemon=True).start()
+
+    received = threading.Event()
+    arrival: dict[int, int] = {}
+    stages: dict[int, FrameLatency] = {}
+
+    def on_detections(msg: Detection2DArray) -> None:
+        arrival[msg.header.stamp.nanosec] = time.perf_counter_ns()
+        received.set()
+
+    client.create_subscription(Detection2DArray, "detections", on_detections, 10)
+    client.create_subscription(FrameLatency, "latency", lambda m: stages.__setitem__(m.header.stamp.nanosec, m), 10)
+    publisher = client.create_publisher(Image, "image", 10)
+    detector.trigger_configure()
+    detector.trigger_activate()
+    while publisher.get_subscription_count() == 0:
+        time.sleep(0.01)
+
+    sent: dict[int, int] = {}
+    for i, frame in enumerate(images):
+        h, w = frame.shape[:2]
+        msg = Image(height=h, width=w, encoding="bgr8", step=w * 3, data=frame.tobytes())
+        msg.header.frame_id = "camera"
+        msg.header.stamp.sec, msg.header.stamp.nanosec = int(time.time()), i
+        received.clear()
+        sent[i] = time.perf_counter_ns()
+        publisher.publish(msg)
+        if not received.wait(5.0):
+            sys.exit(f"no detections for frame {i}")
+    deadline = time.monotonic() + 5
+    while len(stages) < len(images) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    keep = [i for i in range(args.warmup, len(images)) if i in stages]
+    e2e = [arrival[i] - sent[i] for i in keep]
+    model = [stages[i].inference.sec * 10**9 + stages[i].inference.nanosec for i in keep]
+    overhead = [a - b for a, b in zip(e2e, model)]
+    rows = [("end-to-end (publish -> detections received)", e2e), ("model (inference stage)", model),
+            ("node overhead = end-to-end - model", overhead)]
+    for stage in ("convert", "preprocess", "postprocess", "publish"):
+        rows.append((f"node stage: {stage}", [getattr(stages[i], stage).sec * 10**9 + getattr(stages[i], stage).nanosec
+                                               for i in keep]))
+    lines = ["# detector_node overhead benchmark", "",
+             "| quantity | median ms | p99 ms |", "|---|---:|---:|"]
+    lines += [f"| {name} | {stats(v)[0]:.3f} | {stats(v)[1]:.3f} |" for name, v in rows]
+    lines += ["", f"Frames: {len(keep)} measured after {args.warmup} warm-up (768x576 bgr8 from vtest.avi, every "
+              f"{args.every}), one at a time; ONNX Runtime CPU, 1 thread; rmw_fastrtps_cpp, one process.",
+              f"Targets: node overhead <= 2 ms p50, <= 4 ms p99.",
+              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+              f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}; Python {platform.python_version()}."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(args.out).write_text(text)
+    detector.trigger_deactivate()
+    detector.close()
+    executor.shutdown()
+    rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
