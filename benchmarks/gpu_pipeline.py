@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from trt_perception.core.atomic_write import atomic_write_text  # noqa: E402
-from trt_perception.core.gpu.cuda_runtime import gpu_available, shared_device  # noqa: E402
+from trt_perception.core.gpu.cuda_runtime import gpu_available, load_kernel, shared_device  # noqa: E402
 from trt_perception.core.gpu.frame_pipeline import FramePipeline  # noqa: E402
 from trt_perception.core.gpu.gpu_preprocess import GpuPreprocessor  # noqa: E402
 from trt_perception.core.gpu.parity import (SSD_CONFIG, make_frame, max_abs_error, parity_cases,  # noqa: E402
@@ -58,12 +58,20 @@ def stats_ms(values_ms: list[float]) -> dict[str, float]:
     return {"p50": float(np.median(data)), "p99": float(np.percentile(data, 99)), "n": int(data.size)}
 
 
-def event_times(device, stream, steps: list[Callable[[], None]], repeats: int, warmup: int = 20) -> list[list[float]]:
-    """Run ``steps`` in order on ``stream`` ``repeats`` times; per run, the ms of each step (events)."""
+def event_times(device, stream, steps: list[Callable[[], None]], repeats: int, warmup: int = 20,
+                gpu_bound: bool = False) -> list[list[float]]:
+    """Run ``steps`` in order on ``stream`` ``repeats`` times; per run, the ms of each step (events).
+
+    ``gpu_bound``: first keep the GPU busy for 200 us (a spinning thread), so every step is queued
+    before the GPU reaches it and the events time the GPU work alone, not the host's launch gaps.
+    """
     drv = device.driver
     events = [drv.Event() for _ in range(len(steps) + 1)]
+    spin = load_kernel(device, "spin_kernel.cu", "spin")
     runs = []
     for index in range(warmup + repeats):
+        if gpu_bound:
+            spin(np.uint64(200_000), block=(1, 1, 1), grid=(1, 1), stream=stream)
         events[0].record(stream)
         for step, event in zip(steps, events[1:]):
             step()
@@ -131,11 +139,13 @@ def ceilings(device, repeats: int) -> dict[str, float]:
         empty = module.get_function("empty_kernel")
         empty.prepare("")
         grid = (-(-SSD_CONFIG.width // 32), -(-SSD_CONFIG.height // 8), 1)
-        launches = event_times(device, stream, [lambda: empty.prepared_async_call(grid, (32, 8, 1), stream)],
-                               repeats)
+        steps = [lambda: empty.prepared_async_call(grid, (32, 8, 1), stream)]
+        launches = event_times(device, stream, steps, repeats)
+        bound = event_times(device, stream, steps, repeats, gpu_bound=True)
     copy_ms = float(np.median([r[0] for r in copies]))
     return {"copy_bandwidth_GBps": 2 * size / (copy_ms * 1e-3) / 1e9,
-            "empty_kernel_ms": float(np.median([r[0] for r in launches]))}
+            "empty_kernel_ms": float(np.median([r[0] for r in launches])),
+            "gpu_empty_kernel_ms": float(np.median([r[0] for r in bound]))}
 
 
 def kernel_bytes(width: int, height: int) -> int:
@@ -159,12 +169,15 @@ def bench_preprocess(device, repeats: int, limits: dict[str, float]) -> list[dic
             pre.configure(SSD_CONFIG, "bgr8", width, height, step)
             pre.host_frame[:] = np.frombuffer(frames[0], np.uint8)
             with device.current():
-                runs = event_times(device, pre.stream, [lambda: pre.upload(pre.host_frame), pre.launch], repeats)
-            upload = [r[0] for r in runs]
-            kernel = [r[1] for r in runs]
-            row["upload_ms"] = stats_ms(upload)
-            row["kernel_ms"] = stats_ms(kernel)
+                steps = [lambda: pre.upload(pre.host_frame), pre.launch]
+                runs = event_times(device, pre.stream, steps, repeats)
+                bound = event_times(device, pre.stream, steps, repeats, gpu_bound=True)
+            row["upload_ms"] = stats_ms([r[0] for r in runs])
+            row["kernel_ms"] = stats_ms([r[1] for r in runs])
             row["upload_kernel_ms"] = stats_ms([r[0] + r[1] for r in runs])
+            row["gpu_upload_ms"] = stats_ms([r[0] for r in bound])
+            row["gpu_kernel_ms"] = stats_ms([r[1] for r in bound])
+            row["gpu_upload_kernel_ms"] = stats_ms([r[0] + r[1] for r in bound])
             counter = itertools.count()
 
             def call_from_bytes() -> None:
@@ -180,6 +193,26 @@ def bench_preprocess(device, repeats: int, limits: dict[str, float]) -> list[dic
             row["host_call_staging_ms"] = stats_ms(host_times_ms(call_from_staging, repeats))
         finally:
             pre.release()
+        for threads in (4, 8):
+            threaded = GpuPreprocessor(device, copy_threads=threads)
+            try:
+                threaded.configure(SSD_CONFIG, "bgr8", width, height, step)
+                counter = itertools.count()
+
+                def threaded_call() -> None:
+                    threaded(frames[next(counter) % len(frames)])
+                    threaded.synchronize()
+
+                row[f"host_call_bytes_{threads}threads_ms"] = stats_ms(host_times_ms(threaded_call, repeats))
+            finally:
+                threaded.release()
+        with device.current():
+            target = device.driver.mem_alloc(height * step)
+            pageable = [np.frombuffer(frame, np.uint8) for frame in frames]
+            counter = itertools.count()
+            row["pageable_upload_ms"] = stats_ms(host_times_ms(
+                lambda: device.driver.memcpy_htod(target, pageable[next(counter) % len(pageable)]), repeats))
+            target.free()
         zero = GpuPreprocessor(device, zero_copy_input=True)
         try:
             zero.configure(SSD_CONFIG, "bgr8", width, height, step)
@@ -196,9 +229,12 @@ def bench_preprocess(device, repeats: int, limits: dict[str, float]) -> list[dic
         moved = kernel_bytes(width, height)
         row["kernel_bytes"] = moved
         row["floor_ms"] = max(moved / (limits["copy_bandwidth_GBps"] * 1e9) * 1e3, limits["empty_kernel_ms"])
+        row["gpu_floor_ms"] = max(moved / (limits["copy_bandwidth_GBps"] * 1e9) * 1e3, limits["gpu_empty_kernel_ms"])
+        row["gpu_kernel_over_floor"] = row["gpu_kernel_ms"]["p50"] / row["gpu_floor_ms"]
         row["kernel_over_floor"] = row["kernel_ms"]["p50"] / row["floor_ms"]
         row["cpu_over_kernel"] = row["opencv_cpu_ms"]["p50"] / row["kernel_ms"]["p50"]
         row["upload_kernel_over_upload"] = row["upload_kernel_ms"]["p50"] / row["upload_ms"]["p50"]
+        row["gpu_upload_kernel_over_upload"] = row["gpu_upload_kernel_ms"]["p50"] / row["gpu_upload_ms"]["p50"]
         rows.append(row)
     return rows
 
@@ -216,60 +252,126 @@ def recorded_ssd(frame_bgr: np.ndarray):
     return config, decoder, outputs
 
 
+def same_detections(got, want) -> bool:
+    """Equal count, scores within 2e-3 and boxes within 0.5 px (GPU and CPU float32 differ slightly)."""
+    return (len(got) == len(want) and bool(np.allclose(got.scores, want.scores, atol=2e-3))
+            and bool(np.allclose(got.boxes_xyxy, want.boxes_xyxy, atol=0.5)))
+
+
 def bench_pipeline(device, repeats: int) -> dict[str, Any]:
     width, height = SIZES[-1]
     frame = cv2.resize(cv2.imread(str(TEST_IMAGE)), (width, height), interpolation=cv2.INTER_LINEAR)
     config, decoder, outputs = recorded_ssd(frame)
-    cpu_detections = decoder({role: outputs[name] for role, name in config.outputs.items()},
-                             config.preprocess.geometry(width, height))
+    geometry = config.preprocess.geometry(width, height)
+    named = {role: outputs[name] for role, name in config.outputs.items()}
+    cpu_detections = decoder(named, geometry)
 
     def decode(outs, geometry):
         return decoder({role: outs[name] for role, name in config.outputs.items()}, geometry)
 
     data = frame.tobytes()
     results: dict[str, Any] = {"frame": f"{width}x{height} bgr8 ({TEST_IMAGE.name} resized)",
-                               "detections": len(cpu_detections)}
-    for busy_us in (0.0, INFERENCE_US):
-        runner = ReplayRunner(device, outputs, busy_us=busy_us)
+                               "detections": len(cpu_detections), "rows": []}
+    runners: list[tuple[str, Callable[[Any], Any]]] = [
+        ("stand-in, 0 ms", lambda stream: ReplayRunner(device, outputs)),
+        (f"stand-in, {INFERENCE_US / 1000:.2f} ms", lambda stream: ReplayRunner(device, outputs, busy_us=INFERENCE_US))]
+    ort_problem = ort_cuda_problem()
+    if not ort_problem:
+        from trt_perception.core.gpu.ort_runner import OrtCudaRunner
+        runners.append(("ONNX Runtime CUDA", lambda stream: OrtCudaRunner(config.model_path, stream)))
+    results["ort_cuda"] = ort_problem or "available"
+    for label, make_runner in runners:
+        with device.current():
+            stream = device.driver.Stream()
+        runner = make_runner(stream)
         try:
+            if not isinstance(runner, ReplayRunner):
+                results["ort_inference_ms"] = inference_times(device, runner, stream, config, frame, repeats)
             for depth in (1, 2):
-                pipeline = FramePipeline(device, config.preprocess, runner, decode, depth=depth)
-                try:
-                    pipeline.configure("bgr8", width, height, width * 3)
-                    for source in ("bytes", "staging"):
-                        if source == "staging":   # the producer wrote the frame into each slot's staging
-                            for _ in range(depth):
-                                pipeline.next_host_frame()[:] = np.frombuffer(data, np.uint8)
-                                pipeline.submit(pipeline.next_host_frame())
-                            pipeline.drain()
-
-                        def one() -> list:
-                            return pipeline.submit(pipeline.next_host_frame() if source == "staging" else data)
-
-                        for _ in range(20):
-                            one()
-                        pipeline.drain()
-                        periods, produced = [], []
-                        for _ in range(repeats):
-                            start = time.perf_counter_ns()
-                            produced += one()
-                            periods.append((time.perf_counter_ns() - start) / 1e6)
-                        produced += pipeline.drain()
-                        same = all(np.array_equal(r.result.boxes_xyxy, cpu_detections.boxes_xyxy)
-                                   for r in produced)
-                        key = f"busy{int(busy_us)}_depth{depth}_{source}"
-                        results[key] = {"per_frame_ms": stats_ms(periods), "results": len(produced),
-                                        "detections_equal_cpu": bool(same)}
-                finally:
-                    pipeline.close()
+                for threads, sources in ((1, ("bytes", "staging")), (4, ("bytes",))):
+                    pipeline = FramePipeline(device, config.preprocess, runner, decode, depth=depth,
+                                             copy_threads=threads, infer_stream=stream)
+                    try:
+                        pipeline.configure("bgr8", width, height, width * 3)
+                        for source in sources:
+                            row = run_pipeline(pipeline, source, data, repeats, cpu_detections)
+                            row.update(runner=label, depth=depth, source=source, copy_threads=threads)
+                            results["rows"].append(row)
+                    finally:
+                        pipeline.close()
         finally:
-            runner.free()
-    # the CPU decoder on its own (it runs on the host in every row above)
-    named = {role: outputs[name] for role, name in config.outputs.items()}
-    geometry = config.preprocess.geometry(width, height)
+            if isinstance(runner, ReplayRunner):
+                runner.free()
     results["cpu_decode_ms"] = stats_ms(host_times_ms(lambda: decoder(named, geometry), repeats))
     results["outputs_bytes"] = int(sum(a.nbytes for a in outputs.values()))
+    results["outputs_to_host_ms"] = outputs_to_host_times(device, outputs, repeats)
     return results
+
+
+def run_pipeline(pipeline: FramePipeline, source: str, data: bytes, repeats: int, want) -> dict[str, Any]:
+    """ms per frame (submit call to submit call) and whether every result matched ``want``."""
+    if source == "staging":   # the producer wrote the frame into each slot's staging buffer
+        for _ in range(pipeline.depth):
+            pipeline.next_host_frame()[:] = np.frombuffer(data, np.uint8)
+            pipeline.submit(pipeline.next_host_frame())
+        pipeline.drain()
+
+    def one() -> list:
+        return pipeline.submit(pipeline.next_host_frame() if source == "staging" else data)
+
+    for _ in range(20):
+        one()
+    pipeline.drain()
+    periods, produced = [], []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        produced += one()
+        periods.append((time.perf_counter_ns() - start) / 1e6)
+    produced += pipeline.drain()
+    return {"per_frame_ms": stats_ms(periods), "results": len(produced),
+            "detections_equal_cpu": all(same_detections(r.result, want) for r in produced)}
+
+
+def ort_cuda_problem() -> str:
+    """Empty when onnxruntime has the CUDA execution provider, else why not."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return "onnxruntime is not installed"
+    providers = onnxruntime.get_available_providers()
+    return "" if "CUDAExecutionProvider" in providers else f"no CUDAExecutionProvider ({providers})"
+
+
+def inference_times(device, runner, stream, config, frame: np.ndarray, repeats: int) -> dict[str, float]:
+    """CUDA-event time of one ONNX Runtime CUDA run on device buffers (real input tensor)."""
+    tensor, _ = preprocess(frame, "bgr", config.preprocess)
+    with device.current():
+        drv = device.driver
+        source = drv.to_device(np.ascontiguousarray(tensor))
+        targets = {name: drv.mem_alloc(spec.dtype.itemsize * int(np.prod(spec.shape)))
+                   for name, spec in runner.output_specs().items()}
+        pointers = {name: int(buffer) for name, buffer in targets.items()}
+        runs = event_times(device, stream, [lambda: runner.enqueue(int(source), pointers, stream)], repeats)
+        for buffer in (source, *targets.values()):
+            buffer.free()
+    return stats_ms([r[0] for r in runs])
+
+
+def outputs_to_host_times(device, outputs: dict[str, np.ndarray], repeats: int) -> dict[str, float]:
+    """CUDA-event time of copying the SSD outputs to pinned host buffers (as the pipeline does)."""
+    from trt_perception.core.tensorrt.cuda import HostDeviceBuffer
+    with device.current():
+        stream = device.driver.Stream()
+        buffers = [HostDeviceBuffer(device.driver, a.shape, a.dtype) for a in outputs.values()]
+
+        def copy() -> None:
+            for buffer in buffers:
+                device.driver.memcpy_dtoh_async(buffer.host, buffer.device, stream)
+
+        runs = event_times(device, stream, [copy], repeats)
+        for buffer in buffers:
+            buffer.free()
+    return stats_ms([r[0] for r in runs])
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -287,10 +389,10 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", f"Ceilings: device copy bandwidth {lim['copy_bandwidth_GBps']:.0f} GB/s (read + write); "
               f"empty-kernel launch {lim['empty_kernel_ms'] * 1e3:.1f} us (events).", "",
               "## Preprocessing: bgr8 frame -> 300x300 float32 NCHW (SSD input)", "",
+              "As launched from Python (events around each step, the host enqueueing them one by one):", "",
               "| source | pinned upload | kernel | upload + kernel | kernel floor | kernel / floor | "
-              "(upload+kernel) / upload | host call, from bytes | host call, from staging | zero-copy kernel | "
-              "OpenCV CPU (1 thread) | CPU / kernel |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "(upload+kernel) / upload | zero-copy kernel | OpenCV CPU (1 thread) | CPU / kernel |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
 
     def fmt(s: dict[str, float]) -> str:
         return f"{s['p50']:.4f} ({s['p99']:.4f})"
@@ -298,21 +400,40 @@ def markdown(report: dict[str, Any]) -> str:
     for row in report["preprocess"]:
         lines.append(f"| {row['source']} | {fmt(row['upload_ms'])} | {fmt(row['kernel_ms'])} | "
                      f"{fmt(row['upload_kernel_ms'])} | {row['floor_ms']:.4f} | {row['kernel_over_floor']:.2f} | "
-                     f"{row['upload_kernel_over_upload']:.3f} | {fmt(row['host_call_bytes_ms'])} | "
-                     f"{fmt(row['host_call_staging_ms'])} | {fmt(row['zero_copy_kernel_ms'])} | "
+                     f"{row['upload_kernel_over_upload']:.3f} | {fmt(row['zero_copy_kernel_ms'])} | "
                      f"{fmt(row['opencv_cpu_ms'])} | {row['cpu_over_kernel']:.0f}x |")
+    lines += ["", "The same with the GPU kept busy (200 us spin) before each run, so that every step is queued "
+              "before the GPU reaches it: GPU time alone, without the host's launch gaps. Floor: max(bytes the "
+              f"kernel must move / copy bandwidth, GPU-bound empty kernel {lim['gpu_empty_kernel_ms'] * 1e3:.1f} us).", "",
+              "| source | pinned upload | kernel | upload + kernel | bytes moved | kernel floor | kernel / floor | "
+              "(upload+kernel) / upload |", "|---|---|---|---|---|---|---|---|"]
+    for row in report["preprocess"]:
+        lines.append(f"| {row['source']} | {fmt(row['gpu_upload_ms'])} | {fmt(row['gpu_kernel_ms'])} | "
+                     f"{fmt(row['gpu_upload_kernel_ms'])} | {row['kernel_bytes'] / 1e6:.2f} MB | "
+                     f"{row['gpu_floor_ms']:.4f} | {row['gpu_kernel_over_floor']:.2f} | "
+                     f"{row['gpu_upload_kernel_over_upload']:.3f} |")
+    lines += ["", "Whole call on the host clock (enqueue, wait): from message bytes (copy into pinned staging "
+              "with 1, 4 or 8 threads), from a frame already in staging; and a plain synchronous upload "
+              "from pageable memory for comparison.", "",
+              "| source | from bytes, 1 thread | 4 threads | 8 threads | from staging | pageable upload alone |",
+              "|---|---|---|---|---|---|"]
+    for row in report["preprocess"]:
+        lines.append(f"| {row['source']} | {fmt(row['host_call_bytes_ms'])} | {fmt(row['host_call_bytes_4threads_ms'])} | "
+                     f"{fmt(row['host_call_bytes_8threads_ms'])} | {fmt(row['host_call_staging_ms'])} | "
+                     f"{fmt(row['pageable_upload_ms'])} |")
     pipe = report["pipeline"]
-    lines += ["", f"## Detector pipeline without the network ({pipe['frame']}, {pipe['detections']} detections)", "",
-              "Per frame: copy into pinned staging (\"bytes\" only), upload, fused preprocessing, the stand-in "
-              "network (a device copy of recorded real SSD outputs, plus busy time), outputs to the host "
-              f"({pipe['outputs_bytes']} bytes), CPU SsdDecoder. CPU decode alone: {fmt(pipe['cpu_decode_ms'])}.", "",
-              "| stand-in network busy | depth | frame from | ms per frame p50 (p99) | results equal CPU decode |",
-              "|---|---|---|---|---|"]
-    for key, entry in pipe.items():
-        if key.startswith("busy"):
-            busy, depth, source = key.split("_")
-            lines.append(f"| {int(busy[4:]) / 1000:.2f} ms | {depth[5:]} | {source} | {fmt(entry['per_frame_ms'])} | "
-                         f"{entry['detections_equal_cpu']} ({entry['results']} frames) |")
+    lines += ["", f"## Detector pipeline at 1080p ({pipe['frame']}, {pipe['detections']} detections)", "",
+              "Per frame: copy into pinned staging (\"bytes\" only), upload, fused preprocessing, the network, "
+              f"outputs to the host ({pipe['outputs_bytes']} bytes, {fmt(pipe['outputs_to_host_ms'])} alone), CPU "
+              f"SsdDecoder ({fmt(pipe['cpu_decode_ms'])} alone). The stand-in network is a device copy of the real "
+              "SSD outputs of this frame (recorded with ONNX Runtime on the CPU), optionally after a busy wait; "
+              f"ONNX Runtime CUDA: {pipe['ort_cuda']}"
+              + (f", one run alone {fmt(pipe['ort_inference_ms'])} (events)." if "ort_inference_ms" in pipe else "."),
+              "", "| network | depth | frame from | copy threads | ms per frame p50 (p99) | detections equal CPU path |",
+              "|---|---|---|---|---|---|"]
+    for row in pipe["rows"]:
+        lines.append(f"| {row['runner']} | {row['depth']} | {row['source']} | {row['copy_threads']} | "
+                     f"{fmt(row['per_frame_ms'])} | {row['detections_equal_cpu']} ({row['results']} frames) |")
     return "\n".join(lines) + "\n"
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Optional, Protocol
 
 import numpy as np
 
@@ -60,10 +60,10 @@ class FrameResult:
 class _Slot:
     """One frame's buffers: preprocessor (staging, input tensor), outputs, and two events."""
 
-    def __init__(self, device: CudaDevice, stream: Any, zero_copy_input: bool,
+    def __init__(self, device: CudaDevice, stream: Any, zero_copy_input: bool, copy_threads: int,
                  specs: Mapping[str, TensorSpec]) -> None:
         driver = device.driver
-        self.preprocessor = GpuPreprocessor(device, stream, zero_copy_input)
+        self.preprocessor = GpuPreprocessor(device, stream, zero_copy_input, copy_threads)
         self.outputs = {name: HostDeviceBuffer(driver, tuple(spec.shape), spec.dtype)
                         for name, spec in specs.items()}
         self.output_ptrs = {name: buffer.device_ptr for name, buffer in self.outputs.items()}
@@ -81,11 +81,15 @@ class FramePipeline:
 
     runner: a :class:`DeviceRunner`; decode: ``decode(outputs by output name, geometry)`` -> the
     frame's result, run on the host (the output arrays are reused by later frames: copy what you
-    keep). Raises :class:`BackendError` when the runner has an output of dynamic shape.
+    keep). infer_stream: the stream the runner must run on, if it has one (an
+    :class:`~trt_perception.core.gpu.ort_runner.OrtCudaRunner`'s); zero_copy_input and copy_threads
+    go to each slot's :class:`GpuPreprocessor`. Raises :class:`BackendError` when the runner has an
+    output of dynamic shape.
     """
 
     def __init__(self, device: CudaDevice, config: PreprocessConfig, runner: DeviceRunner, decode: Decode,
-                 depth: int = 1, zero_copy_input: bool = False) -> None:
+                 depth: int = 1, zero_copy_input: bool = False, copy_threads: int = 1,
+                 infer_stream: Optional[Any] = None) -> None:
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise ValueError(f"pipeline_depth must be an integer >= 1, got {depth!r}")
         specs = dict(runner.output_specs())
@@ -100,8 +104,9 @@ class FramePipeline:
         with device.current():
             driver = device.driver
             self.upload_stream = driver.Stream()
-            self.infer_stream = driver.Stream()
-            self._slots = [_Slot(device, self.upload_stream, zero_copy_input, specs) for _ in range(depth)]
+            self.infer_stream = infer_stream if infer_stream is not None else driver.Stream()
+            self._slots = [_Slot(device, self.upload_stream, zero_copy_input, copy_threads, specs)
+                           for _ in range(depth)]
         self._in_flight: deque[tuple[_Slot, Any, ResizeGeometry]] = deque()
         self._next = 0
         self._configured = False

@@ -16,6 +16,7 @@ reused by every frame; nothing is allocated per frame.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 import numpy as np
@@ -36,13 +37,19 @@ class GpuPreprocessor:
 
     device: the GPU (:func:`~trt_perception.core.gpu.cuda_runtime.shared_device`); stream: a
     pycuda ``Stream`` to work on (default: a stream of its own), so the upload and the kernel stay
-    in order with the inference enqueued after them on the same stream.
+    in order with the inference enqueued after them on the same stream; copy_threads: threads
+    that share the copy of a frame into staging (numpy releases the GIL while copying).
     """
 
     def __init__(self, device: CudaDevice, stream: Optional[Any] = None,
-                 zero_copy_input: bool = False) -> None:
+                 zero_copy_input: bool = False, copy_threads: int = 1) -> None:
+        if isinstance(copy_threads, bool) or not isinstance(copy_threads, int) or copy_threads < 1:
+            raise ValueError(f"copy_threads must be an integer >= 1, got {copy_threads!r}")
         self.device = device
         self.zero_copy_input = bool(zero_copy_input)
+        self._copy_pool = ThreadPoolExecutor(copy_threads, "frame-copy") if copy_threads > 1 else None
+        self._copy_threads = copy_threads
+        self._copy_parts: list[slice] = []
         self._driver = device.driver
         with device.current():
             self.stream = stream if stream is not None else self._driver.Stream()
@@ -85,6 +92,8 @@ class GpuPreprocessor:
                 output_ptr = int(buffers["input"])
             self._buffers = buffers
         self._dst_ptr = int(output_ptr)
+        bounds = np.linspace(0, plan.frame.nbytes, self._copy_threads + 1).astype(np.int64)
+        self._copy_parts = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
         self._args = (self._src_ptr, self._dst_ptr, int(buffers["cols"]), int(buffers["rows"]),
                       plan.params.tobytes())
         self.plan = plan
@@ -156,10 +165,17 @@ class GpuPreprocessor:
                                      f"{plan.frame.height} {plan.frame.encoding} frame with step "
                                      f"{plan.frame.step} needs {staging.size} bytes")
                 self._frame_free.synchronize()
-                np.copyto(staging, frame[:staging.size])
+                self._copy_in(frame)
             if not self.zero_copy_input:
                 self._driver.memcpy_htod_async(self._src_ptr, staging, self.stream)
                 self._frame_free.record(self.stream)
+
+    def _copy_in(self, frame: np.ndarray) -> None:
+        staging = self._staging
+        if self._copy_pool is None:
+            np.copyto(staging, frame[:staging.size])
+        else:
+            list(self._copy_pool.map(lambda part: np.copyto(staging[part], frame[part]), self._copy_parts))
 
     def launch(self) -> None:
         """Enqueue the kernel on the frame last uploaded (zero-copy: on :attr:`host_frame`)."""
