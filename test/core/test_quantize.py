@@ -56,7 +56,10 @@ def test_quantized_model_runs_in_the_onnxruntime_backend_close_to_float(tmp_path
     for x in frames(4, seed=7):
         want, got = run(model, x), run(report.output, x)
         assert not np.array_equal(got, want)  # really quantized
-        assert np.abs(got - want).max() < 0.08 * np.abs(want).max()
+        error = np.abs(got - want)
+        assert error.mean() < 0.02 * np.abs(want).max()
+        if method == "minmax":  # no clipping: every value within a few quantization steps
+            assert error.max() < 0.08 * np.abs(want).max()
 
 
 def test_bad_requests_are_refused(tmp_path):

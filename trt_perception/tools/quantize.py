@@ -27,7 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                         help="calibration frames: video, image folder or BAG#TOPIC (repeatable)")
     parser.add_argument("--calib-every", type=int, default=1, metavar="N", help="use every N-th frame")
     parser.add_argument("--calib-max-frames", type=int, default=200, metavar="N", help="default 200")
-    parser.add_argument("--method", choices=METHODS, default="entropy", help="range calibration (default entropy)")
+    parser.add_argument("--method", choices=METHODS, default="percentile",
+                        help="range calibration (default percentile; see benchmarks/results/int8_accuracy.md)")
     parser.add_argument("--percentile", type=float, default=99.999, help="for --method percentile")
     parser.add_argument("--no-per-channel", dest="per_channel", action="store_false",
                         help="one weight scale per tensor instead of per output channel")
