@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from trt_perception.core.atomic_write import atomic_write_text  # noqa: E402
+from trt_perception.core.backends.base import BackendError  # noqa: E402
 from trt_perception.core.gpu.cuda_runtime import gpu_available, load_kernel, shared_device  # noqa: E402
 from trt_perception.core.gpu.frame_pipeline import FramePipeline  # noqa: E402
 from trt_perception.core.gpu.gpu_preprocess import GpuPreprocessor  # noqa: E402
@@ -283,7 +284,11 @@ def bench_pipeline(device, repeats: int) -> dict[str, Any]:
     for label, make_runner in runners:
         with device.current():
             stream = device.driver.Stream()
-        runner = make_runner(stream)
+        try:
+            runner = make_runner(stream)
+        except BackendError as exc:   # e.g. the CUDA provider's libraries are missing
+            results["ort_cuda"] = f"failed to load: {exc}"
+            continue
         try:
             if not isinstance(runner, ReplayRunner):
                 results["ort_inference_ms"] = inference_times(device, runner, stream, config, frame, repeats)
