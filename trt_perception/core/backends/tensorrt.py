@@ -294,8 +294,9 @@ class TensorRTBackend(Backend):
         assert self._device is not None and self._context is not None
         driver = self._device.driver
         self._events[1].record(self._stream)
-        if use_graph:
-            self._graph().launch()
+        graph = self._graph() if use_graph else None
+        if graph is not None:
+            graph.launch()
         else:
             self._enqueue()
         self._events[2].record(self._stream)
@@ -319,14 +320,20 @@ class TensorRTBackend(Backend):
         if not self._context.execute_async_v3(int(self._stream.handle)):
             raise BackendError("TensorRT execute_async_v3 failed (see the TensorRT log)")
 
-    def _graph(self) -> CudaGraph:
-        """The CUDA graph for the current input shapes, captured on first use."""
+    def _graph(self) -> Optional[CudaGraph]:
+        """The CUDA graph for the current input shapes, captured on first use; None (and CUDA
+        graphs off from then on, with a warning) when this engine's enqueue cannot be captured."""
         from trt_perception.core.tensorrt.cuda import CudaGraph
         key = tuple(self._shapes[name] for name, t in self._tensors.items() if t.is_input)
         graph = self._graphs.get(key)
         if graph is None:
             self._enqueue()  # TensorRT applies deferred shape updates outside the capture
-            graph = CudaGraph(int(self._stream.handle), self._enqueue)
+            try:
+                graph = CudaGraph(int(self._stream.handle), self._enqueue)
+            except BackendError as exc:
+                LOG.warning("CUDA graph capture failed, running without graphs: %s", exc)
+                self.cuda_graph = False
+                return None
             self._graphs[key] = graph
         return graph
 
