@@ -51,6 +51,11 @@ fi
 if [ ! -d "$VENV/typing/tensorrt_stubs-10.13.0.35.1.dist-info" ]; then
   "$VPY" -m pip install -q --disable-pip-version-check --no-deps --target "$VENV/typing" \
     tensorrt-stubs==10.13.0.35.1
+  # The published 10.13 stubs do not parse: a parameter named `in`, and a parameter without a
+  # default after defaulted ones. Repair both so mypy can read them.
+  sed -i -E -e 's/^( +def [A-Za-z_]+\(self[^,]*, )in: /\1in_: /' \
+    -e 's/power: Weights = None, channel_axis: int\)/power: Weights = None, channel_axis: int = ...)/' \
+    "$VENV/typing/tensorrt_bindings/tensorrt.pyi"
 fi
 
 # 3. The wheels' rosidl Python exports name the wheel builder's include dirs: use ours.
