@@ -185,3 +185,15 @@ def test_debug_image_and_markers_when_enabled(ros):
     assert np.count_nonzero(np.any(drawn != frame, axis=2)) > 100  # boxes were drawn
     boxes = [m for m in markers[0].markers if m.action == m.ADD]
     assert len(boxes) == len(detections[0].detections)
+
+
+def test_tensorrt_backend_without_tensorrt_fails_configure_with_the_reason(ros):
+    from trt_perception.core.backends import tensorrt_available
+
+    if tensorrt_available():
+        pytest.skip("TensorRT is installed: this checks the failure path without it")
+    node = ros.add(DetectorNode(context=ros.context, parameter_overrides=[
+        Parameter("backend", value="tensorrt"), Parameter("precision", value="fp16")]))
+    lifecycle = LifecycleClient(ros, "detector_node")
+    assert not lifecycle.set("configure")
+    assert lifecycle.state() == "unconfigured" and node.pipeline is None

@@ -32,7 +32,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPo
 from sensor_msgs.msg import CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
-from trt_perception.core.backends import BACKENDS, BackendError
+from trt_perception.core.backends import BACKENDS, BackendError, resolve_backend
 from trt_perception.core.draw import to_bgr
 from trt_perception.core.image import ImageError, decode_compressed_image, decode_image
 from trt_perception.core.latency import FrameCounters, StageClock
@@ -50,6 +50,14 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "auto", "Inference backend; auto = tensorrt when tensorrt and pycuda import, "
               "else onnxruntime.", choices=BACKENDS),
     ParamSpec("threads", 0, "CPU threads for ONNX Runtime (0 = its default).", int_range=(0, 64)),
+    ParamSpec("precision", "fp16", "TensorRT engine precision (int8: the model should be a Q/DQ ONNX "
+              "from trt-perception quantize).", choices=("fp32", "fp16", "int8")),
+    ParamSpec("dla_core", -1, "TensorRT: DLA core to build for, -1 = GPU (layers the DLA cannot run "
+              "fall back to the GPU).", int_range=(-1, 7)),
+    ParamSpec("engine_cache_dir", "", "TensorRT engine cache directory; empty: $TRT_PERCEPTION_CACHE "
+              "or ~/.cache/trt_perception/engines."),
+    ParamSpec("allow_engine_build", True, "TensorRT: build the engine at configure when the cache has "
+              "none for this model, TensorRT version, GPU and options (false: configure fails)."),
     ParamSpec("input_type", "raw", "raw: subscribe sensor_msgs/Image on 'image'; compressed: "
               "sensor_msgs/CompressedImage on 'image/compressed'.", choices=("raw", "compressed")),
     ParamSpec("qos_depth", 1, "Depth of the image subscription queue.", int_range=(1, 100)),
@@ -128,8 +136,8 @@ class PerceptionNode(LifecycleNode):
         try:
             self.params = parameters.read(self, self._specs)
             config_path = self.params["model_config"] or str(share_dir() / self.DEFAULT_MODEL)
-            options = {"threads": self.params["threads"]} if self.params["threads"] else {}
-            self.pipeline = Pipeline.from_config(config_path, self.params["backend"], **options)
+            backend = resolve_backend(self.params["backend"])
+            self.pipeline = Pipeline.from_config(config_path, backend, **self._backend_options(backend, config_path))
             self.pipeline.decoder.set_params(self.decoder_params(
                 {name: self.params[name] for name in self._runtime_names}))
             self._create_publishers()
@@ -144,6 +152,13 @@ class PerceptionNode(LifecycleNode):
         self.get_logger().info(f"configured: {self.pipeline.config.model_path.name} ({self.pipeline.config.task}) "
                                f"on {self.pipeline.backend.name}")
         return TransitionCallbackReturn.SUCCESS
+
+    def _backend_options(self, backend: str, config_path: str) -> dict[str, Any]:
+        if backend == "tensorrt":
+            return {"precision": self.params["precision"], "dla_core": self.params["dla_core"],
+                    "engine_cache_dir": self.params["engine_cache_dir"] or None,
+                    "allow_build": self.params["allow_engine_build"], "model_config": config_path}
+        return {"threads": self.params["threads"]} if self.params["threads"] else {}
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         qos = QoSProfile(
