@@ -7,14 +7,16 @@
 2. Ceilings: device-to-device copy bandwidth, and the launch time of an empty kernel.
 3. Preprocessing of 640x480, 1280x720 and 1920x1080 bgr8 frames to the SSD model's 300x300
    float32 NCHW input: pinned upload, kernel and upload + kernel (CUDA events, each run on a
-   freshly uploaded frame), the kernel's floor (max of bytes it must move / copy bandwidth and the
-   empty-kernel launch), the whole call on the host clock (copy of the frame bytes into pinned
-   staging included), the zero-copy kernel, and the OpenCV CPU path (one thread) on this machine.
+   freshly uploaded frame; as launched, and GPU-bound), the kernel's floor (max of bytes it must
+   move / copy bandwidth and the empty-kernel launch), the whole call on the host clock (frame
+   from message bytes or from pinned staging), the zero-copy kernel, and the OpenCV CPU path
+   (one thread) on this machine.
 4. The detector pipeline without the network (FramePipeline with a ReplayRunner that writes the
    real SSD outputs of a real frame, recorded with ONNX Runtime on the CPU): upload, preprocess,
    outputs to the host and the CPU SsdDecoder, p50/p99 per frame at 1080p, depth 1 and 2, frames
    from message bytes or already in pinned staging; then with the stand-in network busy for
-   1.57 ms (the measured ONNX Runtime CUDA time of this model) to show what pipelining hides.
+   1.57 ms (the measured ONNX Runtime CUDA time of this model) to show what pipelining hides, and
+   with the real network on ONNX Runtime's CUDA provider (OrtCudaRunner) where onnxruntime-gpu is.
 
 Prints the tables and writes gpu_pipeline.md and gpu_pipeline.json into --out.
 """
@@ -194,26 +196,6 @@ def bench_preprocess(device, repeats: int, limits: dict[str, float]) -> list[dic
             row["host_call_staging_ms"] = stats_ms(host_times_ms(call_from_staging, repeats))
         finally:
             pre.release()
-        for threads in (4, 8):
-            threaded = GpuPreprocessor(device, copy_threads=threads)
-            try:
-                threaded.configure(SSD_CONFIG, "bgr8", width, height, step)
-                counter = itertools.count()
-
-                def threaded_call() -> None:
-                    threaded(frames[next(counter) % len(frames)])
-                    threaded.synchronize()
-
-                row[f"host_call_bytes_{threads}threads_ms"] = stats_ms(host_times_ms(threaded_call, repeats))
-            finally:
-                threaded.release()
-        with device.current():
-            target = device.driver.mem_alloc(height * step)
-            pageable = [np.frombuffer(frame, np.uint8) for frame in frames]
-            counter = itertools.count()
-            row["pageable_upload_ms"] = stats_ms(host_times_ms(
-                lambda: device.driver.memcpy_htod(target, pageable[next(counter) % len(pageable)]), repeats))
-            target.free()
         zero = GpuPreprocessor(device, zero_copy_input=True)
         try:
             zero.configure(SSD_CONFIG, "bgr8", width, height, step)
@@ -293,17 +275,16 @@ def bench_pipeline(device, repeats: int) -> dict[str, Any]:
             if not isinstance(runner, ReplayRunner):
                 results["ort_inference_ms"] = inference_times(device, runner, stream, config, frame, repeats)
             for depth in (1, 2):
-                for threads, sources in ((1, ("bytes", "staging")), (4, ("bytes",))):
-                    pipeline = FramePipeline(device, config.preprocess, runner, decode, depth=depth,
-                                             copy_threads=threads, infer_stream=stream)
-                    try:
-                        pipeline.configure("bgr8", width, height, width * 3)
-                        for source in sources:
-                            row = run_pipeline(pipeline, source, data, repeats, cpu_detections)
-                            row.update(runner=label, depth=depth, source=source, copy_threads=threads)
-                            results["rows"].append(row)
-                    finally:
-                        pipeline.close()
+                pipeline = FramePipeline(device, config.preprocess, runner, decode, depth=depth,
+                                         infer_stream=stream)
+                try:
+                    pipeline.configure("bgr8", width, height, width * 3)
+                    for source in ("bytes", "staging"):
+                        row = run_pipeline(pipeline, source, data, repeats, cpu_detections)
+                        row.update(runner=label, depth=depth, source=source)
+                        results["rows"].append(row)
+                finally:
+                    pipeline.close()
         finally:
             if isinstance(runner, ReplayRunner):
                 runner.free()
@@ -417,28 +398,24 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{fmt(row['gpu_upload_kernel_ms'])} | {row['kernel_bytes'] / 1e6:.2f} MB | "
                      f"{row['gpu_floor_ms']:.4f} | {row['gpu_kernel_over_floor']:.2f} | "
                      f"{row['gpu_upload_kernel_over_upload']:.3f} |")
-    lines += ["", "Whole call on the host clock (enqueue, wait): from message bytes (copy into pinned staging "
-              "with 1, 4 or 8 threads), from a frame already in staging; and a plain synchronous upload "
-              "from pageable memory for comparison.", "",
-              "| source | from bytes, 1 thread | 4 threads | 8 threads | from staging | pageable upload alone |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "Whole call on the host clock (enqueue and wait): frame from message bytes in pageable memory "
+              "(uploaded from there, the driver staging it), or already in the pinned staging buffer.", "",
+              "| source | from message bytes | from pinned staging |", "|---|---|---|"]
     for row in report["preprocess"]:
-        lines.append(f"| {row['source']} | {fmt(row['host_call_bytes_ms'])} | {fmt(row['host_call_bytes_4threads_ms'])} | "
-                     f"{fmt(row['host_call_bytes_8threads_ms'])} | {fmt(row['host_call_staging_ms'])} | "
-                     f"{fmt(row['pageable_upload_ms'])} |")
+        lines.append(f"| {row['source']} | {fmt(row['host_call_bytes_ms'])} | {fmt(row['host_call_staging_ms'])} |")
     pipe = report["pipeline"]
     lines += ["", f"## Detector pipeline at 1080p ({pipe['frame']}, {pipe['detections']} detections)", "",
-              "Per frame: copy into pinned staging (\"bytes\" only), upload, fused preprocessing, the network, "
+              "Per frame: upload (from message bytes, or from pinned staging), fused preprocessing, the network, "
               f"outputs to the host ({pipe['outputs_bytes']} bytes, {fmt(pipe['outputs_to_host_ms'])} alone), CPU "
               f"SsdDecoder ({fmt(pipe['cpu_decode_ms'])} alone). The stand-in network is a device copy of the real "
               "SSD outputs of this frame (recorded with ONNX Runtime on the CPU), optionally after a busy wait; "
               f"ONNX Runtime CUDA: {pipe['ort_cuda']}"
               + (f", one run alone {fmt(pipe['ort_inference_ms'])} (events)." if "ort_inference_ms" in pipe else "."),
-              "", "| network | depth | frame from | copy threads | ms per frame p50 (p99) | detections equal CPU path |",
-              "|---|---|---|---|---|---|"]
+              "", "| network | depth | frame from | ms per frame p50 (p99) | detections equal CPU path |",
+              "|---|---|---|---|---|"]
     for row in pipe["rows"]:
-        lines.append(f"| {row['runner']} | {row['depth']} | {row['source']} | {row['copy_threads']} | "
-                     f"{fmt(row['per_frame_ms'])} | {row['detections_equal_cpu']} ({row['results']} frames) |")
+        lines.append(f"| {row['runner']} | {row['depth']} | {row['source']} | {fmt(row['per_frame_ms'])} | "
+                     f"{row['detections_equal_cpu']} ({row['results']} frames) |")
     return "\n".join(lines) + "\n"
 
 

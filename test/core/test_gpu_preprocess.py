@@ -75,19 +75,6 @@ def test_buffers_are_reused_and_host_frame_skips_the_copy(device) -> None:
         preprocessor.release()
 
 
-def test_threaded_copy_into_staging(device) -> None:
-    from trt_perception.core.gpu.gpu_preprocess import GpuPreprocessor
-    with pytest.raises(ValueError, match="copy_threads"):
-        GpuPreprocessor(device, copy_threads=0)
-    preprocessor = GpuPreprocessor(device, copy_threads=3)
-    try:
-        for case in (ParityCase("bgr8", 1280, 720, 1, SSD_CONFIG), ParityCase("nv12", 64, 48, 3, LETTERBOX_CONFIG)):
-            data, layout = make_frame(case, np.random.default_rng(8))
-            _assert_equal(_run(device, preprocessor, case, data), reference(case, data, layout))
-    finally:
-        preprocessor.release()
-
-
 def test_writes_into_a_given_device_buffer(device) -> None:
     from trt_perception.core.gpu.gpu_preprocess import GpuPreprocessor
     case = ParityCase("nv12", 320, 240, 0, LETTERBOX_CONFIG)

@@ -2,14 +2,14 @@
 
 Per frame, on two CUDA streams::
 
-    upload stream:    (host copy into pinned staging) -> upload -> fused preprocessing -> event ready
+    upload stream:    upload -> fused preprocessing -> event ready
     inference stream: wait ready -> runner.enqueue(input, outputs) -> outputs to pinned host -> event done
     host:             wait done -> decode(outputs, geometry)
 
 The frame crosses to the GPU once; only the network outputs come back. Each of the ``depth`` slots
 owns its staging buffer, input tensor and output buffers, all allocated by :meth:`configure` and
 reused. With ``depth`` 1 :meth:`FramePipeline.submit` returns the frame's own result (synchronous).
-With ``depth`` D > 1 up to D - 1 frames stay in flight: the host copy, upload and preprocessing of
+With ``depth`` D > 1 up to D - 1 frames stay in flight: the upload and preprocessing of
 frame n + 1 and the decoding of frame n overlap the network's run of frame n + 1 or n, and
 :meth:`submit` returns the results that are finished, always in submission order (one frame
 later than depth 1 does). :meth:`poll` hands out finished results without waiting; :meth:`drain`
@@ -60,10 +60,10 @@ class FrameResult:
 class _Slot:
     """One frame's buffers: preprocessor (staging, input tensor), outputs, and two events."""
 
-    def __init__(self, device: CudaDevice, stream: Any, zero_copy_input: bool, copy_threads: int,
+    def __init__(self, device: CudaDevice, stream: Any, zero_copy_input: bool,
                  specs: Mapping[str, TensorSpec]) -> None:
         driver = device.driver
-        self.preprocessor = GpuPreprocessor(device, stream, zero_copy_input, copy_threads)
+        self.preprocessor = GpuPreprocessor(device, stream, zero_copy_input)
         self.outputs = {name: HostDeviceBuffer(driver, tuple(spec.shape), spec.dtype)
                         for name, spec in specs.items()}
         self.output_ptrs = {name: buffer.device_ptr for name, buffer in self.outputs.items()}
@@ -82,14 +82,13 @@ class FramePipeline:
     runner: a :class:`DeviceRunner`; decode: ``decode(outputs by output name, geometry)`` -> the
     frame's result, run on the host (the output arrays are reused by later frames: copy what you
     keep). infer_stream: the stream the runner must run on, if it has one (an
-    :class:`~trt_perception.core.gpu.ort_runner.OrtCudaRunner`'s); zero_copy_input and copy_threads
-    go to each slot's :class:`GpuPreprocessor`. Raises :class:`BackendError` when the runner has an
-    output of dynamic shape.
+    :class:`~trt_perception.core.gpu.ort_runner.OrtCudaRunner`'s); zero_copy_input: see
+    :class:`GpuPreprocessor`. Raises :class:`BackendError` when the runner has an output of
+    dynamic shape.
     """
 
     def __init__(self, device: CudaDevice, config: PreprocessConfig, runner: DeviceRunner, decode: Decode,
-                 depth: int = 1, zero_copy_input: bool = False, copy_threads: int = 1,
-                 infer_stream: Optional[Any] = None) -> None:
+                 depth: int = 1, zero_copy_input: bool = False, infer_stream: Optional[Any] = None) -> None:
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise ValueError(f"pipeline_depth must be an integer >= 1, got {depth!r}")
         specs = dict(runner.output_specs())
@@ -105,8 +104,7 @@ class FramePipeline:
             driver = device.driver
             self.upload_stream = driver.Stream()
             self.infer_stream = infer_stream if infer_stream is not None else driver.Stream()
-            self._slots = [_Slot(device, self.upload_stream, zero_copy_input, copy_threads, specs)
-                           for _ in range(depth)]
+            self._slots = [_Slot(device, self.upload_stream, zero_copy_input, specs) for _ in range(depth)]
         self._in_flight: deque[tuple[_Slot, Any, ResizeGeometry]] = deque()
         self._next = 0
         self._configured = False

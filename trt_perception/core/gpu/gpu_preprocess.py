@@ -1,12 +1,14 @@
 """GpuPreprocessor: camera frame bytes -> network input tensor on the GPU, in one fused kernel.
 
-Per frame: the bytes are copied into a page-locked staging buffer (skipped when the caller wrote
-them into :attr:`GpuPreprocessor.host_frame` itself), uploaded asynchronously on the
-preprocessor's stream, and one kernel (``preprocess_kernel.cu``) writes the input tensor straight
-into the device buffer the network reads. With ``zero_copy_input`` the staging buffer is mapped
-into the device's address space and the kernel reads it in place, with no upload (the fast path
-on integrated GPUs such as Jetson, where host and device share memory; on a discrete GPU the
-kernel then reads over PCIe).
+Per frame: the bytes are uploaded on the preprocessor's stream and one kernel
+(``preprocess_kernel.cu``) writes the input tensor straight into the device buffer the network
+reads. Frame bytes in ordinary (pageable) memory, such as a ROS message's, are uploaded from where
+they are (the driver stages them; measured faster than copying them into pinned memory first);
+a producer that can write the frame into the page-locked :attr:`GpuPreprocessor.host_frame` itself
+gets the fastest, fully asynchronous upload. With ``zero_copy_input`` that buffer is mapped into the
+device's address space and the kernel reads it in place, with no upload (the fast path on
+integrated GPUs such as Jetson, where host and device share memory; on a discrete GPU the kernel
+then reads over PCIe); frames given as bytes are then copied into it.
 
 The result equals :func:`trt_perception.core.preprocess.preprocess` applied to
 :func:`trt_perception.core.image.decode_image` of the same frame (see ``preprocess_kernel.cu``).
@@ -16,7 +18,6 @@ reused by every frame; nothing is allocated per frame.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 import numpy as np
@@ -37,19 +38,13 @@ class GpuPreprocessor:
 
     device: the GPU (:func:`~trt_perception.core.gpu.cuda_runtime.shared_device`); stream: a
     pycuda ``Stream`` to work on (default: a stream of its own), so the upload and the kernel stay
-    in order with the inference enqueued after them on the same stream; copy_threads: threads
-    that share the copy of a frame into staging (numpy releases the GIL while copying).
+    in order with the inference enqueued after them on the same stream.
     """
 
     def __init__(self, device: CudaDevice, stream: Optional[Any] = None,
-                 zero_copy_input: bool = False, copy_threads: int = 1) -> None:
-        if isinstance(copy_threads, bool) or not isinstance(copy_threads, int) or copy_threads < 1:
-            raise ValueError(f"copy_threads must be an integer >= 1, got {copy_threads!r}")
+                 zero_copy_input: bool = False) -> None:
         self.device = device
         self.zero_copy_input = bool(zero_copy_input)
-        self._copy_pool = ThreadPoolExecutor(copy_threads, "frame-copy") if copy_threads > 1 else None
-        self._copy_threads = copy_threads
-        self._copy_parts: list[slice] = []
         self._driver = device.driver
         with device.current():
             self.stream = stream if stream is not None else self._driver.Stream()
@@ -92,8 +87,6 @@ class GpuPreprocessor:
                 output_ptr = int(buffers["input"])
             self._buffers = buffers
         self._dst_ptr = int(output_ptr)
-        bounds = np.linspace(0, plan.frame.nbytes, self._copy_threads + 1).astype(np.int64)
-        self._copy_parts = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
         self._args = (self._src_ptr, self._dst_ptr, int(buffers["cols"]), int(buffers["rows"]),
                       plan.params.tobytes())
         self.plan = plan
@@ -144,38 +137,36 @@ class GpuPreprocessor:
         """Enqueue the preprocessing of one frame (bytes of the configured format) on the stream:
         :meth:`upload` then :meth:`launch`.
 
-        Returns at once (the host copy into staging aside); work enqueued later on the same
-        stream sees the finished tensor. Raises :class:`ImageError` when ``data`` is shorter than
-        the configured frame.
+        Returns once ``data`` may be reused (at once for :attr:`host_frame`); work enqueued later
+        on the same stream sees the finished tensor. Raises :class:`ImageError` when ``data`` is
+        shorter than the configured frame.
         """
         self.upload(data)
         self.launch()
         return self.plan.geometry
 
     def upload(self, data: BytesLike) -> None:
-        """Copy ``data`` into the staging buffer (unless it is :attr:`host_frame`) and, unless
-        zero-copy, enqueue its upload."""
+        """Enqueue the upload of one frame: :attr:`host_frame` asynchronously, other bytes from
+        where they are (the call returns once the driver has staged them); with zero-copy input,
+        bytes are copied into :attr:`host_frame` and nothing is uploaded."""
         plan = self._require_plan()
         staging = self._staging
         with self.device.current():
-            if not (isinstance(data, np.ndarray) and data.ctypes.data == staging.ctypes.data):
-                frame = data.reshape(-1) if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
-                if frame.size < staging.size or frame.dtype != np.uint8:
-                    raise ImageError(f"frame data has {frame.size} {frame.dtype} values but a {plan.frame.width}x"
-                                     f"{plan.frame.height} {plan.frame.encoding} frame with step "
-                                     f"{plan.frame.step} needs {staging.size} bytes")
+            if isinstance(data, np.ndarray) and data.ctypes.data == staging.ctypes.data:
+                if not self.zero_copy_input:
+                    self._driver.memcpy_htod_async(self._src_ptr, staging, self.stream)
+                    self._frame_free.record(self.stream)
+                return
+            frame = data.reshape(-1) if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
+            if frame.size < staging.size or frame.dtype != np.uint8:
+                raise ImageError(f"frame data has {frame.size} {frame.dtype} values but a {plan.frame.width}x"
+                                 f"{plan.frame.height} {plan.frame.encoding} frame with step "
+                                 f"{plan.frame.step} needs {staging.size} bytes")
+            if self.zero_copy_input:
                 self._frame_free.synchronize()
-                self._copy_in(frame)
-            if not self.zero_copy_input:
-                self._driver.memcpy_htod_async(self._src_ptr, staging, self.stream)
-                self._frame_free.record(self.stream)
-
-    def _copy_in(self, frame: np.ndarray) -> None:
-        staging = self._staging
-        if self._copy_pool is None:
-            np.copyto(staging, frame[:staging.size])
-        else:
-            list(self._copy_pool.map(lambda part: np.copyto(staging[part], frame[part]), self._copy_parts))
+                np.copyto(staging, frame[:staging.size])
+            else:
+                self._driver.memcpy_htod_async(self._src_ptr, frame[:staging.size], self.stream)
 
     def launch(self) -> None:
         """Enqueue the kernel on the frame last uploaded (zero-copy: on :attr:`host_frame`)."""
