@@ -11,5 +11,9 @@ Modules (pycuda is imported only by those that touch the GPU, when they are used
   kernel, optional zero-copy input);
 - :mod:`.frame_pipeline`: preprocessing, a network run on device buffers and the copy of its
   outputs to the host, pipelined over ``depth`` frames with results in order;
+- :mod:`.ort_runner`: the network on ONNX Runtime's CUDA provider, bound to those device buffers;
+- :mod:`.replay_runner` (``spin_kernel.cu``): a stand-in network for benchmarks and tests;
 - :mod:`.parity`: the cases and CPU reference that GPU preprocessing is checked against.
+
+See ``docs/gpu.md``.
 """

@@ -122,7 +122,7 @@ class FramePipeline:
 
     def next_host_frame(self) -> np.ndarray:
         """The pinned staging buffer the next :meth:`submit` reads (free to write now): a producer
-        that writes the frame here and submits this array saves the copy into staging."""
+        that writes the frame here and submits this array gets the fast, asynchronous upload."""
         preprocessor = self._slots[self._next].preprocessor
         preprocessor.wait_frame_free()
         return preprocessor.host_frame

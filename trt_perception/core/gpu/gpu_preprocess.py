@@ -111,8 +111,9 @@ class GpuPreprocessor:
 
     @property
     def host_frame(self) -> np.ndarray:
-        """uint8[frame bytes], the page-locked staging buffer. A producer may write the next frame
-        here and pass this array to :meth:`__call__`, which then skips its copy; call
+        """uint8[frame bytes], the page-locked staging buffer (mapped for zero-copy input). A
+        producer may write the next frame here and pass this array to :meth:`__call__`: the
+        fastest upload (asynchronous, from pinned memory), or none with zero-copy input. Call
         :meth:`wait_frame_free` first, as the previous frame may still be read from it."""
         self._require_plan()
         return self._staging
