@@ -43,6 +43,7 @@ from trt_perception.core.backends.base import BackendError  # noqa: E402
 from trt_perception.core.gpu.cuda_runtime import gpu_available, load_kernel, shared_device  # noqa: E402
 from trt_perception.core.gpu.frame_pipeline import FramePipeline  # noqa: E402
 from trt_perception.core.gpu.gpu_preprocess import GpuPreprocessor  # noqa: E402
+from trt_perception.core.gpu.ort_runner import OrtCudaRunner, cuda_provider_available  # noqa: E402
 from trt_perception.core.gpu.parity import (SSD_CONFIG, make_frame, max_abs_error, parity_cases,  # noqa: E402
                                             reference)
 from trt_perception.core.gpu.preprocess_plan import resize_tables  # noqa: E402
@@ -258,9 +259,8 @@ def bench_pipeline(device, repeats: int) -> dict[str, Any]:
     runners: list[tuple[str, Callable[[Any], Any]]] = [
         ("stand-in, 0 ms", lambda stream: ReplayRunner(device, outputs)),
         (f"stand-in, {INFERENCE_US / 1000:.2f} ms", lambda stream: ReplayRunner(device, outputs, busy_us=INFERENCE_US))]
-    ort_problem = ort_cuda_problem()
-    if not ort_problem:
-        from trt_perception.core.gpu.ort_runner import OrtCudaRunner
+    ort_ok, ort_problem = cuda_provider_available()
+    if ort_ok:
         runners.append(("ONNX Runtime CUDA", lambda stream: OrtCudaRunner(config.model_path, stream)))
     results["ort_cuda"] = ort_problem or "available"
     for label, make_runner in runners:
@@ -316,16 +316,6 @@ def run_pipeline(pipeline: FramePipeline, source: str, data: bytes, repeats: int
     produced += pipeline.drain()
     return {"per_frame_ms": stats_ms(periods), "results": len(produced),
             "detections_equal_cpu": all(same_detections(r.result, want) for r in produced)}
-
-
-def ort_cuda_problem() -> str:
-    """Empty when onnxruntime has the CUDA execution provider, else why not."""
-    try:
-        import onnxruntime
-    except ImportError:
-        return "onnxruntime is not installed"
-    providers = onnxruntime.get_available_providers()
-    return "" if "CUDAExecutionProvider" in providers else f"no CUDAExecutionProvider ({providers})"
 
 
 def inference_times(device, runner, stream, config, frame: np.ndarray, repeats: int) -> dict[str, float]:

@@ -10,25 +10,16 @@ import numpy as np
 import pytest
 
 from trt_perception.core.gpu.cuda_runtime import gpu_available
+from trt_perception.core.gpu.ort_runner import cuda_provider_available
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_CONFIG = ROOT / "models" / "ssdlite_pedestrian" / "ssdlite_pedestrian.yaml"
 FRAMES = sorted((ROOT / "test" / "data").glob("vtest_*.jpg"))
 
 GPU_OK, GPU_REASON = gpu_available()
-
-
-def _cuda_provider() -> str:
-    try:
-        import onnxruntime
-    except ImportError:
-        return "onnxruntime is not installed"
-    providers = onnxruntime.get_available_providers()
-    return "" if "CUDAExecutionProvider" in providers else f"onnxruntime has no CUDA provider ({providers})"
-
-
+CUDA_OK, CUDA_REASON = cuda_provider_available()
 pytestmark = [pytest.mark.skipif(not GPU_OK, reason=f"no usable GPU: {GPU_REASON}"),
-              pytest.mark.skipif(bool(_cuda_provider()), reason=_cuda_provider() or "-")]
+              pytest.mark.skipif(not CUDA_OK, reason=CUDA_REASON)]
 
 
 @pytest.mark.parametrize("depth", [1, 2])

@@ -19,6 +19,18 @@ from trt_perception.core.backends.onnxrt import _import_ort, _spec
 CUDA_PROVIDER = "CUDAExecutionProvider"
 
 
+def cuda_provider_available() -> tuple[bool, str]:
+    """(True, "") when onnxruntime imports and offers the CUDA execution provider, else (False, why)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return False, "onnxruntime is not installed"
+    providers = onnxruntime.get_available_providers()
+    if CUDA_PROVIDER not in providers:
+        return False, f"onnxruntime {onnxruntime.__version__} has no {CUDA_PROVIDER} (providers: {providers})"
+    return True, ""
+
+
 class OrtCudaRunner:
     """See the module docstring. ``stream``: the pycuda stream every run is enqueued on (the
     pipeline's inference stream). Raises :class:`BackendError` when the model cannot be loaded
@@ -26,9 +38,9 @@ class OrtCudaRunner:
 
     def __init__(self, model_path: str | Path, stream: Any, device_id: int = 0) -> None:
         ort = _import_ort()
-        if CUDA_PROVIDER not in ort.get_available_providers():
-            raise BackendError(f"onnxruntime {ort.__version__} has no {CUDA_PROVIDER} "
-                               f"(providers: {ort.get_available_providers()}): install onnxruntime-gpu")
+        available, reason = cuda_provider_available()
+        if not available:
+            raise BackendError(f"{reason}: install onnxruntime-gpu")
         self.stream = stream
         self.device_id = device_id
         options = ort.SessionOptions()
