@@ -36,7 +36,7 @@ Decode = Callable[[Mapping[str, np.ndarray], ResizeGeometry], Any]
 
 class DeviceRunner(Protocol):
     """A network that reads and writes device buffers (an adapter of a TensorRT engine or of an
-    ONNX Runtime session with IOBinding)."""
+    ONNX Runtime session with IOBinding). :meth:`enqueue` is called with the device current."""
 
     def output_specs(self) -> Mapping[str, TensorSpec]:
         """Outputs by name; every shape static."""
