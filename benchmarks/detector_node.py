@@ -58,6 +58,11 @@ def frames(video: str, count: int, every: int) -> list[np.ndarray]:
     return out
 
 
+def ns(duration) -> int:
+    """builtin_interfaces/Duration -> nanoseconds."""
+    return duration.sec * 10**9 + duration.nanosec
+
+
 def stats(values_ns: list[int]) -> tuple[float, float]:
     ms = np.asarray(values_ns, dtype=np.float64) / 1e6
     return float(np.median(ms)), float(np.percentile(ms, 99))
@@ -115,16 +120,15 @@ def main() -> int:
 
     keep = [i for i in range(args.warmup, len(images)) if i in stages]
     e2e = [arrival[i] - sent[i] for i in keep]
-    model = [stages[i].inference.sec * 10**9 + stages[i].inference.nanosec for i in keep]
+    model = [ns(stages[i].inference) for i in keep]
     overhead = [a - b for a, b in zip(e2e, model)]
     rows = [("end-to-end (publish -> detections received)", e2e), ("model (inference stage)", model),
             ("node overhead = end-to-end - model", overhead)]
     for stage in ("convert", "preprocess", "postprocess", "publish"):
-        rows.append((f"node stage: {stage}", [getattr(stages[i], stage).sec * 10**9 + getattr(stages[i], stage).nanosec
-                                               for i in keep]))
+        rows.append((f"node stage: {stage}", [ns(getattr(stages[i], stage)) for i in keep]))
     lines = ["# detector_node overhead benchmark", "",
              "| quantity | median ms | p99 ms |", "|---|---:|---:|"]
-    lines += [f"| {name} | {stats(v)[0]:.3f} | {stats(v)[1]:.3f} |" for name, v in rows]
+    lines += ["| {} | {:.3f} | {:.3f} |".format(name, *stats(v)) for name, v in rows]
     lines += ["", f"Frames: {len(keep)} measured after {args.warmup} warm-up (768x576 bgr8 from vtest.avi, every "
               f"{args.every}), one at a time; ONNX Runtime CPU, 1 thread; rmw_fastrtps_cpp, one process.",
               f"Targets: node overhead <= 2 ms p50, <= 4 ms p99.",

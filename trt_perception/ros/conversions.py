@@ -17,6 +17,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from trt_perception.core.decode.ssd.detections import Detections
 from trt_perception.core.latency import STAGES, StageClock, check_stamp
+from trt_perception.msg import FrameLatency, Keypoint2D, Skeleton2D, Skeleton2DArray
 
 
 def _duration(ns: int) -> Duration:
@@ -70,10 +71,8 @@ def box_markers(dets: Detections, header: Any, namespace: str = "detections") ->
 
 
 def frame_latency_msg(header: Any, clock: StageClock, now_ns: int, future_tolerance_s: float,
-                      max_age_s: float) -> Any:
+                      max_age_s: float) -> FrameLatency:
     """FrameLatency for one frame: stage durations and the checked end-to-end latency."""
-    from trt_perception.msg import FrameLatency
-
     stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
     status, e2e_ns = check_stamp(stamp_ns, now_ns, future_tolerance_s, max_age_s)
     msg = FrameLatency(header=header, stamp_status=status, end_to_end=_duration(e2e_ns))
@@ -83,11 +82,9 @@ def frame_latency_msg(header: Any, clock: StageClock, now_ns: int, future_tolera
 
 
 
-def skeletons_to_msg(skeletons: Sequence[Any], part_names: Sequence[str], header: Any) -> Any:
+def skeletons_to_msg(skeletons: Sequence[Any], part_names: Sequence[str], header: Any) -> Skeleton2DArray:
     """Skeleton2DArray from decoded skeletons (keypoints in source pixels): keypoint names from the
     topology, links as indices into each skeleton's keypoints."""
-    from trt_perception.msg import Keypoint2D, Skeleton2D, Skeleton2DArray
-
     out = Skeleton2DArray(header=header)
     for index, person in enumerate(skeletons):
         msg = Skeleton2D(id=index, score=float(person.score))

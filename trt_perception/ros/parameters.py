@@ -64,19 +64,26 @@ def declare(node: Node, specs: Iterable[ParamSpec]) -> None:
             node.declare_parameter(spec.name, spec.default, spec.descriptor())
 
 
+def plain(value: Any) -> Any:
+    """A parameter value as the nodes use it: an unset list (None) is [], an array a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
 def read(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
     """Current values by name, validated; raises ValueError naming every bad value."""
     values: dict[str, Any] = {}
     problems = []
     for spec in specs:
         try:
-            value = node.get_parameter(spec.name).value
+            value = plain(node.get_parameter(spec.name).value)
         except ParameterUninitializedException:  # a list declared empty and never set
             value = []
         problem = spec.check(value)
         if problem:
             problems.append(problem)
-        values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
+        values[spec.name] = value
     if problems:
         raise ValueError("invalid parameters: " + "; ".join(problems))
     return values

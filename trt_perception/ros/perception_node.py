@@ -251,12 +251,12 @@ class PerceptionNode(LifecycleNode):
             spec = specs.get(param.name)
             if spec is None:
                 continue
-            problem = spec.check(param.value if param.value is not None else [])
+            value = parameters.plain(param.value)
+            problem = spec.check(value)
             if problem:
                 return SetParametersResult(successful=False, reason=problem)
             if param.name in self._runtime_names:
-                changes[param.name] = list(param.value) if isinstance(param.value, (list, tuple)) \
-                    else param.value
+                changes[param.name] = value
         if changes and self.pipeline is not None:
             try:
                 self.pipeline.decoder.set_params(self.decoder_params(changes))
@@ -302,11 +302,8 @@ class PerceptionNode(LifecycleNode):
                                       throttle_duration_sec=5.0)
             return
         clock.mark("convert")
-        pipeline = self.pipeline
-        if pipeline is None:
-            return
-        try:
-            result, stages = pipeline.run(pixels, order)
+        try:  # the worker runs only while active, so the pipeline exists
+            result, stages = self.pipeline.run(pixels, order)
         except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the node
             self.counters.failed += 1
             self.get_logger().error(f"inference failed ({self.counters.failed} so far): {exc}",
