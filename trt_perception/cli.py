@@ -19,6 +19,7 @@ TOOLS = [
     "build_engine",
     "quantize",
     "benchmark",
+    "make_bag",
 ]
 
 
