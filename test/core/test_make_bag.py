@@ -108,14 +108,15 @@ def test_cli_from_an_image_folder(tmp_path, capsys):
     for index, bgr in frames(5):
         cv2.imwrite(str(folder / f"{index:03d}.png"), bgr)
     code = main(["make-bag", "--input", str(folder), "--output", str(tmp_path / "bag"), "--every", "2",
-                 "--max-frames", "2", "--compressed", "png", "--topic", "/front/image_raw",
+                 "--first", "1", "--max-frames", "2", "--compressed", "png", "--topic", "/front/image_raw",
                  "--start", "1700000000", "--rate", "5", "--storage", "mcap"])
     assert code == 0
     assert "2 frames" in capsys.readouterr().out
     source = RosbagFrames(tmp_path / "bag", "/front/image_raw/compressed")
     got = list(source)
     assert len(got) == 2
-    np.testing.assert_array_equal(got[1][1], frames(5)[2][1])   # every 2nd input frame
+    np.testing.assert_array_equal(got[0][1], frames(5)[2][1])   # every 2nd input frame from 1: 2, 4
+    np.testing.assert_array_equal(got[1][1], frames(5)[4][1])
     stamps = [m.header.stamp.sec + m.header.stamp.nanosec / 1e9
               for _, m in headers(tmp_path / "bag", "/front/image_raw/compressed")]
     assert stamps == pytest.approx([1700000000.0, 1700000000.2])

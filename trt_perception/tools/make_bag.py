@@ -37,6 +37,8 @@ def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]"
                         help="stamp of the first frame, seconds since the epoch (default: now)")
     parser.add_argument("--every", type=int, default=1, metavar="N",
                         help="use every N-th input frame, starting with frame 0 (default 1)")
+    parser.add_argument("--first", type=int, default=0, metavar="N",
+                        help="skip the input frames before frame N (default 0)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="write at most N frames")
     parser.add_argument("--compressed", choices=sorted(COMPRESSIONS),
                         help="store CompressedImage in this format instead of raw Image")
@@ -58,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.max_frames is not None and args.max_frames < 1:
             raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
+        if args.first < 0:
+            raise ValueError(f"--first must be >= 0, got {args.first}")
         options = ImageBagOptions(
             topic=compressed_topic(args.topic) if args.compressed else args.topic,
             frame_id=args.frame_id, rate=args.rate,
@@ -66,8 +70,10 @@ def run(args: argparse.Namespace) -> int:
             storage=args.storage)
         options.check()
         frames = open_frames(args.input, every=args.every)
-        total = len(frames) if args.max_frames is None else min(len(frames), args.max_frames)
-        selected = itertools.islice(frames, args.max_frames)
+        skipped = -(-args.first // args.every)   # items before frame index --first
+        total = max(0, len(frames) - skipped)
+        total = total if args.max_frames is None else min(total, args.max_frames)
+        selected = itertools.islice(((i, px) for i, px in frames if i >= args.first), args.max_frames)
         count = write_image_bag(tqdm(selected, total=total, unit="frame", disable=None), args.output, options)
     except (ValueError, FrameSourceError, OSError) as exc:   # options, input, output (BagWriteError)
         print(f"trt-perception make-bag: error: {exc}", file=sys.stderr)
