@@ -16,7 +16,7 @@ from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithP
 from visualization_msgs.msg import Marker, MarkerArray
 
 from trt_perception.core.decode.ssd.detections import Detections
-from trt_perception.core.latency import STAGES, StageClock, check_stamp
+from trt_perception.core.latency import STAGES, StageClock
 from trt_perception.msg import FrameLatency, Keypoint2D, Skeleton2D, Skeleton2DArray
 
 
@@ -70,16 +70,18 @@ def box_markers(dets: Detections, header: Any, namespace: str = "detections") ->
     return markers
 
 
-def frame_latency_msg(header: Any, clock: StageClock, now_ns: int, future_tolerance_s: float,
-                      max_age_s: float) -> FrameLatency:
-    """FrameLatency for one frame: stage durations and the checked end-to-end latency."""
-    stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-    status, e2e_ns = check_stamp(stamp_ns, now_ns, future_tolerance_s, max_age_s)
-    msg = FrameLatency(header=header, stamp_status=status, end_to_end=_duration(e2e_ns))
+def stamp_ns(header: Any) -> int:
+    """The header stamp in nanoseconds since the epoch (0 when unset)."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def frame_latency_msg(header: Any, clock: StageClock, stamp_status: int, end_to_end_ns: int) -> FrameLatency:
+    """FrameLatency for one frame: stage durations and the end-to-end latency checked by
+    :func:`~trt_perception.core.latency.check_stamp` (its status and value)."""
+    msg = FrameLatency(header=header, stamp_status=stamp_status, end_to_end=_duration(end_to_end_ns))
     for stage in STAGES:
         setattr(msg, stage, _duration(clock.stage_ns(stage)))
     return msg
-
 
 
 def skeletons_to_msg(skeletons: Sequence[Any], part_names: Sequence[str], header: Any) -> Skeleton2DArray:

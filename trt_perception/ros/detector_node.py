@@ -4,8 +4,10 @@ Topics (relative names; remap them): subscribes ``image`` (sensor_msgs/Image) or
 ``image/compressed`` (sensor_msgs/CompressedImage); publishes ``detections``
 (vision_msgs/Detection2DArray, the input header, an empty array when nothing is found),
 ``latency`` (trt_perception/FrameLatency), and optionally ``debug_image`` (bgr8) and ``markers``.
-Parameters: :data:`~trt_perception.ros.perception_node.COMMON_PARAMS` plus the thresholds below,
-which may change at runtime.
+Parameters: :data:`~trt_perception.ros.perception_node.COMMON_PARAMS`,
+:data:`~trt_perception.ros.perception_task.TASK_PARAMS` and the thresholds below, which may change
+at runtime. Diagnostics on ``/diagnostics``: "detector_node: detector latency", "detector_node:
+detector frame rate", "detector_node: device".
 """
 
 from __future__ import annotations
@@ -19,19 +21,20 @@ from trt_perception.ros.conversions import box_markers, detections_to_msg
 from trt_perception.ros.node_main import run_node
 from trt_perception.ros.parameters import ParamSpec
 from trt_perception.ros.perception_node import PerceptionNode
+from trt_perception.ros.perception_task import PerceptionTask
 
 DEFAULT_MODEL = "models/ssdlite_pedestrian/ssdlite_pedestrian.yaml"
 
 
-class DetectorNode(PerceptionNode):
-    """SSD detection lifecycle node (see the module docstring)."""
+class DetectorTask(PerceptionTask):
+    """SSD detection: Detection2DArray on ``detections``, boxes drawn, box markers."""
 
+    LABEL = "detector"
     RESULT_TYPE = Detection2DArray
-    NODE_NAME = "detector_node"
     DEFAULT_MODEL = DEFAULT_MODEL
     RESULT_TOPIC = "detections"
 
-    TASK_PARAMS = (
+    DECODER_PARAMS = (
         ParamSpec("score_threshold", 0.5, "Minimum detection score.", float_range=(0.0, 1.0),
                   runtime=True),
         ParamSpec("nms_iou_threshold", 0.6, "Per-class NMS suppresses boxes overlapping a better one "
@@ -57,6 +60,13 @@ class DetectorNode(PerceptionNode):
 
     def markers(self, result: Any, header: Any) -> Any:
         return box_markers(result, header)
+
+
+class DetectorNode(PerceptionNode):
+    """SSD detection lifecycle node (see the module docstring)."""
+
+    NODE_NAME = "detector_node"
+    TASKS = ((DetectorTask, ""),)
 
 
 def main(args: Optional[Sequence[str]] = None) -> int:

@@ -9,7 +9,7 @@ change while the node runs (thresholds); every other parameter is read only.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Optional, Sequence
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -29,6 +29,10 @@ class ParamSpec:
     float_range: Optional[tuple[float, float]] = None
     choices: Optional[tuple[str, ...]] = None
     runtime: bool = False
+
+    def renamed(self, name: str) -> "ParamSpec":
+        """The same parameter under another name (e.g. with a task prefix)."""
+        return replace(self, name=name)
 
     def descriptor(self) -> ParameterDescriptor:
         desc = ParameterDescriptor(description=self.description, read_only=not self.runtime)

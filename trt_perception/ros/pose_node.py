@@ -3,7 +3,8 @@
 Same parameters, QoS, lifecycle and error handling as ``detector_node``
 (:mod:`trt_perception.ros.perception_node`). Publishes ``skeletons`` (Skeleton2DArray with the
 input header; keypoints in source-image pixels), ``latency``, and optionally ``debug_image`` and
-``markers``. No pose weights ship with the package: export trt_pose's models with
+``markers``, and diagnostics ("pose_node: pose latency", "pose_node: pose frame rate",
+"pose_node: device"). No pose weights ship with the package: export trt_pose's models with
 ``trt-perception export-trt-pose`` and point ``model_config`` at the YAML it writes.
 """
 
@@ -11,26 +12,26 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-
 from trt_perception.core.draw import draw_skeletons
 from trt_perception.msg import Skeleton2DArray
 from trt_perception.ros.conversions import skeleton_markers, skeletons_to_msg
 from trt_perception.ros.node_main import run_node
 from trt_perception.ros.parameters import ParamSpec
 from trt_perception.ros.perception_node import PerceptionNode
+from trt_perception.ros.perception_task import PerceptionTask
 
 DEFAULT_MODEL = "models/trt_pose/resnet18_baseline_att_224x224.yaml"
 
 
-class PoseNode(PerceptionNode):
-    """PAF human-pose lifecycle node (see the module docstring)."""
+class PoseTask(PerceptionTask):
+    """PAF pose: Skeleton2DArray on ``skeletons``, skeletons drawn, link markers."""
 
+    LABEL = "pose"
     RESULT_TYPE = Skeleton2DArray
-    NODE_NAME = "pose_node"
     DEFAULT_MODEL = DEFAULT_MODEL
     RESULT_TOPIC = "skeletons"
 
-    TASK_PARAMS = (
+    DECODER_PARAMS = (
         ParamSpec("peak_threshold", 0.1, "Minimum confidence-map value of a keypoint.",
                   float_range=(0.0, 1.0), runtime=True),
         ParamSpec("link_threshold", 0.1, "Minimum PAF score of a link between two keypoints.",
@@ -51,6 +52,13 @@ class PoseNode(PerceptionNode):
 
     def markers(self, result: Any, header: Any) -> Any:
         return skeleton_markers(result, header)
+
+
+class PoseNode(PerceptionNode):
+    """PAF human-pose lifecycle node (see the module docstring)."""
+
+    NODE_NAME = "pose_node"
+    TASKS = ((PoseTask, ""),)
 
 
 def main(args: Optional[Sequence[str]] = None) -> int:
