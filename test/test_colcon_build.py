@@ -43,11 +43,11 @@ def test_colcon_build_installs_a_findable_package(tmp_path):
     assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "trt_perception").is_file()
     share = prefix / "share" / "trt_perception"
     for rel in ["package.xml", "launch/detector.launch.py", "launch/pose.launch.py", "config/detector.yaml",
-                "config/pose.yaml", "models/trt_pose/human_pose.json",
+                "config/pose.yaml", "config/perception.yaml", "models/trt_pose/human_pose.json",
                 "models/ssdlite_pedestrian/ssdlite_pedestrian.yaml",
                 "models/ssdlite_pedestrian/ssdlite_pedestrian_raw_nchw.onnx"]:
         assert (share / rel).is_file(), rel
-    for executable in ["detector_node", "pose_node"]:
+    for executable in ["detector_node", "pose_node", "perception_node"]:
         path = prefix / "lib" / "trt_perception" / executable
         assert path.is_file() and os.access(path, os.X_OK), executable
     site = next(prefix.glob("lib/python3*/site-packages/trt_perception"))
@@ -56,6 +56,7 @@ def test_colcon_build_installs_a_findable_package(tmp_path):
     # the installed tree imports: messages, core and node, with the workspace's own python path
     check = subprocess.run(
         [sys.executable, "-c", "import trt_perception.msg, trt_perception.ros.detector_node, sys; "
+         "import trt_perception.ros.shared_node; "
          "import trt_perception; print(trt_perception.__file__)"],
         env={**env, "PYTHONPATH": str(site.parent)}, cwd=tmp_path, capture_output=True, text=True)
     assert check.returncode == 0, check.stderr

@@ -266,7 +266,7 @@ class PerceptionNode(LifecycleNode):
         specs = {s.name: s for s in COMMON_PARAMS}
         for task in self.tasks:
             specs.update({s.name: s for s in task.specs})
-        changes: dict[int, dict[str, Any]] = {}
+        changed: dict[str, Any] = {}
         for param in params:
             spec = specs.get(param.name)
             if spec is None:
@@ -275,25 +275,27 @@ class PerceptionNode(LifecycleNode):
             problem = spec.check(value)
             if problem:
                 return SetParametersResult(successful=False, reason=problem)
-            for index, task in enumerate(self.tasks):
-                name = task.own(param.name)
-                if name is not None and spec.runtime:
-                    changes.setdefault(index, {})[name] = value
-        for index, task_changes in changes.items():
-            problem = self.tasks[index].check_changes(task_changes)
+            if spec.runtime:
+                changed[param.name] = value
+        by_task: list[tuple[PerceptionTask, dict[str, Any]]] = []
+        for task in self.tasks:
+            changes = {own: value for name, value in changed.items() if (own := task.own(name)) is not None}
+            if changes:
+                by_task.append((task, changes))
+        for task, changes in by_task:
+            problem = task.check_changes(changes)
             if problem:
                 return SetParametersResult(successful=False, reason=problem)
         applied: list[tuple[PerceptionTask, dict[str, Any]]] = []
-        for index, task_changes in changes.items():
-            task = self.tasks[index]
-            previous = {name: task.params[name] for name in task_changes if name in task.params}
+        for task, changes in by_task:
+            previous = {name: task.params[name] for name in changes if name in task.params}
             try:
-                task.apply_changes(task_changes)
+                task.apply_changes(changes)
             except ValueError as exc:
                 for done, old in applied:
                     done.apply_changes(old)
-                return SetParametersResult(successful=False, reason=f"{task.param_prefix}{exc}")
+                return SetParametersResult(successful=False, reason=task.reason(exc))
             applied.append((task, previous))
-        if changes:
-            self.get_logger().info(f"runtime parameters changed: {[p.name for p in params]}")
+        if changed:
+            self.get_logger().info(f"runtime parameters changed: {changed}")
         return SetParametersResult(successful=True)

@@ -183,8 +183,12 @@ class PerceptionTask(ABC):
         try:
             health_bounds({**current, **changes})
         except ValueError as exc:
-            return f"{self.param_prefix}{exc}"
+            return self.reason(exc)
         return None
+
+    def reason(self, problem: object) -> str:
+        """``problem`` as a parameter-change refusal: named after the task in a shared node."""
+        return f"{self.LABEL}: {problem}" if self.param_prefix else str(problem)
 
     def apply_changes(self, changes: dict[str, Any]) -> None:
         """Apply checked runtime ``changes``; ValueError from the decoder changes nothing."""
