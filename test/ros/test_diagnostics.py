@@ -162,3 +162,17 @@ def test_period_zero_publishes_no_diagnostics(ros):
     send(images, detections, frame_msg(), 1)
     assert not wait_for(lambda: bool(diagnostics), timeout=1.0)
     assert ["detector_node: " + s.task for s in node.health_statuses()] == list(NAMES)  # on request
+
+
+def test_one_line_summary_in_the_log(ros, capfd):
+    _, _, images, _, detections = start(ros, log_summary_period=0.3)
+    send(images, detections, frame_msg(), 2)
+    lines = []
+
+    def logged():
+        lines.extend(line for line in capfd.readouterr().err.splitlines() if "Hz in" in line)
+        return any("total 2 received, 2 processed" in line for line in lines)
+
+    assert wait_for(logged, timeout=5, period=0.2)
+    line = next(line for line in lines if "total 2 received" in line)
+    assert "[detector_node]" in line and "detector: " in line and "processing p50/p95" in line
