@@ -27,8 +27,18 @@ nv12, nv21                Y plane, then interleaved UV     new RGB array (BT.601
 
 Note: ``yuv422`` is the deprecated ROS name of **UYVY** (not YUYV), as in sensor_msgs and cv_bridge.
 Rows may be padded (``step`` larger than the row size); for nv12/nv21 both planes use ``step``.
-``is_bigendian`` only matters for mono16 (8-bit data has no byte order). A view shares memory with
-``data`` and is read-only when ``data`` is (``bytes``); copy it to keep it beyond the message.
+``is_bigendian`` only matters for mono16 (8-bit data has no byte order). ``data`` must hold exactly
+``step * rows`` bytes, as ``sensor_msgs/Image`` defines it (more or fewer means the header does not
+describe the buffer). A view shares memory with ``data`` and is read-only when ``data`` is
+(``bytes``); copy it to keep it beyond the message.
+
+Compressed images are checked before anything is decoded: the data must start with the header of
+its format (JPEG SOI, PNG signature and IHDR), the size in that header must be at most
+:data:`MAX_COMPRESSED_PIXELS` (a few hundred bytes can claim 30000x30000 pixels, whose decoding
+would take gigabytes and seconds), and a JPEG must end with its end-of-image marker (trailing zero
+padding allowed): libjpeg fills a truncated JPEG with grey and reports success. Damage inside the
+entropy-coded data of a complete JPEG cannot be detected (JPEG has no checksum) and decodes to
+wrong pixels of the right size; PNG checks its chunks' CRCs, so damaged PNGs are rejected.
 """
 
 from __future__ import annotations
@@ -66,6 +76,17 @@ _YUV420_CODES = {"nv12": cv2.COLOR_YUV2RGB_NV12, "nv21": cv2.COLOR_YUV2RGB_NV21}
 
 ENCODINGS = tuple(_LAYOUTS)
 COMPRESSED_FORMATS = ("jpeg", "png")
+
+#: largest width * height a compressed image may declare (8192 x 8192)
+MAX_COMPRESSED_PIXELS = 1 << 26
+
+_JPEG_SOI = b"\xff\xd8\xff"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: JPEG frame-header markers (SOF0..SOF15 but DHT C4, JPG C8, DAC CC)
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+#: JPEG markers without a length field (TEM, RST0..RST7)
+_JPEG_STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])
+_JPEG_SOS = 0xDA
 
 
 class ImageError(ValueError):
@@ -113,9 +134,10 @@ def decode_image(data: BytesLike, encoding: str, width: int, height: int, step: 
         raise ImageError(f"step {step} is shorter than one {encoding} row of {width} pixels "
                          f"({row_bytes} bytes)")
     buffer = _byte_buffer(data)
-    if buffer.size < step * rows:
-        raise ImageError(f"image data is truncated: {buffer.size} bytes, but a {width}x{height} "
-                         f"{encoding} image with step {step} needs {step * rows}")
+    if buffer.size != step * rows:
+        problem = "truncated" if buffer.size < step * rows else "longer than its header says"
+        raise ImageError(f"image data is {problem}: {buffer.size} bytes, but a {width}x{height} "
+                         f"{encoding} image with step {step} has {step * rows}")
 
     if encoding == "mono16":
         dtype = np.dtype(">u2" if is_bigendian else "<u2")
@@ -139,9 +161,9 @@ def _compressed_codec(fmt: str, buffer: np.ndarray) -> str:
     if "compresseddepth" in text:
         raise ImageError(f"format {fmt!r}: compressedDepth images (depth maps) are not supported")
     if not text:
-        if buffer[:3].tobytes() == b"\xff\xd8\xff":
+        if buffer[:3].tobytes() == _JPEG_SOI:
             return "jpeg"
-        if buffer[:8].tobytes() == b"\x89PNG\r\n\x1a\n":
+        if buffer[:8].tobytes() == _PNG_SIGNATURE:
             return "png"
         raise ImageError("compressed image has an empty format and is neither JPEG nor PNG data")
     # image_transport writes e.g. "bgr8; jpeg compressed bgr8"; plain "jpeg"/"png" is common too
@@ -153,16 +175,64 @@ def _compressed_codec(fmt: str, buffer: np.ndarray) -> str:
     return codec
 
 
+def _jpeg_size(data: memoryview) -> tuple[int, int]:
+    """(width, height) from the frame header (SOFn) of JPEG ``data`` that starts with SOI."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise ImageError(f"damaged JPEG header: no marker at byte {pos}")
+        marker = data[pos + 1]
+        if marker == 0xFF:                       # fill byte before a marker
+            pos += 1
+        elif marker in _JPEG_STANDALONE:
+            pos += 2
+        elif marker == _JPEG_SOS:
+            break
+        elif marker in _JPEG_SOF:
+            if pos + 9 > len(data):
+                break
+            return (data[pos + 7] << 8) | data[pos + 8], (data[pos + 5] << 8) | data[pos + 6]
+        else:                                    # any other segment: skip its length
+            pos += 2 + ((data[pos + 2] << 8) | data[pos + 3])
+    raise ImageError("damaged or truncated JPEG header: no frame header (SOF) before the image data")
+
+
+def _png_size(data: memoryview) -> tuple[int, int]:
+    """(width, height) from the IHDR chunk of PNG ``data`` that starts with the PNG signature."""
+    if len(data) < 24 or bytes(data[12:16]) != b"IHDR":
+        raise ImageError("damaged or truncated PNG header: the IHDR chunk does not follow the signature")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _check_compressed(codec: str, buffer: np.ndarray) -> None:
+    """Raise :class:`ImageError` unless ``buffer`` holds a complete ``codec`` image of sane size."""
+    magic = _JPEG_SOI if codec == "jpeg" else _PNG_SIGNATURE
+    if buffer[:len(magic)].tobytes() != magic:
+        raise ImageError(f"the data is not {codec}: it does not start with the {codec} signature")
+    data = buffer.data
+    width, height = _jpeg_size(data) if codec == "jpeg" else _png_size(data)
+    if width == 0 or height == 0 or width * height > MAX_COMPRESSED_PIXELS:
+        raise ImageError(f"{codec} header declares {width}x{height} pixels; accepted are 1 to "
+                         f"{MAX_COMPRESSED_PIXELS} pixels")
+    if codec == "jpeg":
+        end = buffer.size - int(np.argmax(buffer[::-1] != 0))   # drop trailing zero padding
+        if end < 2 or buffer[end - 2] != 0xFF or buffer[end - 1] != 0xD9:
+            raise ImageError(f"JPEG data is truncated: {buffer.size} bytes without the end-of-image "
+                             "marker (FF D9)")
+
+
 def decode_compressed_image(data: BytesLike, fmt: str = "") -> Decoded:
     """Pixels of a ``sensor_msgs/CompressedImage`` (JPEG or PNG); see the module docstring.
 
     Colour images come back as "bgr" (alpha dropped), grey ones as "mono"; 16-bit PNGs are scaled
-    to 8 bits like mono16. Raises :class:`ImageError` for empty, undecodable or unsupported data.
+    to 8 bits like mono16. Raises :class:`ImageError` for empty, truncated, oversized, undecodable
+    or unsupported data; nothing is decoded before the header passed its checks.
     """
     buffer = _byte_buffer(data)
     if buffer.size == 0:
         raise ImageError("compressed image data is empty")
     codec = _compressed_codec(fmt, buffer)
+    _check_compressed(codec, buffer)
     image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ImageError(f"cannot decode the compressed image as {codec} ({buffer.size} bytes, "
