@@ -8,4 +8,4 @@ from trt_perception.ros.launch_actions import single_node_launch
 
 
 def generate_launch_description():
-    return single_node_launch("detector_node", "detector.yaml")
+    return single_node_launch("detector", "detector.yaml")

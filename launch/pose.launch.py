@@ -8,4 +8,4 @@ from trt_perception.ros.launch_actions import single_node_launch
 
 
 def generate_launch_description():
-    return single_node_launch("pose_node", "pose.yaml")
+    return single_node_launch("pose", "pose.yaml")

@@ -20,6 +20,8 @@ TOOLS = [
     "quantize",
     "benchmark",
     "make_bag",
+    "run",
+    "replay",
 ]
 
 

@@ -44,6 +44,23 @@ def message_pixels(msg: Any, msgtype: str) -> np.ndarray:
     return _to_bgr(pixels, order)
 
 
+@contextlib.contextmanager
+def open_bag(path: Path) -> Iterator[Any]:
+    """An open ``rosbags`` ``AnyReader`` of the bag at ``path`` (standard message types of the
+    latest ROS 2 distribution); raises FrameSourceError when it cannot be opened."""
+    from rosbags.highlevel import AnyReader, AnyReaderError
+    from rosbags.typesys import Stores, get_typestore
+    try:
+        reader = AnyReader([path], default_typestore=get_typestore(Stores.LATEST))
+        reader.open()
+    except (AnyReaderError, OSError, ValueError) as exc:
+        raise FrameSourceError(f"cannot open bag {path}: {exc}") from exc
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
 class RosbagFrames:
     """The images of ``topic`` in the bag at ``path`` (see the module docstring).
 
@@ -60,7 +77,7 @@ class RosbagFrames:
         self.every = every
         if not self.path.exists():
             raise FrameSourceError(f"bag {self.path} does not exist")
-        with self._open() as reader:
+        with open_bag(self.path) as reader:
             topics = reader.topics
             images = sorted(name for name, info in topics.items()
                             if info.msgtype in IMAGE_TYPES + COMPRESSED_TYPES)
@@ -73,25 +90,11 @@ class RosbagFrames:
             self.msgtype: str = info.msgtype
             self.message_count: int = info.msgcount
 
-    @contextlib.contextmanager
-    def _open(self) -> Iterator[Any]:
-        from rosbags.highlevel import AnyReader, AnyReaderError
-        from rosbags.typesys import Stores, get_typestore
-        try:
-            reader = AnyReader([self.path], default_typestore=get_typestore(Stores.LATEST))
-            reader.open()
-        except (AnyReaderError, OSError, ValueError) as exc:
-            raise FrameSourceError(f"cannot open bag {self.path}: {exc}") from exc
-        try:
-            yield reader
-        finally:
-            reader.close()
-
     def __len__(self) -> int:
         return (self.message_count + self.every - 1) // self.every
 
     def __iter__(self) -> Iterator[Frame]:
-        with self._open() as reader:
+        with open_bag(self.path) as reader:
             connections = [c for c in reader.connections if c.topic == self.topic]
             for index, (connection, _, raw) in enumerate(reader.messages(connections=connections)):
                 if index % self.every:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import shutil
@@ -89,3 +90,31 @@ def atomic_bag(path: Union[str, Path], storage: str = "sqlite3") -> Iterator[Wri
         os.rename(scratch / target.name, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+class BagRecorder:
+    """Collects serialized messages from any thread and writes them into an open ``rosbags``
+    writer on :meth:`flush`, from the thread that opened it (sqlite3 storage is bound to that
+    thread); a connection is added for each topic on its first message (types from ``typestore``,
+    e.g. :func:`package_typestore`)."""
+
+    def __init__(self, writer: Writer, typestore: Any) -> None:
+        self.writer = writer
+        self.typestore = typestore
+        self.connections: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+        self._queue: collections.deque[tuple[str, str, bytes, int]] = collections.deque()
+
+    def __call__(self, topic: str, msgtype: str, data: bytes, log_ns: int) -> None:
+        """Queue ``data`` (CDR) of ``msgtype`` on ``topic`` with bag time ``log_ns`` (thread safe)."""
+        self._queue.append((topic, msgtype, data, log_ns))
+
+    def flush(self) -> None:
+        """Write the queued messages (call from the thread that opened the writer)."""
+        while self._queue:
+            topic, msgtype, data, log_ns = self._queue.popleft()
+            if topic not in self.connections:
+                self.connections[topic] = self.writer.add_connection(topic, msgtype, typestore=self.typestore)
+                self.counts[topic] = 0
+            self.writer.write(self.connections[topic], log_ns, data)
+            self.counts[topic] += 1

@@ -1,0 +1,138 @@
+"""End to end: the sample bag -> `trt-perception replay` -> detector nodes started by the system
+runner -> recorded bag and report; real-time pacing, raw images, loops and remaps; errors."""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from rosbags.highlevel import AnyReader
+
+from harness import RosHarness
+from trt_perception.cli import main
+from trt_perception.core.bag_frames import RosbagFrames
+from trt_perception.core.bag_writer import package_typestore
+from trt_perception.core.frame_sources import open_frames
+from trt_perception.core.image_bag import ImageBagOptions, write_image_bag
+from trt_perception.core.pipeline import Pipeline
+from trt_perception.ros.detector_node import DEFAULT_MODEL
+from trt_perception.ros.resources import share_dir
+from trt_perception.ros.system import system_plan
+from trt_perception.ros.system_runner import InProcessSystem
+
+ROOT = Path(__file__).resolve().parents[2]
+BAG = ROOT / "data" / "vtest_bag"
+TOPIC = "/camera/image_raw/compressed"
+#: centres of the people in frame 20 of the sample bag, read off the image by hand (x, y pixels)
+PEOPLE_FRAME_20 = [(52, 207), (174, 187), (343, 260), (497, 216), (547, 296), (638, 163)]
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    """detector_node on /camera (compressed input, per-namespace section) and /raw_cam (raw)."""
+    params = tmp_path_factory.mktemp("params") / "replay.yaml"
+    params.write_text("/**/detector_node:\n  ros__parameters: {backend: onnxruntime, threads: 1}\n"
+                      "/camera/detector_node:\n  ros__parameters: {input_type: compressed}\n")
+    harness = RosHarness()
+    running = InProcessSystem(system_plan(["detector"], "/camera,/raw_cam",
+                                          [str(ROOT / "config" / "detector.yaml"), str(params)]), harness.context)
+    try:
+        assert running.start() == []
+        running.spin_in_background()
+        yield harness
+    finally:
+        running.close()
+        harness.close()
+
+
+def recorded(bag, topic):
+    """(stamp ns, frame_id, [(cx, cy, w, h, label, score)]) per Detection2DArray on ``topic``."""
+    with AnyReader([Path(bag)], default_typestore=package_typestore()) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        out = []
+        for conn, _, raw in reader.messages(connections=conns):
+            msg = reader.deserialize(raw, conn.msgtype)
+            boxes = [(d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.size_x, d.bbox.size_y,
+                      d.results[0].hypothesis.class_id, d.results[0].hypothesis.score) for d in msg.detections]
+            out.append((msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec, msg.header.frame_id, boxes))
+        return out, {c.topic: c.digest for c in reader.connections}
+
+
+def replay(tmp_path, name, *args):
+    out = tmp_path / name
+    code = main(["replay", "--bag", str(BAG), "--record", str(out / "bag"), "--report", str(out / "report.json"),
+                 "--plot", str(out / "latency.png"), "--wait", "30", *args])
+    assert code == 0
+    return json.loads((out / "report.json").read_text()), out
+
+
+def test_every_frame_answered_with_its_header_people_where_they_are_and_replays_identical(system, tmp_path):
+    report, out = replay(tmp_path, "first", "--rate", "0")
+    assert (report["frames_in"], report["frames_out"], report["dropped"]) == (40, 40, 0)
+    assert set(report["outputs"]) == {"/camera/detections", "/camera/detector/latency"}   # not /raw_cam
+    latency = report["outputs"]["/camera/detector/latency"]
+    assert latency["answered"] == 40 and latency["stages_ms"]["inference"]["count"] == 40
+    assert latency["stages_ms"]["inference"]["p50"] > 0
+    assert cv2.imread(str(out / "latency.png")).shape == (560, 1000, 3)
+
+    detections, digests = recorded(out / "bag", "/camera/detections")
+    with AnyReader([BAG]) as reader:
+        inputs = [(reader.deserialize(raw, c.msgtype).header.stamp, c) for c, _, raw in reader.messages()]
+    assert [(s, f) for s, f, _ in detections] == [(st.sec * 10**9 + st.nanosec, "camera") for st, _ in inputs]
+    published = {f"RIHS{i.topic_type_hash.version:02d}_{i.topic_type_hash.value.hex()}"
+                 for i in system.node.get_publishers_info_by_topic("/camera/detections")}
+    assert published == {digests["/camera/detections"]}   # the bag's type hash is rosidl's
+
+    # the same people as `trt-perception detect` finds on the same frames (same model, backend, threads)
+    with Pipeline.from_config(share_dir() / DEFAULT_MODEL, "onnxruntime", threads=1) as pipeline:
+        for (_, pixels), (_, _, boxes) in zip(RosbagFrames(BAG, TOPIC), detections):
+            want = pipeline.run(pixels, "bgr")[0]
+            assert len(boxes) == len(want.scores)
+            for (cx, cy, w, h, label, score), box, want_score, want_label in zip(
+                    boxes, want.boxes_xyxy, want.scores, want.labels):
+                np.testing.assert_allclose([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], box, atol=1e-3)
+                assert score == pytest.approx(want_score, abs=1e-5) and label == want_label
+    for x, y in PEOPLE_FRAME_20:
+        assert any(abs(x - cx) < w / 2 and abs(y - cy) < h / 2 for cx, cy, w, h, _, _ in detections[20][2]), (x, y)
+    counts = [len(boxes) for _, _, boxes in detections]
+    assert report["outputs"]["/camera/detections"]["objects_per_frame"]["total"] == sum(counts)
+    assert min(counts) >= 3
+
+    again, out2 = replay(tmp_path, "second", "--rate", "0")
+    assert again["frames_out"] == 40
+    assert recorded(out2 / "bag", "/camera/detections")[0] == detections
+
+
+def test_raw_images_at_the_bags_pace_looped_and_remapped(system, tmp_path):
+    frames = [(i, px) for i, (_, px) in enumerate(open_frames(ROOT / "test" / "data"))]
+    bag = tmp_path / "raw_bag"
+    write_image_bag(frames, bag, ImageBagOptions(topic="/camera/image_raw", frame_id="raw_optical", rate=5.0,
+                                                 start_ns=1_700_000_000 * 10**9, storage="mcap"))
+    out = tmp_path / "out"
+    assert main(["replay", "--bag", str(bag), "--remap", "/camera/image_raw:=/raw_cam/image_raw", "--rate", "2",
+                 "--loop", "2", "--record", str(out / "bag"), "--report", str(out / "report.json"),
+                 "--storage", "mcap", "--wait", "30"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["outputs"]) == {"/raw_cam/detections", "/raw_cam/detector/latency"}
+    assert report["frames_in"] == 8 and report["inputs"]["/raw_cam/image_raw"]["published"] == 8
+    # 4 frames 0.2 s apart at twice the pace: 0.3 s from first to last in each of the two loops
+    assert report["wall_s"] >= 0.6
+    detections, _ = recorded(out / "bag", "/raw_cam/detections")
+    assert report["frames_out"] == len(detections) >= 1
+    assert report["frames_out"] + report["dropped"] == 8
+    assert {frame_id for _, frame_id, _ in detections} == {"raw_optical"}
+    assert [f["loop"] for f in report["frames"]] == [0] * 4 + [1] * 4
+
+
+def test_replay_errors_are_named(system, tmp_path, capsys):
+    assert main(["replay", "--bag", str(BAG), "--remap", f"{TOPIC}:=/nobody/image_raw/compressed",
+                 "--wait", "1"]) == 1
+    assert "no node subscribes to /nobody/image_raw/compressed" in capsys.readouterr().err
+    assert main(["replay", "--bag", str(BAG), "--topics", "/camera/image_raw"]) == 1
+    assert f"image topics: ['{TOPIC}']" in capsys.readouterr().err
+    assert main(["replay", "--bag", str(BAG), "--remap", "camera:=/x"]) == 1
+    assert "--remap takes /FROM:=/TO" in capsys.readouterr().err
+    (tmp_path / "taken").mkdir()
+    assert main(["replay", "--bag", str(BAG), "--record", str(tmp_path / "taken"), "--wait", "1"]) == 1
+    assert "exists already" in capsys.readouterr().err
