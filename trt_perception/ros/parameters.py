@@ -4,6 +4,11 @@ Each :class:`ParamSpec` becomes a ROS parameter with a ``ParameterDescriptor`` (
 integer/floating-point range, read-only flag, allowed values in ``additional_constraints``).
 Enumerations are strings checked against ``choices``. ``runtime=True`` marks the parameters that may
 change while the node runs (thresholds); every other parameter is read only.
+
+A startup value (parameter file, ``-p``, launch) that rclpy refuses, of the wrong type or out of
+range, does not stop the process: the parameter keeps its default, the refusal is logged, and
+:func:`read` reports it, so configure fails with the reason until the parameter is set to a valid
+value (runtime parameters) or the node is started again with a corrected one.
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Optional, Sequence
+from weakref import WeakKeyDictionary
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.exceptions import ParameterUninitializedException
+from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
+                              ParameterUninitializedException)
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -58,14 +65,39 @@ class ParamSpec:
         return None
 
 
+#: per node: parameter name -> why its startup value was refused (until it is set successfully)
+_REFUSED: "WeakKeyDictionary[Node, dict[str, str]]" = WeakKeyDictionary()
+
+
 def declare(node: Node, specs: Iterable[ParamSpec]) -> None:
-    """Declare every parameter of ``specs`` on ``node`` (overrides from YAML/launch apply)."""
+    """Declare every parameter of ``specs`` on ``node`` (overrides from YAML/launch apply; one
+    rclpy refuses is replaced by the default and reported by :func:`read`, see the module docstring)."""
+    if node not in _REFUSED:
+        refused: dict[str, str] = {}
+        _REFUSED[node] = refused
+        node.add_post_set_parameters_callback(lambda params: [refused.pop(p.name, None) for p in params])
     for spec in specs:
-        if isinstance(spec.default, list) and not spec.default:
-            # an empty list has no element type: declare typed (string array) and uninitialized
-            node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, spec.descriptor())
-        else:
-            node.declare_parameter(spec.name, spec.default, spec.descriptor())
+        try:
+            _declare(node, spec, ignore_override=False)
+        except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+            _declare(node, spec, ignore_override=True)
+            reason = f"{spec.name}: the value given at startup was refused ({exc})"
+            _REFUSED[node][spec.name] = reason
+            node.get_logger().error(f"{reason}; declared with the default {spec.default!r} instead, "
+                                    "configure fails until the parameter is corrected")
+
+
+def refused_startup_values(node: Node) -> list[str]:
+    """Why startup values of ``node``'s parameters were refused (those not corrected since)."""
+    return list(_REFUSED.get(node, {}).values())
+
+
+def _declare(node: Node, spec: ParamSpec, ignore_override: bool) -> None:
+    if isinstance(spec.default, list) and not spec.default:
+        # an empty list has no element type: declare typed (string array) and uninitialized
+        node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, spec.descriptor(), ignore_override)
+    else:
+        node.declare_parameter(spec.name, spec.default, spec.descriptor(), ignore_override)
 
 
 def plain(value: Any) -> Any:
@@ -76,9 +108,11 @@ def plain(value: Any) -> Any:
 
 
 def read(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
-    """Current values by name, validated; raises ValueError naming every bad value."""
+    """Current values by name, validated; raises ValueError naming every bad value (and every
+    refused startup value not corrected since)."""
     values: dict[str, Any] = {}
-    problems = []
+    refused = _REFUSED.get(node, {})
+    problems = [refused[spec.name] for spec in specs if spec.name in refused]
     for spec in specs:
         try:
             value = plain(node.get_parameter(spec.name).value)

@@ -21,6 +21,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
+from trt_perception.ros.parameters import refused_startup_values
 from trt_perception.ros.system import KINDS, NodeSpec, file_parameters
 
 
@@ -72,6 +73,9 @@ class InProcessSystem:
         if unknown:
             raise SystemStartError(f"{spec.fqn} does not declare these parameters of its files: "
                                    f"{', '.join(unknown)}")
+        refused = refused_startup_values(node)
+        if refused:  # the node would only fail configure: stop the start now
+            raise SystemStartError(f"{spec.fqn}: {'; '.join(refused)}")
         self.executor.add_node(node)
 
     def start(self) -> list[str]:
