@@ -1,4 +1,4 @@
-"""OrtCudaRunner in the FramePipeline against the CPU pipeline, on the real SSD model and real
+"""GpuPipeline with OrtCudaRunner against the CPU pipeline, on the real SSD model and real
 frames (skipped without a GPU, pycuda or onnxruntime-gpu's CUDA provider)."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pytest
 
 from trt_perception.core.gpu.cuda_runtime import gpu_available
 from trt_perception.core.gpu.ort_runner import cuda_provider_available
+from trt_perception.core.image import RawImage
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_CONFIG = ROOT / "models" / "ssdlite_pedestrian" / "ssdlite_pedestrian.yaml"
@@ -22,40 +23,40 @@ pytestmark = [pytest.mark.skipif(not GPU_OK, reason=f"no usable GPU: {GPU_REASON
               pytest.mark.skipif(not CUDA_OK, reason=CUDA_REASON)]
 
 
+def _raw(image: np.ndarray, encoding: str, pad: int) -> RawImage:
+    """``image`` (BGR) as a raw message buffer of ``encoding`` (bgr8/rgb8) with ``pad`` bytes per row."""
+    pixels = image if encoding == "bgr8" else image[:, :, ::-1]
+    height, width = pixels.shape[:2]
+    rows = np.zeros((height, width * 3 + pad), np.uint8)
+    rows[:, :width * 3] = pixels.reshape(height, -1)
+    return RawImage.create(rows.reshape(-1), encoding, width, height, width * 3 + pad)
+
+
 @pytest.mark.parametrize("depth", [1, 2])
 def test_gpu_pipeline_detections_match_the_cpu_pipeline(depth: int) -> None:
-    from trt_perception.core.gpu.cuda_runtime import shared_device
-    from trt_perception.core.gpu.frame_pipeline import FramePipeline
-    from trt_perception.core.gpu.ort_runner import OrtCudaRunner
+    """GpuPipeline (ONNX Runtime CUDA provider): the CPU pipeline's detections, in order, across a
+    change of frame format in mid-stream (bgr8, then rgb8 with padded rows)."""
+    from trt_perception.core.gpu.gpu_pipeline import GpuPipeline
     from trt_perception.core.pipeline import Pipeline
     assert FRAMES, "test/data/vtest_*.jpg are missing"
     images = [cv2.imread(str(path)) for path in FRAMES]
+    frames = [_raw(image, "bgr8", 0) for image in images] + [_raw(image, "rgb8", 64) for image in images]
     with Pipeline.from_config(MODEL_CONFIG, "onnxruntime", threads=1) as cpu:
-        config, decoder = cpu.config, cpu.decoder
-        want = [cpu.run(image, "bgr")[0] for image in images]
-    device = shared_device(0)
-    with device.current():
-        stream = device.driver.Stream()
-    runner = OrtCudaRunner(config.model_path, stream)
-    assert runner.input_spec.shape == config.preprocess.input_shape
-
-    def decode(outputs, geometry):
-        return decoder({role: outputs[name] for role, name in config.outputs.items()}, geometry)
-
-    pipeline = FramePipeline(device, config.preprocess, runner, decode, depth=depth, infer_stream=stream)
+        want = [cpu.run(*frame.decode())[0] for frame in frames]
+    pipeline = GpuPipeline.from_config(MODEL_CONFIG, "onnxruntime", depth=depth)
     try:
-        height, width = images[0].shape[:2]
-        pipeline.configure("bgr8", width, height, width * 3)
+        assert pipeline.backend.name == "onnxruntime (CUDA provider)"
         results = []
-        for index, image in enumerate(images):
-            results += pipeline.submit(image.tobytes(), tag=index)
+        for index, frame in enumerate(frames):
+            results += pipeline.submit(frame, tag=index)
         results += pipeline.drain()
     finally:
         pipeline.close()
-    assert [r.tag for r in results] == list(range(len(images)))
+    assert [r.tag for r in results] == list(range(len(frames)))
     assert sum(len(d) for d in want) > 0, "the CPU pipeline found nobody: the comparison would be empty"
     for result, expected in zip(results, want):
         got = result.result
         assert len(got) == len(expected)
         np.testing.assert_allclose(got.scores, expected.scores, atol=2e-3)
         np.testing.assert_allclose(got.boxes_xyxy, expected.boxes_xyxy, atol=0.5)
+        assert result.times.preprocess_ns > 0 and result.times.inference_ns > 0

@@ -18,7 +18,7 @@ def gpu_device_id(backend: Backend) -> Optional[int]:
         return int(getattr(backend, "device_id", 0))
     providers = getattr(backend, "providers", [])
     if providers and providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
-        return 0
+        return int(getattr(backend, "device_id", 0))
     return None
 
 

@@ -36,13 +36,14 @@ Compressed images are checked before anything is decoded: the data must start wi
 its format (JPEG SOI, PNG signature and IHDR), the size in that header must be at most
 :data:`MAX_COMPRESSED_PIXELS` (a few hundred bytes can claim 30000x30000 pixels, whose decoding
 would take gigabytes and seconds), and a JPEG must end with its end-of-image marker (trailing zero
-padding allowed): libjpeg fills a truncated JPEG with grey and reports success. Damage inside the
+padding allowed), since some OpenCV versions fill a truncated JPEG with grey and report success. Damage inside the
 entropy-coded data of a complete JPEG cannot be detected (JPEG has no checksum) and decodes to
 wrong pixels of the right size; PNG checks its chunks' CRCs, so damaged PNGs are rejected.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Union
 
 import cv2
@@ -111,12 +112,11 @@ def mono16_to_mono8(image: np.ndarray) -> np.ndarray:
     return ((wide * 255 + 32767) // 65535).astype(np.uint8)
 
 
-def decode_image(data: BytesLike, encoding: str, width: int, height: int, step: int,
-                 is_bigendian: Union[bool, int] = False) -> Decoded:
-    """Pixels of a raw image (``sensor_msgs/Image`` fields); see the module docstring.
+def check_layout(encoding: str, width: int, height: int, step: int) -> int:
+    """Rows of ``step`` bytes a raw image of these fields occupies (4:2:0 adds the chroma rows).
 
-    Raises :class:`ImageError` for an unsupported encoding, a zero size, a ``step`` shorter than
-    a row, odd sizes where chroma is subsampled, or ``data`` shorter than ``step * rows``.
+    Raises :class:`ImageError` for an unsupported encoding, a zero size, odd sizes where chroma is
+    subsampled, or a ``step`` shorter than a row.
     """
     if encoding not in ENCODINGS:
         raise ImageError(f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
@@ -126,33 +126,70 @@ def decode_image(data: BytesLike, encoding: str, width: int, height: int, step: 
         raise ImageError(f"{encoding} image width must be even, got {width}")
     if encoding in _YUV420_CODES and height % 2:
         raise ImageError(f"{encoding} image height must be even, got {height}")
-
-    bytes_per_pixel, channels, order = _LAYOUTS[encoding]
-    row_bytes = width * bytes_per_pixel
-    rows = height * 3 // 2 if encoding in _YUV420_CODES else height
+    row_bytes = width * _LAYOUTS[encoding][0]
     if step < row_bytes:
         raise ImageError(f"step {step} is shorter than one {encoding} row of {width} pixels "
                          f"({row_bytes} bytes)")
-    buffer = _byte_buffer(data)
-    if buffer.size != step * rows:
-        problem = "truncated" if buffer.size < step * rows else "longer than its header says"
-        raise ImageError(f"image data is {problem}: {buffer.size} bytes, but a {width}x{height} "
-                         f"{encoding} image with step {step} has {step * rows}")
+    return height * 3 // 2 if encoding in _YUV420_CODES else height
 
-    if encoding == "mono16":
-        dtype = np.dtype(">u2" if is_bigendian else "<u2")
-        wide = np.ndarray((height, width), dtype=dtype, buffer=buffer, strides=(step, 2))
-        return mono16_to_mono8(wide), order
-    shape = (rows, width) if channels == 1 else (rows, width, channels)
-    strides = (step, 1) if channels == 1 else (step, channels, 1)
-    view = np.ndarray(shape, dtype=np.uint8, buffer=buffer, strides=strides)
-    if encoding in _YUV420_CODES:
-        return cv2.cvtColor(view, _YUV420_CODES[encoding]), order
-    if encoding in _YUV422_CODES:
-        return cv2.cvtColor(view, _YUV422_CODES[encoding]), order
-    if channels == 4:
-        return view[:, :, :3], order
-    return view, order
+
+@dataclass(frozen=True)
+class RawImage:
+    """A raw image whose fields were checked against its buffer (:meth:`create`); decoding it
+    (:meth:`decode`) cannot fail. ``data``: the message's bytes as a flat uint8 array of exactly
+    ``step * rows`` bytes (a view, no copy)."""
+
+    data: np.ndarray
+    encoding: str
+    width: int
+    height: int
+    step: int
+    is_bigendian: bool = False
+
+    @classmethod
+    def create(cls, data: BytesLike, encoding: str, width: int, height: int, step: int,
+               is_bigendian: Union[bool, int] = False) -> "RawImage":
+        """Check a raw image (``sensor_msgs/Image`` fields) without converting any pixel.
+
+        Raises :class:`ImageError` as :func:`check_layout` does, or when ``data`` is other than
+        ``step * rows`` bytes.
+        """
+        rows = check_layout(encoding, width, height, step)
+        buffer = _byte_buffer(data)
+        if buffer.size != step * rows:
+            problem = "truncated" if buffer.size < step * rows else "longer than its header says"
+            raise ImageError(f"image data is {problem}: {buffer.size} bytes, but a {width}x{height} "
+                             f"{encoding} image with step {step} has {step * rows}")
+        return cls(buffer, encoding, int(width), int(height), int(step), bool(is_bigendian))
+
+    def decode(self) -> Decoded:
+        """``(pixels, order)`` as :func:`decode_image` returns them."""
+        _, channels, order = _LAYOUTS[self.encoding]
+        height, width, step = self.height, self.width, self.step
+        if self.encoding == "mono16":
+            dtype = np.dtype(">u2" if self.is_bigendian else "<u2")
+            wide = np.ndarray((height, width), dtype=dtype, buffer=self.data, strides=(step, 2))
+            return mono16_to_mono8(wide), order
+        rows = height * 3 // 2 if self.encoding in _YUV420_CODES else height
+        shape = (rows, width) if channels == 1 else (rows, width, channels)
+        strides = (step, 1) if channels == 1 else (step, channels, 1)
+        view = np.ndarray(shape, dtype=np.uint8, buffer=self.data, strides=strides)
+        if self.encoding in _YUV420_CODES:
+            return cv2.cvtColor(view, _YUV420_CODES[self.encoding]), order
+        if self.encoding in _YUV422_CODES:
+            return cv2.cvtColor(view, _YUV422_CODES[self.encoding]), order
+        if channels == 4:
+            return view[:, :, :3], order
+        return view, order
+
+
+def decode_image(data: BytesLike, encoding: str, width: int, height: int, step: int,
+                 is_bigendian: Union[bool, int] = False) -> Decoded:
+    """Pixels of a raw image (``sensor_msgs/Image`` fields); see the module docstring.
+
+    Raises :class:`ImageError` as :meth:`RawImage.create` does.
+    """
+    return RawImage.create(data, encoding, width, height, step, is_bigendian).decode()
 
 
 def _compressed_codec(fmt: str, buffer: np.ndarray) -> str:

@@ -3,7 +3,9 @@
 The subscription callback only stores the message (with its receive time) in a
 :class:`~trt_perception.core.latest_worker.LatestWorker` slot; the worker thread decodes it
 (:func:`~trt_perception.core.image.decode_image` / ``decode_compressed_image``) and calls
-``sink(frame)``. A message replaced before the worker took it is counted as *dropped because
+``sink(frame)``. With :attr:`FrameInput.keep_raw` (GPU preprocessing) a raw ``Image`` is only
+checked (:meth:`~trt_perception.core.image.RawImage.create`): its bytes go to the GPU as they are
+and pixels are decoded on the CPU only if something asks for them (a debug image). A message replaced before the worker took it is counted as *dropped because
 busy*; one that cannot be decoded is *rejected* (a rate-limited warning) and counted; every
 decoded frame counts as *converted*. The counts live in :attr:`FrameInput.stats`.
 """
@@ -19,23 +21,32 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CompressedImage, Image
 
-from trt_perception.core.image import ImageError, decode_compressed_image, decode_image
+from trt_perception.core.image import ImageError, RawImage, decode_compressed_image
 from trt_perception.core.latency_stats import InputStats, WindowSettings
 from trt_perception.core.latest_worker import LatestWorker
 
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded input frame. ``pixels``: uint8[H, W, 3] in ``order`` ("rgb"/"bgr") or uint8[H, W]
-    ("mono"), possibly a read-only view of the message's data (never write to it);
-    ``received_ns``: :func:`time.perf_counter_ns` when the message arrived; ``convert_ns``: from
-    then to the end of decoding (waiting for the worker included)."""
+    """One checked input frame. ``pixels``: uint8[H, W, 3] in ``order`` ("rgb"/"bgr") or uint8[H, W]
+    ("mono"), possibly a read-only view of the message's data (never write to it), or None when
+    only ``image`` (the raw buffer, for GPU preprocessing) was kept; ``received_ns``:
+    :func:`time.perf_counter_ns` when the message arrived; ``convert_ns``: from then to the end of
+    decoding (waiting for the worker included)."""
 
     header: Any
-    pixels: np.ndarray
+    pixels: Optional[np.ndarray]
     order: str
     received_ns: int
     convert_ns: int
+    image: Optional[RawImage] = None
+
+    def decoded(self) -> tuple[np.ndarray, str]:
+        """``(pixels, order)``, decoding the raw image on the CPU when only it was kept."""
+        if self.pixels is not None:
+            return self.pixels, self.order
+        assert self.image is not None
+        return self.image.decode()
 
 
 class FrameInput:
@@ -45,6 +56,8 @@ class FrameInput:
     def __init__(self, node: Node, sink: Callable[[Frame], None]) -> None:
         self._node = node
         self._sink = sink
+        #: hand frames on as raw images (GPU preprocessing) rather than decoded pixels
+        self.keep_raw = False
         self._subscription: Any = None
         self._worker: LatestWorker[tuple[Any, int]] = LatestWorker(
             self._decode, self._on_error, name=f"{node.get_name()}_input")
@@ -84,19 +97,36 @@ class FrameInput:
 
     def _decode(self, item: tuple[Any, int]) -> None:
         msg, received = item
+        image: Optional[RawImage] = None
+        pixels: Optional[np.ndarray] = None
+        order = ""
         try:
             if isinstance(msg, CompressedImage):
                 pixels, order = decode_compressed_image(msg.data, msg.format)
+                if self.keep_raw:
+                    image = raw_image_of(pixels, order)
             else:
-                pixels, order = decode_image(msg.data, msg.encoding, msg.width, msg.height,
-                                             msg.step, msg.is_bigendian)
+                image = RawImage.create(msg.data, msg.encoding, msg.width, msg.height, msg.step, msg.is_bigendian)
+                if not self.keep_raw:
+                    (pixels, order), image = image.decode(), None
         except ImageError as exc:
             self.stats.rejected.record(time.monotonic_ns())
             self._node.get_logger().warning(
                 f"rejected frame ({self.stats.rejected.total} so far): {exc}", throttle_duration_sec=5.0)
             return
         self.stats.converted += 1
-        self._sink(Frame(msg.header, pixels, order, received, time.perf_counter_ns() - received))
+        self._sink(Frame(msg.header, pixels, order, received, time.perf_counter_ns() - received, image))
 
     def _on_error(self, exc: BaseException) -> None:
         self._node.get_logger().error(f"frame handling failed: {exc!r}", throttle_duration_sec=5.0)
+
+
+_RAW_ENCODINGS = {"bgr": "bgr8", "rgb": "rgb8", "mono": "mono8"}
+
+
+def raw_image_of(pixels: np.ndarray, order: str) -> RawImage:
+    """Decoded ``pixels`` (uint8[H, W, 3] or [H, W], see :class:`Frame`) as a raw image without row padding."""
+    height, width = pixels.shape[:2]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    return RawImage.create(np.ascontiguousarray(pixels).reshape(-1), _RAW_ENCODINGS[order], width, height,
+                           width * channels)

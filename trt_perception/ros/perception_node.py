@@ -17,7 +17,8 @@ Resource split (each transition logs what it did):
   traceback and returns ERROR (``on_error`` frees what was made; the node ends unconfigured).
 * activate: publishers start publishing; subscribes to the image topic, starts the worker threads
   and the diagnostics and log-summary timers.
-* deactivate: stops the timers, unsubscribes and stops the workers. cleanup: frees the models and
+* deactivate: publishers stop publishing; stops the timers, unsubscribes and stops the workers
+  (a frame in flight finishes unpublished). cleanup: frees the models and
   publishers. shutdown: whatever is still held is freed (idempotent).
 
 Frames: with one task the input's worker runs it on each decoded frame; with several, each task
@@ -39,6 +40,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from trt_perception.core.backends import BACKENDS, BackendError, resolve_backend
 from trt_perception.core.device_info import GpuMemoryProbe, describe_hardware, gpu_device_id
+from trt_perception.core.gpu.gpu_pipeline import choose_preprocess
 from trt_perception.core.health import Status, device_status, summary_line
 from trt_perception.core.latency import FrameCounters
 from trt_perception.core.latency_stats import WindowSettings, snapshot
@@ -62,6 +64,16 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
               "or ~/.cache/trt_perception/engines."),
     ParamSpec("allow_engine_build", True, "TensorRT: build the engine at configure when the cache has "
               "none for this model, TensorRT version, GPU and options (false: configure fails)."),
+    ParamSpec("preprocess", "auto", "Where preprocessing runs. gpu: one fused CUDA kernel from the "
+              "message bytes to the network input on the device (needs pycuda, a GPU and a network on "
+              "it: backend tensorrt, or onnxruntime with its CUDA provider); auto: gpu when all of "
+              "that is present, else cpu.", choices=("auto", "gpu", "cpu")),
+    ParamSpec("zero_copy_input", False, "GPU preprocessing: the kernel reads the frame from mapped "
+              "pinned memory without an upload (for integrated GPUs: Jetson, DRIVE)."),
+    ParamSpec("pipeline_depth", 1, "GPU preprocessing: frames in flight; 2 overlaps the upload and "
+              "preprocessing of a frame with the network's run of the previous one (results stay in "
+              "order, one frame later).", int_range=(1, 8)),
+    ParamSpec("device_id", 0, "CUDA device of the GPU preprocessing.", int_range=(0, 15)),
     ParamSpec("input_type", "raw", "raw: subscribe sensor_msgs/Image on 'image'; compressed: "
               "sensor_msgs/CompressedImage on 'image/compressed'.", choices=("raw", "compressed")),
     ParamSpec("qos_depth", 1, "Depth of the image subscription queue.", int_range=(1, 100)),
@@ -126,10 +138,13 @@ class PerceptionNode(LifecycleNode):
         try:
             self.params = parameters.read(self, COMMON_PARAMS)
             backend = resolve_backend(self.params["backend"])
+            preprocess, why = choose_preprocess(self.params["preprocess"], backend, self.params["device_id"])
+            self.get_logger().info(why)
             settings = WindowSettings(self.params["stats_window"], self.params["stats_window_frames"])
             self.input.reset(settings)
+            self.input.keep_raw = preprocess == "gpu"
             for task in self.tasks:
-                task.configure(self.params, backend, settings)
+                task.configure(self.params, backend, settings, preprocess)
             self._setup_diagnostics()
         except CONFIG_ERRORS as exc:
             self.get_logger().error(f"configure failed: {exc}")
@@ -176,10 +191,11 @@ class PerceptionNode(LifecycleNode):
                          else ReliabilityPolicy.RELIABLE))
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_deactivate(state)  # publishers first: a frame still in flight publishes nothing
         self._stop()
         for task in self.tasks:
             self.get_logger().info(f"inactive: {task.LABEL}: {task.counters(self.input.stats).summary()}")
-        return super().on_deactivate(state)
+        return result
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
@@ -208,6 +224,8 @@ class PerceptionNode(LifecycleNode):
         for worker in self._task_workers:
             worker.stop()
         self._task_workers = []
+        for task in self.tasks:
+            task.flush()
 
     def _release(self) -> None:
         for task in self.tasks:

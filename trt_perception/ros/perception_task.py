@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from rclpy.lifecycle import LifecycleNode
 from sensor_msgs.msg import Image
@@ -27,13 +27,16 @@ from trt_perception.core.draw import to_bgr
 from trt_perception.core.health import LATENCY_SOURCES, HealthBounds, Status, latency_status, rate_status
 from trt_perception.core.latency import STAMP_OK, FrameCounters, StageClock, check_stamp
 from trt_perception.core.latency_stats import InputStats, TaskStats, WindowSettings, snapshot, totals
-from trt_perception.core.pipeline import Pipeline
+from trt_perception.core.pipeline import Pipeline, StageTimes
 from trt_perception.msg import FrameLatency
 from trt_perception.ros import parameters
 from trt_perception.ros.conversions import bgr_image_msg, frame_latency_msg, stamp_ns
 from trt_perception.ros.frame_input import Frame
 from trt_perception.ros.parameters import ParamSpec
 from trt_perception.ros.resources import share_dir
+
+if TYPE_CHECKING:
+    from trt_perception.core.gpu.gpu_pipeline import GpuPipeline
 
 #: parameters every task has (prefixed in the shared node); the health bounds change at runtime
 TASK_PARAMS: tuple[ParamSpec, ...] = (
@@ -100,7 +103,7 @@ class PerceptionTask(ABC):
         self.params: dict[str, Any] = {}
         self.node_params: dict[str, Any] = {}
         self.bounds = HealthBounds()
-        self.pipeline: Optional[Pipeline] = None
+        self.pipeline: Optional[Pipeline | GpuPipeline] = None
         self.stats = TaskStats(WindowSettings(), time.monotonic_ns())
         self._publishers: list[Any] = []
         self._result_pub: Any = None
@@ -132,16 +135,25 @@ class PerceptionTask(ABC):
         """The task's (unprefixed) name of node parameter ``name``, or None when not the task's."""
         return self._names.get(name)
 
-    def configure(self, node_params: dict[str, Any], backend: str, settings: WindowSettings) -> None:
-        """Read and check the task's parameters, load the model, create the publishers. Raises the
-        node's expected configuration errors (ValueError, ModelConfigError, BackendError, ...)."""
+    def configure(self, node_params: dict[str, Any], backend: str, settings: WindowSettings,
+                  preprocess: str = "cpu") -> None:
+        """Read and check the task's parameters, load the model (with ``preprocess`` ``gpu``: a
+        :class:`~trt_perception.core.gpu.gpu_pipeline.GpuPipeline`), create the publishers. Raises
+        the node's expected configuration errors (ValueError, ModelConfigError, BackendError, ...)."""
         values = parameters.read(self.node, self.specs)
         self.params = {self._names[name]: value for name, value in values.items()}
         self.bounds = health_bounds(self.params)
         self.node_params = node_params
         config_path = self.params["model_config"] or str(share_dir() / self.DEFAULT_MODEL)
-        self.pipeline = Pipeline.from_config(config_path, backend,
-                                             **backend_options(node_params, backend, config_path))
+        options = backend_options(node_params, backend, config_path)
+        if preprocess == "gpu":
+            from trt_perception.core.gpu.gpu_pipeline import GpuPipeline
+            self.pipeline = GpuPipeline.from_config(
+                config_path, backend, depth=node_params["pipeline_depth"],
+                zero_copy_input=node_params["zero_copy_input"], device_id=node_params["device_id"],
+                **(options if backend == "tensorrt" else {}))
+        else:
+            self.pipeline = Pipeline.from_config(config_path, backend, **options)
         self.pipeline.decoder.set_params(self.decoder_params(
             {name: self.params[name] for name in self._decoder_names}))
         self._create_publishers()
@@ -203,20 +215,44 @@ class PerceptionTask(ABC):
     # ---- frames -------------------------------------------------------------------------------
 
     def process(self, frame: Frame) -> None:
-        """Run the model on ``frame`` and publish the result, debug outputs and stage timings; record
-        the frame's latencies. Inference errors are logged (rate limited) and counted as failed."""
+        """Run the model on ``frame`` and publish the results finished now (this frame's; pipelined
+        on the GPU, earlier frames'), debug outputs and stage timings; record the latencies.
+        Inference errors are logged (rate limited) and counted as failed."""
         assert self.pipeline is not None  # frames flow only while active
-        clock = StageClock(frame.received_ns)
-        clock.add_stages({"convert": frame.convert_ns})
         try:
-            result, stages = self.pipeline.run(frame.pixels, frame.order)
+            if frame.pixels is None:  # GPU preprocessing: the raw image goes to the GPU
+                assert frame.image is not None and not isinstance(self.pipeline, Pipeline)
+                finished = [(done.tag, done.result, done.times)
+                            for done in self.pipeline.submit(frame.image, tag=frame)]
+            else:
+                assert isinstance(self.pipeline, Pipeline)
+                finished = [(frame, *self.pipeline.run(frame.pixels, frame.order))]
         except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the node
             self.stats.failed.record(time.monotonic_ns())
             self.logger.error(f"inference failed ({self.stats.failed.total} so far): {exc}",
                               throttle_duration_sec=5.0)
             return
-        clock.add_stages({"preprocess": stages.preprocess_ns, "inference": stages.inference_ns,
-                          "postprocess": stages.postprocess_ns})
+        for done_frame, result, stages in finished:
+            self._finish(done_frame, result, stages)
+
+    def flush(self) -> None:
+        """Publish the results of frames still in flight (GPU pipeline with depth > 1); at deactivate."""
+        if self.pipeline is None or isinstance(self.pipeline, Pipeline):
+            return
+        try:
+            finished = self.pipeline.drain()
+        except Exception as exc:  # noqa: BLE001 - deactivation goes on; the frames count as failed
+            self.stats.failed.record(time.monotonic_ns())
+            self.logger.error(f"frames in flight lost: {exc}")
+            return
+        for done in finished:
+            self._finish(done.tag, done.result, done.times)
+
+    def _finish(self, frame: Frame, result: Any, stages: StageTimes) -> None:
+        """Publish one frame's result and stage timings; record its latencies."""
+        clock = StageClock(frame.received_ns)
+        clock.add_stages({"convert": frame.convert_ns, "preprocess": stages.preprocess_ns,
+                          "inference": stages.inference_ns, "postprocess": stages.postprocess_ns})
         self._publish(result, frame)
         clock.mark("publish")
         status, e2e_ns = check_stamp(stamp_ns(frame.header), self.node.get_clock().now().nanoseconds,
@@ -229,7 +265,7 @@ class PerceptionTask(ABC):
     def _publish(self, result: Any, frame: Frame) -> None:
         self._result_pub.publish(self.result_msg(result, frame.header))
         if self._debug_pub is not None:
-            bgr = self.draw(to_bgr(frame.pixels, frame.order), result)
+            bgr = self.draw(to_bgr(*frame.decoded()), result)
             self._debug_pub.publish(bgr_image_msg(bgr, frame.header))
         if self._markers_pub is not None:
             self._markers_pub.publish(self.markers(result, frame.header))

@@ -278,6 +278,34 @@ class TensorRTBackend(Backend):
                 for name in inputs:
                     self._set_address(name, self._buffers[name].device_ptr)
 
+    def enqueue(self, input_ptr: int, output_ptrs: Mapping[str, int], stream: Any) -> None:
+        """Enqueue one run of a single-input engine on device buffers, without waiting (the
+        :class:`~trt_perception.core.gpu.frame_pipeline.DeviceRunner` protocol, with the device
+        current): the engine reads its input at ``input_ptr`` (the engine's dtype; its static shape,
+        or for a dynamic input the optimization profile's opt shape) and writes output ``name`` to
+        ``output_ptrs[name]``. ``stream`` must be :attr:`cuda_stream`.
+        """
+        self._require_active()
+        assert self._context is not None
+        if stream is not self._stream:
+            raise BackendError("the TensorRT backend enqueues on its own stream; give the pipeline "
+                               "backend.cuda_stream as its inference stream")
+        inputs = [name for name, tensor in self._tensors.items() if tensor.is_input]
+        if len(inputs) != 1:
+            raise BackendError(f"enqueue needs an engine with one input, this one has {inputs}")
+        (input_name,) = inputs
+        tensor = self._tensors[input_name]
+        shape = tensor.profile[1] if tensor.is_dynamic and tensor.profile else tensor.shape
+        self._apply_input_shapes({input_name: shape})
+        names = {input_name: input_ptr, **output_ptrs}
+        try:
+            for name, ptr in names.items():
+                self._set_address(name, ptr)
+            self._enqueue()
+        finally:  # addresses are read at enqueue: infer() uses the backend's own buffers again
+            for name in names:
+                self._set_address(name, self._buffers[name].device_ptr)
+
     @property
     def cuda_stream(self) -> Any:
         """The pycuda ``Stream`` inference runs on (for GPU preprocessing to enqueue its work on)."""

@@ -2,9 +2,14 @@
 
 Per frame, on two CUDA streams::
 
-    upload stream:    upload -> fused preprocessing -> event ready
+    upload stream:    event start -> upload -> fused preprocessing -> event ready
     inference stream: wait ready -> runner.enqueue(input, outputs) -> outputs to pinned host -> event done
     host:             wait done -> decode(outputs, geometry)
+
+Each result carries its stage times (:class:`~trt_perception.core.pipeline.StageTimes`):
+preprocess = GPU time start -> ready (upload and kernel), inference = GPU time ready -> done (the
+network and the output copies; pipelined, also any wait for the previous frame's network), both
+from CUDA events; postprocess = the host's ``decode``.
 
 The frame crosses to the GPU once; only the network outputs come back. Each of the ``depth`` slots
 owns its staging buffer, input tensor and output buffers, all allocated by :meth:`configure` and
@@ -18,6 +23,7 @@ waits for all.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Protocol
@@ -28,6 +34,7 @@ from trt_perception.core.backends.base import BackendError, TensorSpec
 from trt_perception.core.geometry import ResizeGeometry
 from trt_perception.core.gpu.gpu_preprocess import GpuPreprocessor
 from trt_perception.core.image import BytesLike
+from trt_perception.core.pipeline import StageTimes
 from trt_perception.core.preprocess import PreprocessConfig
 from trt_perception.core.tensorrt.cuda import CudaDevice, HostDeviceBuffer
 
@@ -50,15 +57,17 @@ class DeviceRunner(Protocol):
 
 @dataclass(frozen=True)
 class FrameResult:
-    """What ``decode`` made of one frame, with the caller's ``tag`` and the frame's geometry."""
+    """What ``decode`` made of one frame, with the caller's ``tag``, the frame's geometry and how
+    long each stage took (module docstring)."""
 
     tag: Any
     result: Any
     geometry: ResizeGeometry
+    times: StageTimes
 
 
 class _Slot:
-    """One frame's buffers: preprocessor (staging, input tensor), outputs, and two events."""
+    """One frame's buffers: preprocessor (staging, input tensor), outputs, and three timing events."""
 
     def __init__(self, device: CudaDevice, stream: Any, zero_copy_input: bool,
                  specs: Mapping[str, TensorSpec]) -> None:
@@ -67,8 +76,9 @@ class _Slot:
         self.outputs = {name: HostDeviceBuffer(driver, tuple(spec.shape), spec.dtype)
                         for name, spec in specs.items()}
         self.output_ptrs = {name: buffer.device_ptr for name, buffer in self.outputs.items()}
-        self.ready = driver.Event(driver.event_flags.DISABLE_TIMING)
-        self.done = driver.Event(driver.event_flags.DISABLE_TIMING)
+        self.start = driver.Event()
+        self.ready = driver.Event()
+        self.done = driver.Event()
 
     def free(self) -> None:
         self.preprocessor.release()
@@ -133,6 +143,7 @@ class FramePipeline:
             raise RuntimeError("FramePipeline is not configured: call configure() first")
         slot = self._slots[self._next]
         with self.device.current():
+            slot.start.record(self.upload_stream)
             geometry = slot.preprocessor(data)
             slot.ready.record(self.upload_stream)
             self.infer_stream.wait_for_event(slot.ready)
@@ -163,8 +174,13 @@ class FramePipeline:
         slot, tag, geometry = self._in_flight.popleft()
         with self.device.current():
             slot.done.synchronize()
+            preprocess_ms = slot.ready.time_since(slot.start)
+            inference_ms = slot.done.time_since(slot.ready)
         outputs = {name: buffer.host for name, buffer in slot.outputs.items()}
-        return FrameResult(tag, self.decode(outputs, geometry), geometry)
+        started = time.perf_counter_ns()
+        result = self.decode(outputs, geometry)
+        times = StageTimes(round(preprocess_ms * 1e6), round(inference_ms * 1e6), time.perf_counter_ns() - started)
+        return FrameResult(tag, result, geometry, times)
 
     def close(self) -> None:
         """Wait for the GPU and free every buffer. Safe to call twice."""

@@ -66,6 +66,17 @@ class OrtCudaRunner:
         self._run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
         self._bindings: dict[tuple[int, tuple[int, ...]], Any] = {}
 
+    #: what runs the network, as a Backend's ``name`` says it
+    name = "onnxruntime (CUDA provider)"
+
+    @property
+    def providers(self) -> list[str]:
+        """The session's execution providers, CUDA first."""
+        return list(self._session.get_providers())
+
+    def input_specs(self) -> dict[str, TensorSpec]:
+        return {self.input_spec.name: self.input_spec}
+
     def output_specs(self) -> dict[str, TensorSpec]:
         return dict(self._outputs)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trt_perception.core.geometry import ResizeGeometry
-from trt_perception.core.image import ImageError
+from trt_perception.core.image import ImageError, check_layout
 from trt_perception.core.preprocess import PreprocessConfig
 
 #: kernel encoding ids (ENC_* in preprocess_kernel.cu); mono16 is split by byte order
@@ -31,7 +31,6 @@ ENCODING_IDS = {
 _BYTES_PER_PIXEL = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "mono16": 2,
                     "yuyv": 2, "yuv422_yuy2": 2, "uyvy": 2, "yuv422": 2, "nv12": 1, "nv21": 1}
 GPU_ENCODINGS = tuple(_BYTES_PER_PIXEL)
-_CHROMA_422 = ("yuyv", "yuv422_yuy2", "uyvy", "yuv422")
 _CHROMA_420 = ("nv12", "nv21")
 
 #: the kernel's PreprocessParams struct, field for field (int32 and float32 only: no padding)
@@ -58,21 +57,12 @@ class FrameLayout:
     @classmethod
     def create(cls, encoding: str, width: int, height: int, step: int,
                is_bigendian: bool = False) -> "FrameLayout":
-        """Raises :class:`ImageError` for an encoding the kernel lacks, a zero size, odd sizes
-        where chroma is subsampled, or a ``step`` shorter than a row."""
+        """Raises :class:`ImageError` for an encoding the kernel lacks, or as
+        :func:`~trt_perception.core.image.check_layout` does."""
         if encoding not in _BYTES_PER_PIXEL:
             raise ImageError(f"encoding {encoding!r} is not supported by the GPU preprocessing; "
                              f"supported: {', '.join(GPU_ENCODINGS)}")
-        if width <= 0 or height <= 0:
-            raise ImageError(f"image has zero size ({width}x{height}, encoding {encoding})")
-        if encoding in _CHROMA_422 + _CHROMA_420 and width % 2:
-            raise ImageError(f"{encoding} image width must be even, got {width}")
-        if encoding in _CHROMA_420 and height % 2:
-            raise ImageError(f"{encoding} image height must be even, got {height}")
-        row_bytes = min_step(encoding, width)
-        if step < row_bytes:
-            raise ImageError(f"step {step} is shorter than one {encoding} row of {width} pixels "
-                             f"({row_bytes} bytes)")
+        check_layout(encoding, width, height, step)
         return cls(encoding, int(width), int(height), int(step), bool(is_bigendian))
 
     @property
