@@ -17,8 +17,8 @@ Resource split (each transition logs what it did):
   traceback and returns ERROR (``on_error`` frees what was made; the node ends unconfigured).
 * activate: publishers start publishing; subscribes to the image topic, starts the worker threads
   and the diagnostics and log-summary timers.
-* deactivate: publishers stop publishing; stops the timers, unsubscribes and stops the workers
-  (a frame in flight finishes unpublished). cleanup: frees the models and
+* deactivate: stops the timers, unsubscribes, stops the workers and publishes the results of the
+  frames still in flight (GPU pipeline); then the publishers stop. cleanup: frees the models and
   publishers. shutdown: whatever is still held is freed (idempotent).
 
 Frames: with one task the input's worker runs it on each decoded frame; with several, each task
@@ -191,11 +191,10 @@ class PerceptionNode(LifecycleNode):
                          else ReliabilityPolicy.RELIABLE))
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        result = super().on_deactivate(state)  # publishers first: a frame still in flight publishes nothing
-        self._stop()
+        self._stop()  # before the publishers stop: frames still in flight publish their results
         for task in self.tasks:
             self.get_logger().info(f"inactive: {task.LABEL}: {task.counters(self.input.stats).summary()}")
-        return result
+        return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
