@@ -5,8 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.optimize import linear_sum_assignment
 
-from trt_perception.core.decode.pose import COCO18, Topology, load_topology
+from trt_perception.core.decode.pose import COCO18, PoseParams, Topology, load_topology
 from trt_perception.core.decode.pose.assignment import assignment
 from trt_perception.core.decode.pose.connect_parts import connect_parts
 from trt_perception.core.decode.pose.find_peaks import find_peaks, pad_maps
@@ -76,6 +77,14 @@ def test_find_peaks_window_and_cap_keep_the_highest():
     assert [p[2] for p in _peaks(cmap, max_count=2)[2]] == [3, 7]
 
 
+def test_find_peaks_compares_row_ends_with_their_own_row_only():
+    # the flat first test must not compare the last cell of a row with the first of the next one
+    cmap = np.zeros((1, 4, 5))
+    cmap[0, 1, 4], cmap[0, 2, 0] = 0.5, 0.9  # row 1 ends with a peak, row 2 starts with a higher one
+    cmap[0, 0, 0], cmap[0, 3, 4] = 0.6, 0.3  # first and last cell of the map
+    assert _peaks(cmap)[2] == [(0, 0, 0), (0, 1, 4), (0, 2, 0), (0, 3, 4)]
+
+
 @pytest.mark.parametrize("x, y", [(10.5, 7.5), (10.2, 7.9), (3.73, 12.31), (0.2, 5.6), (19.9, 0.1)])
 def test_refine_peaks_recovers_sub_cell_gaussian_centres(x, y):
     height, width, sigma = 14, 20, 1.5
@@ -105,7 +114,9 @@ def _score(paf, peaks_a, peaks_b, **kw):
     x = np.array([p[0] for p in peaks_a + peaks_b], dtype=np.float64)
     y = np.array([p[1] for p in peaks_a + peaks_b], dtype=np.float64)
     counts = np.array([len(peaks_a), len(peaks_b)])
-    opts = dict(num_samples=10, sample_threshold=0.05, min_sample_fraction=0.8, link_threshold=0.1)
+    defaults = PoseParams()
+    opts = {name: getattr(defaults, name) for name in ("num_samples", "sample_threshold", "min_sample_fraction",
+                                                       "link_threshold", "paf_floor", "end_weight")}
     opts.update(kw)
     return paf_score_graph(paf, np.array([[0, 1]]), counts, x, y, **opts)
 
@@ -140,12 +151,78 @@ def test_paf_score_is_directed_and_needs_most_samples():
     assert _score(half, [(3.5, 10.5)], [(15.5, 10.5)], min_sample_fraction=0.4, link_threshold=0.3).a.size == 1
 
 
+def test_paf_score_is_the_direction_of_the_field_not_its_strength():
+    paf = _one_link_field((3.5, 10.5), (15.5, 10.5))
+    pair = ([(3.5, 10.5)], [(15.5, 10.5)])
+    assert _score(paf * 0.6, *pair).score[0] == pytest.approx(1.0)  # at least paf_floor (0.5) strong
+    assert _score(paf * 0.25, *pair).score[0] == pytest.approx(0.5)  # weaker: in proportion, 0.25 / 0.5
+    assert _score(paf * 0.25, *pair, paf_floor=0.2).score[0] == pytest.approx(1.0)
+    # a field at 60 degrees to the pair scores cos 60 = 0.5 whatever its strength
+    tilted = paf.copy()
+    tilted[0], tilted[1] = paf[1] * np.sin(np.pi / 3), paf[1] * np.cos(np.pi / 3)
+    for gain in (0.6, 1.0, 3.0):
+        assert _score(tilted * gain, *pair).score[0] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_paf_score_weights_the_samples_near_the_peaks():
+    # 10 samples at x = 4.1, 5.3, ..., 14.9 along a 12-cell link; the midpoint (x 9.5) follows in both
+    full = _one_link_field((3.5, 10.5), (15.5, 10.5))
+    ends, middle = full.copy(), full.copy()
+    ends[:, :, 6:13] = 0
+    ends[:, :, 9] = full[:, :, 9]  # cells 4, 5, 9, 13, 14: 2 samples at each end
+    middle[:, :, :6] = middle[:, :, 13:] = 0  # cells 6..12: the 6 middle samples
+    pair = ([(3.5, 10.5)], [(15.5, 10.5)])
+    t = (np.arange(10) + 0.5) / 10
+    weight = 1 + 5 * (2 * t - 1) ** 2
+    at_ends = np.isin(np.arange(10), [0, 1, 8, 9])
+    kw = dict(min_sample_fraction=0.0, link_threshold=0.0)
+    assert _score(ends, *pair, end_weight=5.0, **kw).score[0] == pytest.approx(weight[at_ends].sum() / weight.sum())
+    assert _score(middle, *pair, end_weight=5.0, **kw).score[0] == pytest.approx(weight[~at_ends].sum() / weight.sum())
+    assert _score(ends, *pair, end_weight=0.0, **kw).score[0] == pytest.approx(0.4)
+    assert _score(middle, *pair, end_weight=0.0, **kw).score[0] == pytest.approx(0.6)
+
+
+def test_paf_score_along_the_far_edge_of_the_map():
+    # peaks in the last column (x just below W = 30): samples must stay in that column
+    paf = _one_link_field((29.9, 3.5), (29.9, 15.5))
+    cand = _score(paf, [(np.nextafter(30.0, 0), 3.5)], [(np.nextafter(30.0, 0), 15.5)])
+    assert cand.score.size == 1 and cand.score[0] == pytest.approx(1.0)
+
+
 def test_assignment_maximizes_the_sum_not_the_best_pair():
     # a0-b1 is the best single pair, but a0-b0 + a1-b1 has the larger total
     cand = LinkCandidates(link=np.array([0, 0, 0, 1]), a=np.array([0, 0, 1, 4]), b=np.array([2, 3, 3, 5]),
                           score=np.array([0.9, 0.95, 0.9, 0.5]))
     chosen = assignment(cand, num_peaks=6)
     assert chosen.tolist() == [True, False, True, True]
+
+
+def test_assignment_of_many_links_matches_one_matching_per_link():
+    # enough contested candidates that the solver runs on several blocks of links
+    rng = np.random.default_rng(0)
+    num_peaks, links = 40, 12
+    link = np.repeat(np.arange(links), 30)
+    a, b = rng.integers(0, 20, link.size), rng.integers(20, 40, link.size)
+    _, unique = np.unique(np.stack([link, a, b], 1), axis=0, return_index=True)
+    unique.sort()
+    cand = LinkCandidates(link[unique], a[unique], b[unique], rng.uniform(0.1, 1.0, unique.size))
+    chosen = assignment(cand, num_peaks)
+    for k in range(links):
+        mine = np.flatnonzero(cand.link == k)
+        weight = np.zeros((num_peaks, num_peaks))
+        weight[cand.a[mine], cand.b[mine]] = cand.score[mine]
+        best = weight[linear_sum_assignment(weight, maximize=True)].sum()
+        picked = mine[chosen[mine]]
+        assert np.unique(cand.a[picked]).size == np.unique(cand.b[picked]).size == picked.size
+        assert cand.score[picked].sum() == pytest.approx(best)
+
+
+def test_connect_parts_uses_the_assigned_connections_only():
+    part = np.array([0, 1, 1])
+    cand = LinkCandidates(link=np.array([0, 0]), a=np.array([0, 0]), b=np.array([1, 2]),
+                          score=np.array([0.5, 0.9]))
+    group = connect_parts(part, cand, np.array([True, False]))
+    assert group[0] == group[1] != group[2]
 
 
 def test_connect_parts_never_gives_a_person_two_peaks_of_one_part():

@@ -14,8 +14,9 @@ Terminology (as trt_pose's ``parse/README.md``):
   input_w / W model-input pixels.
 
 Steps (one module each): :mod:`.find_peaks` (local maxima above ``peak_threshold``),
-:mod:`.refine_peaks` (sub-cell position), :mod:`.paf_score_graph` (line integral per candidate
-pair), :mod:`.assignment` (one-to-one per link), :mod:`.connect_parts` (people). :class:`PoseParser`
+:mod:`.refine_peaks` (sub-cell position), :mod:`.paf_score_graph` (direction agreement of the
+field along each candidate pair), :mod:`.assignment` (one-to-one per link), :mod:`.connect_parts`
+(people). :class:`PoseParser`
 chains them in map cells; :class:`PoseDecoder` is the :class:`~trt_perception.core.decode.Decoder`
 that also maps keypoints to source-image pixels.
 """
@@ -23,6 +24,7 @@ that also maps keypoints to source-image pixels.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
@@ -55,11 +57,17 @@ class PoseParams:
     peak_window: int = 3
     #: at most this many peaks per part (the highest)
     max_peaks: int = 100
-    #: a link's score (mean PAF projection along it) must exceed this
+    #: a link's score (weighted mean of its sample values, in [-1, 1]) must exceed this
     link_threshold: float = 0.1
     #: PAF samples per candidate link
     num_samples: int = 10
-    #: a sample "follows" the link when its projection exceeds this
+    #: a sample's value is the cosine between field and link where the field is at least this
+    #: strong, proportionally less where it is weaker (field . unit link / max(|field|, paf_floor))
+    paf_floor: float = 0.5
+    #: sample weights 1 + end_weight (2 t - 1)^2 (t: 0 at part_a, 1 at part_b) favour the samples
+    #: near the peaks in the link's score
+    end_weight: float = 5.0
+    #: a sample "follows" the link when its value exceeds this
     sample_threshold: float = 0.05
     #: at least this fraction of the samples must follow the link
     min_sample_fraction: float = 0.8
@@ -74,8 +82,8 @@ class PoseParams:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("peak_threshold", "link_threshold", "sample_threshold", "min_sample_fraction",
-                     "min_score"):
+        for name in ("peak_threshold", "link_threshold", "paf_floor", "end_weight", "sample_threshold",
+                     "min_sample_fraction", "min_score"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
                 problems.append(f"{name} must be a finite number, got {value!r}")
@@ -89,6 +97,10 @@ class PoseParams:
                 problems.append(f"peak_window must be odd, got {self.peak_window}")
             if not 0.0 <= self.link_threshold < 1.0:
                 problems.append(f"link_threshold must be in [0, 1), got {self.link_threshold}")
+            if not self.paf_floor > 0.0:
+                problems.append(f"paf_floor must be > 0, got {self.paf_floor}")
+            if not self.end_weight >= 0.0:
+                problems.append(f"end_weight must be >= 0, got {self.end_weight}")
             if not -1.0 <= self.sample_threshold < 1.0:
                 problems.append(f"sample_threshold must be in [-1, 1), got {self.sample_threshold}")
             if not 0.0 <= self.min_sample_fraction <= 1.0:
@@ -158,11 +170,13 @@ def _check_field(name: str, array: np.ndarray, channels: int, what: str) -> np.n
                              f"{getattr(array, 'dtype', type(array).__name__)}")
     if array.ndim != 3 or array.shape[0] != channels or 0 in array.shape:
         raise PoseFieldError(f"{name} must have shape [{channels}, H, W] ({what}), got {list(array.shape)}")
-    if not (np.isfinite(array.max()) and np.isfinite(array.min())):
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not (math.isfinite(np.maximum.reduce(array, axis=None))
+            and math.isfinite(np.minimum.reduce(array, axis=None))):
         bad = array.size - int(np.count_nonzero(np.isfinite(array)))
         raise PoseFieldError(f"{name} has {bad} NaN/Inf values out of {array.size}; the model output is "
                              f"invalid (check the engine precision and the input normalization)")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    return array
 
 
 class PoseParser:
@@ -193,7 +207,8 @@ class PoseParser:
         x, y = refine_peaks(padded, peaks.index, pad)
         value = padded.reshape(-1)[peaks.index].astype(np.float64)
         cand = paf_score_graph(paf, topo.links, peaks.counts, x, y, prm.num_samples,
-                               prm.sample_threshold, prm.min_sample_fraction, prm.link_threshold)
+                               prm.sample_threshold, prm.min_sample_fraction, prm.link_threshold,
+                               prm.paf_floor, prm.end_weight)
         group = connect_parts(peaks.part, cand, assignment(cand, peaks.index.size))
 
         # per group: keypoints, links joining two of its keypoints, score
@@ -211,7 +226,8 @@ class PoseParser:
         row[kept] = np.arange(kept.size)
         keypoints = np.zeros((kept.size + 1, num_parts, 3))  # dropped groups write to the last row
         keypoints[:, :, :2] = np.nan
-        keypoints[row[group], peaks.part] = np.stack([x, y, value], axis=1)
+        where = row[group], peaks.part
+        keypoints[where + (0,)], keypoints[where + (1,)], keypoints[where + (2,)] = x, y, value
         links = np.zeros((kept.size + 1, num_links), dtype=bool)
         links[row[link_group], cand.link[joined]] = True
         keypoints, links = keypoints[:-1], links[:-1]

@@ -3,9 +3,9 @@
 Among the candidate connections of a link, the assignment maximizes the sum of scores over a
 matching (Hungarian method, :func:`scipy.optimize.linear_sum_assignment`); pairs that are not
 candidates cannot be chosen. Candidates that share no peak with another candidate of their link
-(the usual case) are kept without running the solver; the others, of all links at once, go to one
-solver call on a matrix with a block per link (links are independent, so this is the same as one
-call per link).
+(the usual case) are kept without running the solver. The others go to the solver on a matrix
+with a block per link (links are independent); consecutive links are solved together up to
+``_BLOCK_ROWS`` rows per call, since the solver's cost grows with the cube of the matrix size.
 """
 
 from __future__ import annotations
@@ -15,24 +15,46 @@ from scipy.optimize import linear_sum_assignment
 
 from trt_perception.core.decode.pose.paf_score_graph import LinkCandidates
 
+_BLOCK_ROWS = 40
+
 
 def assignment(candidates: LinkCandidates, num_peaks: int) -> np.ndarray:
     """bool[T]: the candidates kept by the per-link maximum-score matching."""
-    key_a = candidates.link * num_peaks + candidates.a
+    num_links = int(candidates.link.max()) + 1 if candidates.link.size else 0
+    key_a = candidates.link * num_peaks + candidates.a  # node keys: link, then peak
     key_b = candidates.link * num_peaks + candidates.b
-    size = (int(candidates.link.max()) + 1) * num_peaks if candidates.link.size else 0
+    size = num_links * num_peaks
     shared = ((np.bincount(key_a, minlength=size)[key_a] > 1)
               | (np.bincount(key_b, minlength=size)[key_b] > 1))
     chosen = ~shared
     if not shared.any():
         return chosen
     members = np.flatnonzero(shared)
-    rows, row = np.unique(key_a[members], return_inverse=True)
-    cols, col = np.unique(key_b[members], return_inverse=True)
-    weight = np.zeros((rows.size, cols.size))
+    # matrix rows: the (link, peak a) keys in use, ascending, so that the rows of a link are
+    # consecutive; ``before[key]``: keys in use up to and including key (columns alike)
+    row_key, col_key = key_a[members], key_b[members]
+    before_row, before_col = np.zeros(size, dtype=np.int64), np.zeros(size, dtype=np.int64)
+    before_row[row_key] = 1
+    before_col[col_key] = 1
+    before_row, before_col = before_row.cumsum(), before_col.cumsum()
+    row, col = before_row[row_key] - 1, before_col[col_key] - 1
+    weight = np.zeros((int(before_row[-1]), int(before_col[-1])))
     weight[row, col] = candidates.score[members]
     index = np.full(weight.shape, -1, dtype=np.int64)
     index[row, col] = members
-    picked = index[linear_sum_assignment(weight, maximize=True)]
+    # blocks of consecutive links, [row, column) starts, cut where a block reaches _BLOCK_ROWS rows
+    blocks = [(0, 0)]
+    if weight.shape[0] > _BLOCK_ROWS:
+        link_end = np.arange(1, num_links) * num_peaks - 1  # last key of each link but the last
+        for start in zip(before_row[link_end].tolist(), before_col[link_end].tolist()):
+            if start[0] - blocks[-1][0] >= _BLOCK_ROWS:
+                blocks.append(start)
+    blocks.append(weight.shape)
+    picked_rows, picked_cols = [], []
+    for (r0, c0), (r1, c1) in zip(blocks, blocks[1:]):
+        r, c = linear_sum_assignment(weight[r0:r1, c0:c1], maximize=True)
+        picked_rows.append(r + r0)
+        picked_cols.append(c + c0)
+    picked = index[np.concatenate(picked_rows), np.concatenate(picked_cols)]
     chosen[picked[picked >= 0]] = True
     return chosen

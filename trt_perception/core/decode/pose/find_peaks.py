@@ -2,8 +2,10 @@
 
 Works on maps padded with -inf (:func:`pad_maps`), so a neighbour lookup is one flat offset and
 the border needs no special case: a peak cell at the edge is compared with its in-map neighbours
-only. Candidates (cells above the threshold) are tested against their neighbours in stages, nearest
-ring first, so the cost grows with the number of candidates, not with the map size.
+only. The first test runs on the whole flat array with contiguous slices (above the threshold and
+not below the next cell of its row); the few cells left are then tested against their other
+neighbours in stages, nearest ring first, so that cost grows with the number of candidates, not
+with the map size.
 """
 
 from __future__ import annotations
@@ -37,18 +39,18 @@ def pad_maps(cmap: np.ndarray, pad: int, out: Optional[np.ndarray] = None) -> np
 
 
 @functools.lru_cache(maxsize=16)
-def _neighbour_offsets(row_stride: int, radius: int) -> tuple[tuple[tuple[int, ...], ...], np.ndarray]:
-    """Flat offsets of the window's neighbours in stages (4-neighbours, diagonals, next ring...),
-    and the offsets of the neighbours before the centre in raster order."""
-    rings: dict[tuple[int, int], list[int]] = {}
+def _neighbour_tests(row_stride: int, radius: int) -> tuple[tuple[tuple[int, np.ufunc], ...], ...]:
+    """(flat offset, comparison a peak must pass against that neighbour) for the window's neighbours
+    other than the next cell of the row (offset +1), in stages (4-neighbours, diagonals, next
+    ring...): ``greater`` for neighbours before the centre in raster order, ``greater_equal`` after."""
+    rings: dict[tuple[int, int], list[tuple[int, np.ufunc]]] = {}
     for di in range(-radius, radius + 1):
         for dj in range(-radius, radius + 1):
-            if (di, dj) != (0, 0):
-                key = (max(abs(di), abs(dj)), abs(di) + abs(dj))
-                rings.setdefault(key, []).append(di * row_stride + dj)
-    stages = tuple(tuple(rings[key]) for key in sorted(rings))
-    earlier = np.array(sorted(o for ring in rings.values() for o in ring if o < 0), dtype=np.int64)
-    return stages, earlier
+            if (di, dj) not in ((0, 0), (0, 1)):
+                offset = di * row_stride + dj
+                rings.setdefault((max(abs(di), abs(dj)), abs(di) + abs(dj)), []).append(
+                    (offset, np.greater if offset < 0 else np.greater_equal))
+    return tuple(tuple(rings[key]) for key in sorted(rings))
 
 
 def find_peaks(padded: np.ndarray, pad: int, threshold: float, max_count: int) -> Peaks:
@@ -56,24 +58,25 @@ def find_peaks(padded: np.ndarray, pad: int, threshold: float, max_count: int) -
 
     A peak is a cell whose value is above ``threshold`` and is the maximum of the
     (2 pad + 1) x (2 pad + 1) window centred on it; on a plateau only the first cell in raster
-    order counts. At most ``max_count`` peaks per part are kept, the highest.
+    order counts (a peak is strictly greater than the neighbours before it). At most
+    ``max_count`` peaks per part are kept, the highest.
     """
     channels, padded_h, padded_w = padded.shape
     values = padded.reshape(-1)
-    cand = np.flatnonzero(values > threshold)
-    stages, earlier = _neighbour_offsets(padded_w, pad)
+    centre = values[:-1]
+    above = centre > threshold
+    above &= centre >= values[1:]
+    cand = above.nonzero()[0]
     value = values[cand]
-    for offsets in stages:
-        keep = value >= values[cand + offsets[0]]
-        for offset in offsets[1:]:
-            keep &= value >= values[cand + offset]
+    for tests in _neighbour_tests(padded_w, pad):
+        (offset, test), *others = tests
+        keep = test(value, values[cand + offset])
+        for offset, test in others:
+            keep &= test(value, values[cand + offset])
         cand, value = cand[keep], value[keep]
-    if cand.size:  # plateau: drop cells equal to an earlier neighbour
-        cand = cand[~(value[:, None] == values[cand[:, None] + earlier]).any(axis=1)]
     part = cand // (padded_h * padded_w)
     counts = np.bincount(part, minlength=channels)
     if cand.size and counts.max() > max_count:
-        value = values[cand]
         order = np.lexsort((-value, part))  # by part, highest first
         rank = np.empty(cand.size, dtype=np.int64)
         rank[order] = np.arange(cand.size) - np.repeat(np.cumsum(counts) - counts, counts)

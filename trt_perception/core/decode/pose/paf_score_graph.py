@@ -1,21 +1,35 @@
 """Link scores: the PAF line integral between every candidate pair of peaks of each link.
 
-For link k (part_a -> part_b) and peaks A of part_a, B of part_b, the field is sampled at
+For link k (part_a -> part_b) and peaks A of part_a, B of part_b, the field f is sampled at
 ``num_samples`` points ``A + t (B - A)``, ``t = (s + 0.5) / num_samples`` (the cell that contains
-each point, nearest-cell sampling), and each sample's projection on the unit vector from A to B is
-clipped to [-1, 1]. A pair is kept when
+each point, nearest-cell sampling). Each sample scores how well the field's *direction* follows the
+segment: its projection on the unit vector u from A to B over the field's magnitude,
+
+    value = f . u / max(|f|, paf_floor)      in [-1, 1],
+
+the cosine of the angle between f and u where the field is at least ``paf_floor`` strong, shrinking
+in proportion where it is weaker (noise away from any limb scores about 0). Normalizing by the
+magnitude keeps a faint limb from losing to a strong one that only roughly follows the pair, and
+two limbs of one type summed where they overlap from counting double. A pair is kept when
 
 * at least ``min_sample_fraction`` of the samples exceed ``sample_threshold`` (the field follows the
   whole segment, not only part of it), and
-* its score, the mean projection minus a length penalty ``max(0, |AB| / (H / 2) - 1)`` (OpenPose's
-  prior against links longer than half the map), exceeds ``link_threshold``.
+* its score, the weighted mean of the sample values, sample s weighing ``1 + end_weight (2 t - 1)^2``,
+  minus a length penalty ``max(0, |AB| / (H / 2) - 1)`` (OpenPose's prior against links longer
+  than half the map), exceeds ``link_threshold``.
 
-Every pair is first checked at its midpoint alone, so the full integral is only computed for pairs
-whose field points the right way there (the midpoint is one of the samples, or between two).
+The weights favour the samples near the two peaks: the middle of a limb is followed equally by
+every pair whose segment runs along that limb, also by pairs with an end on a nearby peak of
+another person, while the field near the ends tells which peaks the limb joins.
+
+Every pair is first checked at its midpoint alone (its value there must exceed
+``sample_threshold``), so the samples are only computed for pairs whose field points the right way
+there.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,23 +52,55 @@ class LinkCandidates:
 
 
 def _all_pairs(counts: np.ndarray, links: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every (link, a, b) with a a peak of part_a and b a peak of part_b (peaks grouped by part)."""
-    starts = np.cumsum(counts) - counts
-    count_b = counts[links[:, 1]]
-    pairs = counts[links[:, 0]] * count_b
-    link = np.repeat(np.arange(links.shape[0]), pairs)
-    rank = np.arange(link.size) - np.repeat(np.cumsum(pairs) - pairs, pairs)
-    row, col = np.divmod(rank, count_b[link])
-    return link, starts[links[link, 0]] + row, starts[links[link, 1]] + col
+    """Every (link, a, b) with a a peak of part_a and b a peak of part_b (peaks grouped by part),
+    ordered by link, then a, then b."""
+    starts = counts.cumsum() - counts
+    part_a, part_b = links.T
+    count_a = counts[part_a]
+    # one row per (link, peak a); a row holds the pairs of its peak with every peak of part_b
+    row_link = np.arange(links.shape[0]).repeat(count_a)
+    row_a = np.arange(row_link.size) + (starts[part_a] - count_a.cumsum() + count_a)[row_link]
+    row_b = part_b[row_link]
+    row_pairs = counts[row_b]
+    first = row_pairs.cumsum()  # index of each row's first pair, once ``row_pairs`` is subtracted
+    b = np.arange(first[-1] if first.size else 0)
+    first -= row_pairs
+    b += (starts[row_b] - first).repeat(row_pairs)
+    return row_link.repeat(row_pairs), row_a.repeat(row_pairs), b
+
+
+@functools.lru_cache(maxsize=8)
+def _samples(num_samples: int, end_weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """float32[S, 1]: t of each sample along the segment, and its weight (the weights sum to 1)."""
+    t = (np.arange(num_samples) + 0.5) / num_samples
+    weight = 1.0 + end_weight * (2.0 * t - 1.0) ** 2
+    return t.astype(np.float32)[:, None], (weight / weight.sum()).astype(np.float32)[:, None]
+
+
+def _direction_values(field: np.ndarray, cells: np.ndarray, plane: int, ux: np.ndarray, uy: np.ndarray,
+                      paf_floor: float) -> np.ndarray:
+    """float32 f . u / max(|f|, paf_floor) at flat y-channel indices ``cells`` (int64; the x channel
+    is one ``plane`` on)."""
+    fy, fx = field.take(cells), field.take(cells + plane)
+    value = fx * ux
+    value += fy * uy
+    fx *= fx
+    fy *= fy
+    fx += fy
+    np.sqrt(fx, out=fx)
+    value /= np.maximum(fx, np.float32(paf_floor), out=fx)
+    return value
 
 
 def paf_score_graph(paf: np.ndarray, links: np.ndarray, counts: np.ndarray, x: np.ndarray,
                     y: np.ndarray, num_samples: int, sample_threshold: float,
-                    min_sample_fraction: float, link_threshold: float) -> LinkCandidates:
+                    min_sample_fraction: float, link_threshold: float,
+                    paf_floor: float, end_weight: float) -> LinkCandidates:
     """Score all candidate pairs of every link and keep those that pass (see the module docstring).
 
     paf: float32[2L, H, W] (channel 2k = y, 2k + 1 = x of link k); links: int64[L, 2];
-    counts: int64[C] peaks per part; x, y: float64[M] peak positions in cells, grouped by part.
+    counts: int64[C] peaks per part; x, y: float[M] peak positions in cells, grouped by part;
+    paf_floor > 0, end_weight >= 0. Computed in float32.
     """
     link, a, b = _all_pairs(counts, links)
     if link.size == 0:
@@ -62,24 +108,31 @@ def paf_score_graph(paf: np.ndarray, links: np.ndarray, counts: np.ndarray, x: n
     _, height, width = paf.shape
     plane = height * width
     field = paf.reshape(-1)
+    # float32 from here on; 1e-3 cells inside the far edges so that no sample rounds onto the edge
+    x = np.minimum(x, width - 1e-3, dtype=np.float32)
+    y = np.minimum(y, height - 1e-3, dtype=np.float32)
     ax, ay = x[a], y[a]
     dx, dy = x[b] - ax, y[b] - ay
-    # midpoint check: projection > sample_threshold, without normalizing (|AB| > 0 for the pair)
-    mid = (link * 2 * plane + (ay + 0.5 * dy).astype(np.int64) * width
-           + (ax + 0.5 * dx).astype(np.int64))
-    length = np.hypot(dx, dy)
-    keep = field[mid + plane] * dx + field[mid] * dy > sample_threshold * length
-    link, a, b, ax, ay, dx, dy, length = (v[keep] for v in (link, a, b, ax, ay, dx, dy, length))
-    if link.size == 0:
+    length = np.sqrt(dx * dx + dy * dy)
+    safe = np.maximum(length, np.float32(1e-6))  # two peaks at one point: no direction, u = 0 scores 0
+    ux, uy = dx / safe, dy / safe
+    base = link * (2 * plane)  # flat index of each pair's y channel
+    mid = (ay + 0.5 * dy).astype(np.int32) * width
+    mid += (ax + 0.5 * dx).astype(np.int32)
+    keep = (_direction_values(field, base + mid, plane, ux, uy, paf_floor) > sample_threshold).nonzero()[0]
+    if keep.size == 0:
         return LinkCandidates.empty()
+    link, a, b, ax, ay, dx, dy, ux, uy, length, base = (
+        v[keep] for v in (link, a, b, ax, ay, dx, dy, ux, uy, length, base))
 
-    t = (np.arange(num_samples) + 0.5) / num_samples
-    cells = (link[:, None] * 2 * plane + (ay[:, None] + t * dy[:, None]).astype(np.int64) * width
-             + (ax[:, None] + t * dx[:, None]).astype(np.int64))
-    inv = 1.0 / np.maximum(length, 1e-9)
-    proj = (field[cells + plane] * (dx * inv)[:, None] + field[cells] * (dy * inv)[:, None])
-    np.clip(proj, -1.0, 1.0, out=proj)
-    fraction = np.count_nonzero(proj > sample_threshold, axis=1) / num_samples
-    score = proj.mean(axis=1) - np.maximum(0.0, length / (0.5 * height) - 1.0)
-    keep = (fraction >= min_sample_fraction) & (score > link_threshold)
+    t, weight = _samples(num_samples, end_weight)  # [S, 1]: the arrays below are [S, T]
+    cells = (ay + t * dy).astype(np.int32)
+    cells *= width
+    cells += (ax + t * dx).astype(np.int32)
+    value = _direction_values(field, base + cells, plane, ux, uy, paf_floor)
+    follows = np.count_nonzero(value > sample_threshold, axis=0)
+    value *= weight
+    score = np.add.reduce(value, axis=0, dtype=np.float64)
+    score -= np.maximum(0.0, length / (0.5 * height) - 1.0)
+    keep = ((follows / num_samples >= min_sample_fraction) & (score > link_threshold)).nonzero()[0]
     return LinkCandidates(link[keep], a[keep], b[keep], score[keep])

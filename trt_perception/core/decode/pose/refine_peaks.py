@@ -6,24 +6,26 @@ parabola through (-1, log l), (0, log c), (1, log r), which is exact for a Gauss
     offset = (log l - log r) / (2 (log l - 2 log c + log r))
 
 On the map border, where one neighbour is missing, the parabola goes through the peak and the two
-next cells inwards (c, r, r2 or c, l, l2), so a keypoint between the border cell's centre and the
+next cells inwards (c, r, r2 or l2, l, c), so a keypoint between the border cell's centre and the
 map edge is still placed right. Values are floored at ``1e-6`` before the log; the offset is 0 where
 the values are not strictly concave, and is kept within half a cell.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 
 _FLOOR = 1e-6
+_NEG_INF = np.float32(-np.inf)
 
 
-def _vertex(f_minus: np.ndarray, f_zero: np.ndarray, f_plus: np.ndarray) -> np.ndarray:
-    """Vertex offset from 0 of the parabola through (-1, f_minus), (0, f_zero), (1, f_plus); 0 where
-    not strictly concave."""
-    curvature = f_minus - 2.0 * f_zero + f_plus
-    concave = curvature < 0.0
-    return np.where(concave, (f_minus - f_plus) / (2.0 * np.where(concave, curvature, -1.0)), 0.0)
+@functools.lru_cache(maxsize=16)
+def _window(row_stride: int) -> np.ndarray:
+    """int64[2, 5]: flat offsets of the cells -2..2 along x (row 0) and along y (row 1)."""
+    return np.arange(-2, 3) * np.array([[1], [row_stride]])
 
 
 def refine_peaks(padded: np.ndarray, peaks: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray]:
@@ -33,22 +35,21 @@ def refine_peaks(padded: np.ndarray, peaks: np.ndarray, pad: int) -> tuple[np.nd
     each within half a cell of its peak cell's centre and inside [0, W) x [0, H).
     """
     _, padded_h, padded_w = padded.shape
-    step = np.array([1, padded_w])  # x, y
-    # [M, 2 axes] values one and two cells before / after the peak along each axis
-    flat = padded.reshape(-1)
-    before, after = flat[peaks[:, None] - step], flat[peaks[:, None] + step]
-    before2 = flat.take(peaks[:, None] - 2 * step, mode="clip")
-    after2 = flat.take(peaks[:, None] + 2 * step, mode="clip")
-    log = [np.log(np.maximum(v, _FLOOR), dtype=np.float64)
-           for v in (flat[peaks][:, None], before, after, before2, after2)]
-    centre, log_b, log_a, log_b2, log_a2 = log
-    offset = np.where(before == -np.inf,
-                      np.where(after == -np.inf, 0.0, 1.0 + _vertex(centre, log_a, log_a2)),
-                      np.where(after == -np.inf, -1.0 - _vertex(centre, log_b, log_b2),
-                               _vertex(log_b, centre, log_a)))
-    np.clip(offset, -0.5, 0.5, out=offset)
+    # [M, 2 axes, 5]: values of the cells -2..2 along each axis; the border of the padding is -inf
+    values = padded.reshape(-1).take(peaks[:, None, None] + _window(padded_w), mode="clip")
+    log = np.log(np.maximum(values, _FLOOR), dtype=np.float64).reshape(-1)
+    # first of the 3 cells the parabola goes through: 1 (cells -1, 0, 1), 2 (0, 1, 2) when the cell
+    # before is outside the map, 0 (-2, -1, 0) when the cell after is; its middle cell is at start - 1
+    outside = values[:, :, 1::2] == _NEG_INF  # [M, 2, (before, after)]
+    start = outside[:, :, 0].view(np.int8) - outside[:, :, 1].view(np.int8)
+    first = np.arange(1, 5 * start.size, 5).reshape(start.shape) + start
+    f_minus, f_zero, f_plus = log[first], log[first + 1], log[first + 2]
+    curvature = f_minus - 2.0 * f_zero + f_plus
+    concave = curvature < 0.0
+    offset = np.where(concave, (f_minus - f_plus) / (2.0 * np.where(concave, curvature, -1.0)), 0.0)
+    offset += start
+    offset = np.minimum(np.maximum(offset, -0.5), 0.5)
     row, col = np.divmod(peaks % (padded_h * padded_w), padded_w)
-    width, height = padded_w - 2 * pad, padded_h - 2 * pad
-    x = np.clip(col + (offset[:, 0] + 0.5 - pad), 0.0, np.nextafter(width, 0))
-    y = np.clip(row + (offset[:, 1] + 0.5 - pad), 0.0, np.nextafter(height, 0))
+    x = np.minimum(col + (offset[:, 0] + (0.5 - pad)), math.nextafter(padded_w - 2 * pad, 0))
+    y = np.minimum(row + (offset[:, 1] + (0.5 - pad)), math.nextafter(padded_h - 2 * pad, 0))
     return x, y
