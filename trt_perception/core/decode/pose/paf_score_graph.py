@@ -12,8 +12,8 @@ in proportion where it is weaker (noise away from any limb scores about 0). Norm
 magnitude keeps a faint limb from losing to a strong one that only roughly follows the pair, and
 two limbs of one type summed where they overlap from counting double. A pair is kept when
 
-* at least ``min_sample_fraction`` of the samples exceed ``sample_threshold`` (the field follows the
-  whole segment, not only part of it), and
+* the value at its midpoint (t = 0.5) and at least ``min_sample_fraction`` of the samples exceed
+  ``sample_threshold`` (the field follows the whole segment, not only part of it), and
 * its score, the weighted mean of the sample values, sample s weighing ``1 + end_weight (2 t - 1)^2``,
   minus a length penalty ``max(0, |AB| / (H / 2) - 1)`` (OpenPose's prior against links longer
   than half the map), exceeds ``link_threshold``.
@@ -22,9 +22,8 @@ The weights favour the samples near the two peaks: the middle of a limb is follo
 every pair whose segment runs along that limb, also by pairs with an end on a nearby peak of
 another person, while the field near the ends tells which peaks the limb joins.
 
-Every pair is first checked at its midpoint alone (its value there must exceed
-``sample_threshold``), so the samples are only computed for pairs whose field points the right way
-there.
+With many pairs (more than ``_MIDPOINT_FIRST``), the midpoint is tested first, alone, and the
+samples are only computed for the pairs whose field points the right way there.
 """
 
 from __future__ import annotations
@@ -33,6 +32,8 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+
+_MIDPOINT_FIRST = 256
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,11 @@ def _all_pairs(counts: np.ndarray, links: np.ndarray) -> tuple[np.ndarray, np.nd
 
 @functools.lru_cache(maxsize=8)
 def _samples(num_samples: int, end_weight: float) -> tuple[np.ndarray, np.ndarray]:
-    """float32[S, 1]: t of each sample along the segment, and its weight (the weights sum to 1)."""
+    """float32[S + 1, 1]: t of each sample along the segment, then 0.5 (the midpoint); float32[S, 1]:
+    the samples' weights (they sum to 1)."""
     t = (np.arange(num_samples) + 0.5) / num_samples
     weight = 1.0 + end_weight * (2.0 * t - 1.0) ** 2
-    return t.astype(np.float32)[:, None], (weight / weight.sum()).astype(np.float32)[:, None]
+    return np.append(t, 0.5).astype(np.float32)[:, None], (weight / weight.sum()).astype(np.float32)[:, None]
 
 
 def _direction_values(field: np.ndarray, cells: np.ndarray, plane: int, ux: np.ndarray, uy: np.ndarray,
@@ -117,22 +119,25 @@ def paf_score_graph(paf: np.ndarray, links: np.ndarray, counts: np.ndarray, x: n
     safe = np.maximum(length, np.float32(1e-6))  # two peaks at one point: no direction, u = 0 scores 0
     ux, uy = dx / safe, dy / safe
     base = link * (2 * plane)  # flat index of each pair's y channel
-    mid = (ay + 0.5 * dy).astype(np.int32) * width
-    mid += (ax + 0.5 * dx).astype(np.int32)
-    keep = (_direction_values(field, base + mid, plane, ux, uy, paf_floor) > sample_threshold).nonzero()[0]
-    if keep.size == 0:
-        return LinkCandidates.empty()
-    link, a, b, ax, ay, dx, dy, ux, uy, length, base = (
-        v[keep] for v in (link, a, b, ax, ay, dx, dy, ux, uy, length, base))
+    if link.size > _MIDPOINT_FIRST:
+        mid = (ay + 0.5 * dy).astype(np.int32) * width
+        mid += (ax + 0.5 * dx).astype(np.int32)
+        keep = (_direction_values(field, base + mid, plane, ux, uy, paf_floor) > sample_threshold).nonzero()[0]
+        link, a, b, ax, ay, dx, dy, ux, uy, length, base = (
+            v[keep] for v in (link, a, b, ax, ay, dx, dy, ux, uy, length, base))
 
-    t, weight = _samples(num_samples, end_weight)  # [S, 1]: the arrays below are [S, T]
+    t, weight = _samples(num_samples, end_weight)  # [S + 1, 1]: the arrays below are [S + 1, T]
     cells = (ay + t * dy).astype(np.int32)
     cells *= width
     cells += (ax + t * dx).astype(np.int32)
     value = _direction_values(field, base + cells, plane, ux, uy, paf_floor)
-    follows = np.count_nonzero(value > sample_threshold, axis=0)
-    value *= weight
-    score = np.add.reduce(value, axis=0, dtype=np.float64)
+    follows = value > sample_threshold
+    samples = value[:num_samples]
+    samples *= weight
+    score = np.add.reduce(samples, axis=0, dtype=np.float64)
     score -= np.maximum(0.0, length / (0.5 * height) - 1.0)
-    keep = ((follows / num_samples >= min_sample_fraction) & (score > link_threshold)).nonzero()[0]
+    keep = follows[num_samples]  # the midpoint
+    keep &= np.count_nonzero(follows[:num_samples], axis=0) / num_samples >= min_sample_fraction
+    keep &= score > link_threshold
+    keep = keep.nonzero()[0]
     return LinkCandidates(link[keep], a[keep], b[keep], score[keep])
