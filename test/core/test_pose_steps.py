@@ -225,6 +225,14 @@ def test_connect_parts_uses_the_assigned_connections_only():
     assert group[0] == group[1] != group[2]
 
 
+def test_connect_parts_with_more_part_types_than_bits_in_a_machine_word():
+    part = np.array([3, 70, 99, 99])  # e.g. a whole-body topology; two peaks of part 99
+    cand = LinkCandidates(link=np.array([0, 1, 1]), a=np.array([0, 1, 1]), b=np.array([1, 2, 3]),
+                          score=np.array([0.9, 0.8, 0.7]))
+    group = connect_parts(part, cand, np.ones(3, dtype=bool))
+    assert group[0] == group[1] == group[2] != group[3]
+
+
 def test_connect_parts_never_gives_a_person_two_peaks_of_one_part():
     # peaks: part 0 (a0, a1), part 1 (b0, b1), part 2 (c0, c1); people (a0, b0, c0) and (a1, b1, c1)
     part = np.array([0, 0, 1, 1, 2, 2])

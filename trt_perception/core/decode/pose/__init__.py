@@ -16,9 +16,8 @@ Terminology (as trt_pose's ``parse/README.md``):
 Steps (one module each): :mod:`.find_peaks` (local maxima above ``peak_threshold``),
 :mod:`.refine_peaks` (sub-cell position), :mod:`.paf_score_graph` (direction agreement of the
 field along each candidate pair), :mod:`.assignment` (one-to-one per link), :mod:`.connect_parts`
-(people). :class:`PoseParser`
-chains them in map cells; :class:`PoseDecoder` is the :class:`~trt_perception.core.decode.Decoder`
-that also maps keypoints to source-image pixels.
+(people). :class:`PoseParser` chains them in map cells; :class:`PoseDecoder` is the
+:class:`~trt_perception.core.decode.Decoder` that also maps keypoints to source-image pixels.
 """
 
 from __future__ import annotations

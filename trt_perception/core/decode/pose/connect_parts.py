@@ -17,14 +17,14 @@ from trt_perception.core.decode.pose.paf_score_graph import LinkCandidates
 def connect_parts(part: np.ndarray, candidates: LinkCandidates, chosen: np.ndarray) -> np.ndarray:
     """int64[M]: the group (person) of each peak, numbered 0..G-1.
 
-    part: int64[M] part of each peak (at most 63 parts); candidates: T connections; chosen: bool[T]
-    from :func:`~trt_perception.core.decode.pose.assignment.assignment`.
+    part: int64[M] part of each peak; candidates: T connections; chosen: bool[T] from
+    :func:`~trt_perception.core.decode.pose.assignment.assignment`.
     """
     num_peaks = part.size
     picked = np.flatnonzero(chosen)
     picked = picked[np.argsort(-candidates.score[picked], kind="stable")]
     parent = list(range(num_peaks))  # union-find forest; a root's entry in ``parts`` is its group's
-    parts = (np.int64(1) << part).tolist()  # bit set of the parts in each group
+    parts = [1 << p for p in part.tolist()]  # bit set of the parts in each group
     for a, b in zip(candidates.a[picked].tolist(), candidates.b[picked].tolist()):
         while parent[a] != a:  # find the roots, halving the paths
             parent[a] = parent[parent[a]]

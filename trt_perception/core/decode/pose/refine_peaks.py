@@ -38,16 +38,17 @@ def refine_peaks(padded: np.ndarray, peaks: np.ndarray, pad: int) -> tuple[np.nd
     # [M, 2 axes, 5]: values of the cells -2..2 along each axis; the border of the padding is -inf
     values = padded.reshape(-1).take(peaks[:, None, None] + _window(padded_w), mode="clip")
     log = np.log(np.maximum(values, _FLOOR), dtype=np.float64).reshape(-1)
-    # first of the 3 cells the parabola goes through: 1 (cells -1, 0, 1), 2 (0, 1, 2) when the cell
-    # before is outside the map, 0 (-2, -1, 0) when the cell after is; its middle cell is at start - 1
+    # the parabola goes through the cells middle - 1, middle, middle + 1: middle = 0, 1 when the
+    # cell before the peak is outside the map, -1 when the cell after is; ``first``: the index in
+    # ``log`` of cell middle - 1
     outside = values[:, :, 1::2] == _NEG_INF  # [M, 2, (before, after)]
-    start = outside[:, :, 0].view(np.int8) - outside[:, :, 1].view(np.int8)
-    first = np.arange(1, 5 * start.size, 5).reshape(start.shape) + start
+    middle = outside[:, :, 0].view(np.int8) - outside[:, :, 1].view(np.int8)
+    first = np.arange(1, 5 * middle.size, 5).reshape(middle.shape) + middle
     f_minus, f_zero, f_plus = log[first], log[first + 1], log[first + 2]
     curvature = f_minus - 2.0 * f_zero + f_plus
     concave = curvature < 0.0
     offset = np.where(concave, (f_minus - f_plus) / (2.0 * np.where(concave, curvature, -1.0)), 0.0)
-    offset += start
+    offset += middle
     offset = np.minimum(np.maximum(offset, -0.5), 0.5)
     row, col = np.divmod(peaks % (padded_h * padded_w), padded_w)
     x = np.minimum(col + (offset[:, 0] + (0.5 - pad)), math.nextafter(padded_w - 2 * pad, 0))
