@@ -3,9 +3,9 @@
 Works on maps padded with -inf (:func:`pad_maps`), so a neighbour lookup is one flat offset and
 the border needs no special case: a peak cell at the edge is compared with its in-map neighbours
 only. The first test runs on the whole flat array with contiguous slices (above the threshold and
-not below the next cell of its row); the few cells left are then tested against their other
-neighbours in stages, nearest ring first, so that cost grows with the number of candidates, not
-with the map size.
+a maximum along its row); the few cells left are then tested against their other neighbours in
+stages, nearest ring first, so that cost grows with the number of candidates, not with the map
+size.
 """
 
 from __future__ import annotations
@@ -41,12 +41,13 @@ def pad_maps(cmap: np.ndarray, pad: int, out: Optional[np.ndarray] = None) -> np
 @functools.lru_cache(maxsize=16)
 def _neighbour_tests(row_stride: int, radius: int) -> tuple[tuple[tuple[int, np.ufunc], ...], ...]:
     """(flat offset, comparison a peak must pass against that neighbour) for the window's neighbours
-    other than the next cell of the row (offset +1), in stages (4-neighbours, diagonals, next
-    ring...): ``greater`` for neighbours before the centre in raster order, ``greater_equal`` after."""
+    other than the two cells next to it in its row (offsets -1, +1), in stages (4-neighbours,
+    diagonals, next ring...): ``greater`` for neighbours before the centre in raster order,
+    ``greater_equal`` after."""
     rings: dict[tuple[int, int], list[tuple[int, np.ufunc]]] = {}
     for di in range(-radius, radius + 1):
         for dj in range(-radius, radius + 1):
-            if (di, dj) not in ((0, 0), (0, 1)):
+            if di != 0 or abs(dj) > 1:
                 offset = di * row_stride + dj
                 rings.setdefault((max(abs(di), abs(dj)), abs(di) + abs(dj)), []).append(
                     (offset, np.greater if offset < 0 else np.greater_equal))
@@ -63,10 +64,11 @@ def find_peaks(padded: np.ndarray, pad: int, threshold: float, max_count: int) -
     """
     channels, padded_h, padded_w = padded.shape
     values = padded.reshape(-1)
-    centre = values[:-1]
+    centre = values[1:-1]
     above = centre > threshold
-    above &= centre >= values[1:]
-    cand = above.nonzero()[0]
+    above &= centre > values[:-2]
+    above &= centre >= values[2:]
+    cand = above.nonzero()[0] + 1
     value = values[cand]
     for tests in _neighbour_tests(padded_w, pad):
         (offset, test), *others = tests

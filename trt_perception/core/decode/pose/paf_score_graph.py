@@ -113,8 +113,8 @@ def paf_score_graph(paf: np.ndarray, links: np.ndarray, counts: np.ndarray, x: n
     # float32 from here on; 1e-3 cells inside the far edges so that no sample rounds onto the edge
     x = np.minimum(x, width - 1e-3, dtype=np.float32)
     y = np.minimum(y, height - 1e-3, dtype=np.float32)
-    ax, ay = x[a], y[a]
-    dx, dy = x[b] - ax, y[b] - ay
+    ax, ay = x.take(a), y.take(a)
+    dx, dy = x.take(b) - ax, y.take(b) - ay
     length = np.sqrt(dx * dx + dy * dy)
     safe = np.maximum(length, np.float32(1e-6))  # two peaks at one point: no direction, u = 0 scores 0
     ux, uy = dx / safe, dy / safe
@@ -124,7 +124,7 @@ def paf_score_graph(paf: np.ndarray, links: np.ndarray, counts: np.ndarray, x: n
         mid += (ax + 0.5 * dx).astype(np.int32)
         keep = (_direction_values(field, base + mid, plane, ux, uy, paf_floor) > sample_threshold).nonzero()[0]
         link, a, b, ax, ay, dx, dy, ux, uy, length, base = (
-            v[keep] for v in (link, a, b, ax, ay, dx, dy, ux, uy, length, base))
+            v.take(keep) for v in (link, a, b, ax, ay, dx, dy, ux, uy, length, base))
 
     t, weight = _samples(num_samples, end_weight)  # [S + 1, 1]: the arrays below are [S + 1, T]
     cells = (ay + t * dy).astype(np.int32)
@@ -137,7 +137,7 @@ def paf_score_graph(paf: np.ndarray, links: np.ndarray, counts: np.ndarray, x: n
     score = np.add.reduce(samples, axis=0, dtype=np.float64)
     score -= np.maximum(0.0, length / (0.5 * height) - 1.0)
     keep = follows[num_samples]  # the midpoint
-    keep &= np.count_nonzero(follows[:num_samples], axis=0) / num_samples >= min_sample_fraction
+    keep &= np.add.reduce(follows[:num_samples].view(np.int8), axis=0) / num_samples >= min_sample_fraction
     keep &= score > link_threshold
     keep = keep.nonzero()[0]
     return LinkCandidates(link[keep], a[keep], b[keep], score[keep])
