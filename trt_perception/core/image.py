@@ -36,9 +36,10 @@ Compressed images are checked before anything is decoded: the data must start wi
 its format (JPEG SOI, PNG signature and IHDR), the size in that header must be at most
 :data:`MAX_COMPRESSED_PIXELS` (a few hundred bytes can claim 30000x30000 pixels, whose decoding
 would take gigabytes and seconds), and a JPEG must end with its end-of-image marker (trailing zero
-padding allowed), since some OpenCV versions fill a truncated JPEG with grey and report success. Damage inside the
-entropy-coded data of a complete JPEG cannot be detected (JPEG has no checksum) and decodes to
-wrong pixels of the right size; PNG checks its chunks' CRCs, so damaged PNGs are rejected.
+padding allowed), since some OpenCV versions fill a truncated JPEG with grey and report success.
+Damage inside the entropy-coded data of a complete JPEG cannot be detected (JPEG has no checksum)
+and decodes to wrong pixels of the right size; PNG checks its chunks' CRCs, so damaged PNGs are
+rejected.
 """
 
 from __future__ import annotations
