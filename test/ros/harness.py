@@ -50,7 +50,10 @@ class RosHarness:
         return node
 
     def call(self, client: Any, request: Any, timeout: float = 10.0) -> Any:
-        assert client.wait_for_service(timeout_sec=timeout), f"service {client.srv_name} not available"
+        if not client.wait_for_service(timeout_sec=timeout):
+            servers = [name for name, _ in self.node.get_service_names_and_types()]
+            raise AssertionError(f"service {client.srv_name} not available; services in the graph: {servers}; "
+                                 f"nodes: {self.node.get_node_names_and_namespaces()}")
         future = client.call_async(request)
         assert wait_for(future.done, timeout), f"service {client.srv_name} did not answer"
         return future.result()
