@@ -46,6 +46,8 @@ from trt_perception.core.decode.pose.synthetic import random_scene  # noqa: E402
 from trt_perception.core.gpu.cuda_runtime import gpu_available, shared_device  # noqa: E402
 from trt_perception.core.preprocess import preprocess  # noqa: E402
 
+from gpu_pipeline import host_times_ms, stats_ms  # noqa: E402  (benchmarks/, the script's directory)
+
 MODEL_CONFIG = ROOT / "models" / "ssdlite_pedestrian" / "ssdlite_pedestrian.yaml"
 TEST_IMAGE = ROOT / "test" / "data" / "vtest_150.jpg"
 MAX_CANDIDATES = 1024
@@ -89,22 +91,6 @@ extern "C" __global__ void cmap_peaks(const float* cmap, int parts, int height, 
     if (k < max_out) { out[2 * k] = part; out[2 * k + 1] = y * width + x; }
 }
 """
-
-
-def stats_ms(values_ms: list[float]) -> dict[str, float]:
-    data = np.asarray(values_ms, dtype=np.float64)
-    return {"p50": float(np.median(data)), "p99": float(np.percentile(data, 99)), "n": int(data.size)}
-
-
-def host_times_ms(fn: Callable[[], Any], repeats: int, warmup: int = 20) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter_ns()
-        fn()
-        times.append((time.perf_counter_ns() - start) / 1e6)
-    return times
 
 
 def ssd_outputs():
