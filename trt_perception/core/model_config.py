@@ -22,6 +22,7 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from trt_perception.core.backends.base import TensorSpec, format_shape
+from trt_perception.core.config_files import read_mapping
 from trt_perception.core.preprocess import PreprocessConfig
 
 TASKS = ("ssd", "pose")
@@ -74,14 +75,7 @@ class ModelConfig:
 def load_model_config(path: str | Path) -> ModelConfig:
     """Read and validate a model configuration YAML; errors name the file and the problem."""
     path = Path(path).expanduser().resolve()
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ModelConfigError(f"cannot read model config {path}: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ModelConfigError(f"model config {path} is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ModelConfigError(f"model config {path} must be a mapping, got {type(raw).__name__}")
+    raw = read_mapping(path, "model config", yaml.safe_load, "YAML", (yaml.YAMLError,), ModelConfigError)
     return model_config_from_dict(raw, path.parent, source=path)
 
 

@@ -19,6 +19,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from trt_perception.core.config_files import read_mapping
+
 #: COCO's 17 keypoints plus neck, and trt_pose's 21 links (1-based), as in ``human_pose.json``.
 COCO18_CATEGORY: dict[str, Any] = {
     "supercategory": "person", "id": 1, "name": "person",
@@ -96,14 +98,7 @@ class Topology:
 def load_topology(path: str | Path) -> Topology:
     """Read a trt_pose topology JSON file; errors name the file and the problem."""
     path = Path(path)
-    try:
-        category = json.loads(path.read_text())
-    except OSError as exc:
-        raise TopologyError(f"cannot read topology file {path}: {exc.strerror or exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise TopologyError(f"topology file {path} is not valid JSON: {exc}") from exc
-    if not isinstance(category, dict):
-        raise TopologyError(f"topology file {path} must hold a JSON object, got {type(category).__name__}")
+    category = read_mapping(path, "topology file", json.loads, "JSON", (json.JSONDecodeError,), TopologyError)
     try:
         return Topology.from_coco_category(category)
     except TopologyError as exc:
