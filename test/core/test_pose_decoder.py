@@ -96,6 +96,23 @@ def test_a_wrong_connection_does_not_give_a_person_two_peaks_of_one_part():
     assert found == sorted([one, two[1:]])
 
 
+@pytest.mark.parametrize("gap", [1.8, 2.0, 2.5])
+def test_two_wrists_merged_into_one_peak_are_both_recovered(gap):
+    # two arms reach towards each other from both sides; the wrists, gap cells apart, make a single
+    # confidence-map maximum (the weaker wrist is a shoulder of the stronger one's bump)
+    topology = Topology(("shoulder", "elbow", "wrist"), np.array([[0, 1], [1, 2]]))
+    wrist = np.array([18.3, 14.2])
+    one = [[5.5, 8.0], [11.5, 12.5], wrist]
+    two = [[33.0, 9.5], [26.0, 17.0], wrist + [gap * 0.8, gap * 0.6]]
+    people = np.array([one, two], dtype=float)
+    gain = np.array([[1.0, 1.0, 1.0], [0.9, 0.9, 0.7]])
+    cmap, paf = render_fields(people, topology, 30, 40, part_gain=gain)
+    without = PoseParser(topology, PoseParams(min_parts=1, sigma=0.0))(cmap, paf).keypoints  # no hidden peaks
+    assert len(without) == 2 and (without[:, 2, 2] > 0).sum() == 1  # one wrist peak: someone lacks it
+    found = PoseParser(topology, PoseParams(min_parts=1))(cmap, paf).keypoints
+    assert recovered(people, found, topology).all()
+
+
 def test_keypoint_and_person_scores():
     rng = np.random.default_rng(5)
     person = random_person(rng, 36, (28, 28))
@@ -205,3 +222,13 @@ def test_runtime_params_change_atomically():
         decoder.set_params({"peak_window": 5})
     with pytest.raises(ValueError, match="must be an integer"):
         decoder.set_params({"max_people": 2.5})
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"sigma": -1.0}, "sigma must be in"), ({"sigma": 11.0}, "sigma must be in"),
+    ({"hidden_margin": 0.0}, "hidden_margin must be > 0"),
+    ({"sigma": float("nan")}, "sigma must be a finite number"),
+])
+def test_hidden_peak_parameters_are_checked(values, message):
+    with pytest.raises(ValueError, match=message):
+        PoseParams(**values)

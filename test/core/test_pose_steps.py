@@ -11,6 +11,7 @@ from trt_perception.core.decode.pose import COCO18, PoseParams, Topology, load_t
 from trt_perception.core.decode.pose.assignment import assignment
 from trt_perception.core.decode.pose.connect_parts import connect_parts
 from trt_perception.core.decode.pose.find_peaks import find_peaks, pad_maps
+from trt_perception.core.decode.pose.hidden_peaks import hidden_peaks, measured_width
 from trt_perception.core.decode.pose.paf_score_graph import LinkCandidates, paf_score_graph
 from trt_perception.core.decode.pose.refine_peaks import refine_peaks
 from trt_perception.core.decode.pose.topology import TopologyError
@@ -91,9 +92,92 @@ def test_refine_peaks_recovers_sub_cell_gaussian_centres(x, y):
     gx, gy = np.arange(width) + 0.5, (np.arange(height) + 0.5)[:, None]
     cmap = np.exp(-((gx - x) ** 2 + (gy - y) ** 2) / (2 * sigma ** 2))[None]
     padded, peaks, _ = _peaks(cmap)
-    rx, ry = refine_peaks(padded, peaks.index, 1)
+    rx, ry, _ = refine_peaks(padded, peaks.index, 1)
     assert rx.size == 1
     assert abs(rx[0] - x) < 0.02 and abs(ry[0] - y) < 0.02
+
+
+def _bumps(points, heights, sigma=1.5, height=20, width=24, noise=0.0, seed=0):
+    """float[1, H, W]: the maximum of Gaussians of ``sigma`` cells at ``points`` (x, y)."""
+    gx, gy = np.arange(width) + 0.5, (np.arange(height) + 0.5)[:, None]
+    cmap = np.max([h * np.exp(-((gx - x) ** 2 + (gy - y) ** 2) / (2 * sigma ** 2))
+                   for (x, y), h in zip(points, heights)], axis=0)
+    return (cmap + np.random.default_rng(seed).normal(0.0, noise, cmap.shape))[None]
+
+
+def _hidden(cmap, sigma=1.5, margin=0.15, pad=3):
+    padded = pad_maps(np.asarray(cmap, dtype=np.float32), pad)
+    peaks = find_peaks(padded, 1, 0.1, 100)
+    x, y, curvature = refine_peaks(padded, peaks.index, pad)
+    work = np.full(padded.size, -np.inf, dtype=np.float32)
+    index, hx, hy = hidden_peaks(padded, pad, peaks.index, x, y, padded.reshape(-1)[peaks.index],
+                                 measured_width(curvature, sigma), 2, margin, 0.1, work)
+    assert np.all(work == -np.inf)  # the work buffer is left as it came
+    return (x, y), index, (hx, hy)
+
+
+@pytest.mark.parametrize("hidden_xy, gap", [((12.3, 10.2), 2.0), ((12.0, 11.6), 2.2), ((10.1, 11.9), 1.7),
+                                             ((8.9, 12.0), 2.3)])
+def test_hidden_peaks_find_a_keypoint_merged_into_a_higher_bump(hidden_xy, gap):
+    found_xy = (10.3, 10.2)
+    cmap = _bumps([found_xy, hidden_xy], [1.0, 0.7])
+    assert np.hypot(hidden_xy[0] - found_xy[0], hidden_xy[1] - found_xy[1]) == pytest.approx(gap, abs=0.05)
+    (x, y), index, (hx, hy) = _hidden(cmap)
+    assert x.size == 1 and abs(x[0] - found_xy[0]) < 0.2 and abs(y[0] - found_xy[1]) < 0.2
+    assert index.size == 1
+    assert abs(hx[0] - hidden_xy[0]) < 0.25 and abs(hy[0] - hidden_xy[1]) < 0.25
+
+
+def test_hidden_peaks_none_next_to_lone_or_noisy_bumps_nor_other_parts():
+    lone = _bumps([(10.3, 10.2), (17.0, 4.0)], [1.0, 0.6], noise=0.02, seed=1)
+    assert _hidden(lone)[1].size == 0
+    # two parts' bumps 2 cells apart: each channel holds one bump, nothing hidden
+    two_parts = np.concatenate([_bumps([(10.3, 10.2)], [1.0]), _bumps([(12.3, 10.2)], [0.7])])
+    (x, _), index, _ = _hidden(two_parts)
+    assert x.size == 2 and index.size == 0
+
+
+def test_hidden_peaks_at_the_map_border():
+    cmap = _bumps([(2.5, 10.0), (0.6, 9.0)], [1.0, 0.7])  # the hidden one in the first column
+    (x, _), index, (hx, hy) = _hidden(cmap)
+    assert x.size == 1 and index.size == 1
+    assert abs(hx[0] - 0.6) < 0.25 and abs(hy[0] - 9.0) < 0.25
+
+
+@pytest.mark.parametrize("other_x, kept", [(12.45, False), (13.5, True)])
+def test_hidden_peaks_within_half_a_width_of_a_found_peak_are_dropped(other_x, kept):
+    # a low found peak (value 0.05: it explains nothing) at other_x, 0.15 or 1.2 cells from the
+    # hidden keypoint at (12.3, 10.2): the hidden peak is dropped when closer than width / 2
+    pad = 3
+    padded = pad_maps(np.asarray(_bumps([(10.3, 10.2), (12.3, 10.2)], [1.0, 0.7]), dtype=np.float32), pad)
+    row_stride = padded.shape[2]
+    index = np.array([(10 + pad) * row_stride + 10 + pad, (10 + pad) * row_stride + int(other_x) + pad])
+    work = np.full(padded.size, -np.inf, dtype=np.float32)
+    hidden, hx, _ = hidden_peaks(padded, pad, index, np.array([10.3, other_x]), np.array([10.2, 10.2]),
+                                 np.array([1.0, 0.05], dtype=np.float32), 1.5, 2, 0.15, 0.1, work)
+    assert hidden.size == int(kept) and (not kept or abs(hx[0] - 12.3) < 0.1)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 1.5, 2.0])
+def test_measured_width_is_the_bumps_sigma(sigma):
+    cmap = _bumps([(5.3, 5.1), (15.6, 12.2), (20.5, 3.7)], [1.0, 0.8, 0.6], sigma=sigma)
+    padded = pad_maps(np.asarray(cmap, dtype=np.float32), 3)
+    peaks = find_peaks(padded, 1, 0.1, 100)
+    _, _, curvature = refine_peaks(padded, peaks.index, 3)
+    assert measured_width(curvature, 1.5) == pytest.approx(sigma, rel=0.03)
+    assert measured_width(curvature[:0], 1.5) == 1.5  # no peak: the given sigma
+    assert measured_width(np.full((4, 2), -100.0), 1.5) == 0.75  # at least sigma / 2
+
+
+def test_hidden_peaks_follow_the_measured_width_not_the_given_sigma():
+    # bumps of sigma 2: with the given sigma of 1.5 as the model, every bump's flanks would look
+    # like shoulders
+    wide = _bumps([(6.3, 6.2), (16.1, 13.7)], [1.0, 0.7], sigma=2.0, noise=0.02, seed=2)
+    assert _hidden(wide, sigma=1.5)[1].size == 0
+    merged = _bumps([(8.3, 9.2), (11.0, 10.4), (18.0, 15.0), (4.0, 16.0)], [1.0, 0.7, 0.8, 0.9], sigma=2.0)
+    (x, _), index, (hx, hy) = _hidden(merged, sigma=1.5)
+    assert x.size == 3 and index.size == 1
+    assert abs(hx[0] - 11.0) < 0.3 and abs(hy[0] - 10.4) < 0.3
 
 
 def _one_link_field(a, b, height=30, width=30, swap_channels=False):

@@ -14,9 +14,10 @@ Terminology (as trt_pose's ``parse/README.md``):
   input_w / W model-input pixels.
 
 Steps (one module each): :mod:`.find_peaks` (local maxima above ``peak_threshold``),
-:mod:`.refine_peaks` (sub-cell position), :mod:`.paf_score_graph` (direction agreement of the
-field along each candidate pair), :mod:`.assignment` (one-to-one per link), :mod:`.connect_parts`
-(people). :class:`PoseParser` chains them in map cells; :class:`PoseDecoder` is the
+:mod:`.refine_peaks` (sub-cell position), :mod:`.hidden_peaks` (keypoints merged into a found
+peak's bump, from the map's excess over the found peaks' Gaussians), :mod:`.paf_score_graph`
+(direction agreement of the field along each candidate pair), :mod:`.assignment` (one-to-one per
+link), :mod:`.connect_parts` (people). :class:`PoseParser` chains them in map cells; :class:`PoseDecoder` is the
 :class:`~trt_perception.core.decode.Decoder` that also maps keypoints to source-image pixels.
 """
 
@@ -32,6 +33,7 @@ import numpy as np
 from trt_perception.core.decode.pose.assignment import assignment
 from trt_perception.core.decode.pose.connect_parts import connect_parts
 from trt_perception.core.decode.pose.find_peaks import find_peaks, pad_maps
+from trt_perception.core.decode.pose.hidden_peaks import hidden_peaks, measured_width
 from trt_perception.core.decode.pose.paf_score_graph import paf_score_graph
 from trt_perception.core.decode.pose.refine_peaks import refine_peaks
 from trt_perception.core.decode.pose.topology import COCO18, Topology, load_topology
@@ -54,8 +56,14 @@ class PoseParams:
     peak_threshold: float = 0.1
     #: a peak is the maximum of a peak_window x peak_window window (odd, 3..9)
     peak_window: int = 3
-    #: at most this many peaks per part (the highest)
+    #: at most this many peaks per part (the highest), before hidden peaks are added
     max_peaks: int = 100
+    #: width (standard deviation, cells) of the Gaussian bumps the model was trained to put at
+    #: keypoints: hidden peaks (:mod:`.hidden_peaks`) are looked for within ceil(sigma) cells of the
+    #: found peaks, with the width measured on the map (sigma where it cannot be); 0: no hidden peaks
+    sigma: float = 1.5
+    #: a hidden peak's cell exceeds what the found peaks explain by more than this
+    hidden_margin: float = 0.15
     #: a link's score (weighted mean of its sample values, in [-1, 1]) must exceed this
     link_threshold: float = 0.1
     #: PAF samples per candidate link
@@ -81,8 +89,8 @@ class PoseParams:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("peak_threshold", "link_threshold", "paf_floor", "end_weight", "sample_threshold",
-                     "min_sample_fraction", "min_score"):
+        for name in ("peak_threshold", "sigma", "hidden_margin", "link_threshold", "paf_floor", "end_weight",
+                     "sample_threshold", "min_sample_fraction", "min_score"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
                 problems.append(f"{name} must be a finite number, got {value!r}")
@@ -94,6 +102,10 @@ class PoseParams:
         if not problems:
             if self.peak_window % 2 == 0:
                 problems.append(f"peak_window must be odd, got {self.peak_window}")
+            if not 0.0 <= self.sigma <= 10.0:
+                problems.append(f"sigma must be in [0, 10] cells, got {self.sigma}")
+            if not self.hidden_margin > 0.0:
+                problems.append(f"hidden_margin must be > 0, got {self.hidden_margin}")
             if not 0.0 <= self.link_threshold < 1.0:
                 problems.append(f"link_threshold must be in [0, 1), got {self.link_threshold}")
             if not self.paf_floor > 0.0:
@@ -188,6 +200,7 @@ class PoseParser:
         self.topology = topology
         self.params = params
         self._padded: Optional[np.ndarray] = None  # reused padded cmap buffer
+        self._work: Optional[np.ndarray] = None  # hidden_peaks' work buffer (-inf), its size
 
     def __call__(self, cmap: np.ndarray, paf: np.ndarray) -> Poses:
         """cmap: float[C, H, W]; paf: float[2L, H, W] (same H, W). Raises :class:`PoseFieldError`."""
@@ -197,18 +210,32 @@ class PoseParser:
         if cmap.shape[1:] != paf.shape[1:]:
             raise PoseFieldError(f"cmap and paf maps must have the same size, got "
                                  f"{cmap.shape[2]}x{cmap.shape[1]} and {paf.shape[2]}x{paf.shape[1]}")
-        pad = prm.peak_window // 2
+        radius = prm.peak_window // 2
+        pad = max(radius, math.ceil(prm.sigma) + 1)  # hidden_peaks looks ceil(sigma) + 1 cells around
         self._padded = padded = pad_maps(cmap, pad, self._padded)
-        peaks = find_peaks(padded, pad, prm.peak_threshold, prm.max_peaks)
+        peaks = find_peaks(padded, radius, prm.peak_threshold, prm.max_peaks)
         num_parts, num_links = topo.num_parts, topo.num_links
         if peaks.index.size == 0:
             return Poses(np.zeros((0, num_parts, 3)), np.zeros(0), np.zeros((0, num_links), dtype=bool))
-        x, y = refine_peaks(padded, peaks.index, pad)
-        value = padded.reshape(-1)[peaks.index].astype(np.float64)
-        cand = paf_score_graph(paf, topo.links, peaks.counts, x, y, prm.num_samples,
+        index, part, counts = peaks
+        x, y, curvature = refine_peaks(padded, index, pad)
+        if prm.sigma > 0.0:
+            if self._work is None or self._work.size != padded.size:
+                self._work = np.full(padded.size, -np.inf, dtype=np.float32)
+            hidden, hx, hy = hidden_peaks(padded, pad, index, x, y, padded.reshape(-1).take(index),
+                                          measured_width(curvature, prm.sigma), math.ceil(prm.sigma),
+                                          prm.hidden_margin, prm.peak_threshold, self._work)
+            if hidden.size:  # into the peak list, still grouped by part
+                order = np.argsort(np.concatenate([index, hidden]), kind="stable")
+                index = np.concatenate([index, hidden])[order]
+                x, y = np.concatenate([x, hx])[order], np.concatenate([y, hy])[order]
+                part = index // (padded.shape[1] * padded.shape[2])
+                counts = np.bincount(part, minlength=num_parts)
+        value = padded.reshape(-1)[index].astype(np.float64)
+        cand = paf_score_graph(paf, topo.links, counts, x, y, prm.num_samples,
                                prm.sample_threshold, prm.min_sample_fraction, prm.link_threshold,
                                prm.paf_floor, prm.end_weight)
-        group = connect_parts(peaks.part, cand, assignment(cand, peaks.index.size))
+        group = connect_parts(part, cand, assignment(cand, index.size))
 
         # per group: keypoints, links joining two of its keypoints, score
         num_groups = int(group.max()) + 1
@@ -225,7 +252,7 @@ class PoseParser:
         row[kept] = np.arange(kept.size)
         keypoints = np.zeros((kept.size + 1, num_parts, 3))  # dropped groups write to the last row
         keypoints[:, :, :2] = np.nan
-        where = row[group], peaks.part
+        where = row[group], part
         keypoints[where + (0,)], keypoints[where + (1,)], keypoints[where + (2,)] = x, y, value
         links = np.zeros((kept.size + 1, num_links), dtype=bool)
         links[row[link_group], cand.link[joined]] = True

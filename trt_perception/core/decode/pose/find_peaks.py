@@ -54,11 +54,11 @@ def _neighbour_tests(row_stride: int, radius: int) -> tuple[tuple[tuple[int, np.
     return tuple(tuple(rings[key]) for key in sorted(rings))
 
 
-def find_peaks(padded: np.ndarray, pad: int, threshold: float, max_count: int) -> Peaks:
-    """Peaks of each channel of ``padded`` (from :func:`pad_maps`).
+def find_peaks(padded: np.ndarray, radius: int, threshold: float, max_count: int) -> Peaks:
+    """Peaks of each channel of ``padded`` (from :func:`pad_maps`, padded by at least ``radius``).
 
     A peak is a cell whose value is above ``threshold`` and is the maximum of the
-    (2 pad + 1) x (2 pad + 1) window centred on it; on a plateau only the first cell in raster
+    (2 radius + 1) x (2 radius + 1) window centred on it; on a plateau only the first cell in raster
     order counts (a peak is strictly greater than the neighbours before it). At most
     ``max_count`` peaks per part are kept, the highest.
     """
@@ -70,7 +70,7 @@ def find_peaks(padded: np.ndarray, pad: int, threshold: float, max_count: int) -
     above &= centre >= values[2:]
     cand = above.nonzero()[0] + 1
     value = values[cand]
-    for tests in _neighbour_tests(padded_w, pad):
+    for tests in _neighbour_tests(padded_w, radius):
         (offset, test), *others = tests
         keep = test(value, values[cand + offset])
         for offset, test in others:
