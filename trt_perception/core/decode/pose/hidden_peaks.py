@@ -35,19 +35,19 @@ import math
 import numpy as np
 
 _CURVATURE = np.array([-1.0, 1.0])  # i^2 at cell 0 minus cell -1, at cell 1 minus cell 0
+_AXES = np.array([[3, 4, 5], [1, 4, 7]])  # the cells -1, 0, 1 along x and along y in a 3 x 3 block
 
 
 @functools.lru_cache(maxsize=16)
-def _offsets(row_stride: int, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """For a window of radius r around a peak: int64[(2r + 1)^2] flat offsets of its cells;
-    float32[3, (2r + 1)^2] the terms of 2 var log(bump / v) at them (see :func:`hidden_peaks`); int64[9]
-    flat offsets of the 3 x 3 cells, raster order; int64[2, 3] flat offsets of the cells -1, 0, 1
-    along x (row 0) and y (row 1)."""
+def _offsets(row_stride: int, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a window of radius r around a peak: int64[(2r + 1)^2] flat offsets of its cells (dj, di);
+    float32[4, (2r + 1)^2] their terms 2 dj, 2 di, -(dj^2 + di^2), 1 (see :func:`hidden_peaks`);
+    int64[9] flat offsets of the 3 x 3 cells, raster order."""
     steps = np.arange(-radius, radius + 1)
     di, dj = (a.reshape(-1) for a in np.meshgrid(steps, steps, indexing="ij"))
-    terms = np.stack([2.0 * dj, 2.0 * di, -(di * di + dj * dj)])
-    axes = np.array([[-1, 0, 1], [-row_stride, 0, row_stride]])
-    return di * row_stride + dj, terms.astype(np.float32), (axes[1][:, None] + axes[0]).reshape(-1), axes
+    terms = np.stack([2.0 * dj, 2.0 * di, -(di * di + dj * dj), np.ones(di.size)])
+    block = (np.arange(-1, 2)[:, None] * row_stride + np.arange(-1, 2)).reshape(-1)
+    return di * row_stride + dj, terms.astype(np.float32), block
 
 
 def measured_width(curvature: np.ndarray, sigma: float) -> float:
@@ -75,44 +75,48 @@ def hidden_peaks(padded: np.ndarray, pad: int, index: np.ndarray, x: np.ndarray,
     """
     _, padded_h, padded_w = padded.shape
     flat = padded.reshape(-1)
-    window, terms, block, axes = _offsets(padded_w, radius)
+    window, terms, block = _offsets(padded_w, radius)
     two_var = 2.0 * width * width
     row, col = np.divmod(index % (padded_h * padded_w), padded_w)
     # a peak's bump at the window cell (dj, di) from its cell centre, c = (x, y) - centre its
     # sub-cell offset: h exp(-|(dj, di) - c|^2 / 2 var) with h = v exp(|c|^2 / 2 var) (v: its cell
-    # value) is v exp((2 c . (dj, di) - dj^2 - di^2) / 2 var) = exp(log v + [c_x, c_y, 1] @ terms / 2 var)
-    offset = np.empty((index.size, 3), dtype=np.float32)
-    offset[:, 0] = x - col
-    offset[:, 1] = y - row
-    offset[:, :2] += pad - 0.5
-    offset[:, 2] = 1.0
-    bump = offset @ terms
-    bump *= np.float32(1.0 / two_var)
-    bump += np.log(value)[:, None]
+    # value) is v exp((2 c . (dj, di) - dj^2 - di^2) / 2 var) = exp([c_x / 2 var, c_y / 2 var, 1 / 2 var,
+    # log v] @ terms)
+    coefficients = np.empty((index.size, 4), dtype=np.float32)
+    coefficients[:, 0] = x - col
+    coefficients[:, 1] = y - row
+    coefficients[:, :2] += pad - 0.5
+    coefficients[:, 2] = 1.0
+    coefficients[:, :3] *= np.float32(1.0 / two_var)
+    np.log(value, out=coefficients[:, 3])
+    bump = coefficients @ terms
     np.exp(bump, out=bump)
     cells = (index[:, None] + window).reshape(-1)
     np.maximum.at(work, cells, bump.reshape(-1))  # the model
-    map_value = flat.take(cells)
-    residual = map_value - work.take(cells)  # -inf outside the map
-    shoulder = cells[(residual > margin) & (map_value > threshold)]
+    residual = flat.take(cells)
+    residual -= work.take(cells)  # -inf outside the map
+    shoulder = cells[residual > margin]
+    shoulder = shoulder[flat.take(shoulder) > threshold]
     xy = np.zeros((0, 2))
     if shoulder.size:
-        work[cells] = residual  # -inf away from every found peak
-        # a maximum of the residual in its 3 x 3 neighbourhood: strictly greater than the
-        # neighbours before it in raster order
-        around = work.take(shoulder[:, None] + block)  # [K, 9]
-        peak = around[:, 4]
-        top = (peak > around[:, :4].max(axis=1)) & (peak >= around[:, 5:].max(axis=1))
-        shoulder = np.unique(shoulder[top])
-        # along each axis, cells -1, 0, 1: log map values, whether the hidden bump is the map there
-        around = shoulder[:, None, None] + axes  # [K, 2 axes, 3 cells]
+        shoulder = np.unique(shoulder)
+        # residuals of the 3 x 3 blocks around them: -inf outside the map and away from every found
+        # peak; a hidden peak is their maximum, strictly greater than the cells before it in raster
+        # order
+        around = shoulder[:, None] + block  # [K, 9]
         values, explained = flat.take(around), work.take(around)
-        use = (explained > margin / 3.0) | (explained == -np.inf)  # -inf: away from the found peaks
-        use &= values > 0.0  # and inside the map
-        log = np.log(np.maximum(values, 1e-6), dtype=np.float64)
+        residual = values - np.where(explained > -np.inf, explained, np.inf)
+        peak = residual[:, 4]
+        top = (peak > residual[:, :4].max(axis=1)) & (peak >= residual[:, 5:].max(axis=1))
+        shoulder, values, residual = shoulder[top], values[top], residual[top]
+        # along each axis, cells -1, 0, 1 (AXES): log map values, whether the hidden bump is the
+        # map there (residual above margin / 3, or away from every found peak, inside the map)
+        use = (residual > margin / 3.0) | (residual == -np.inf)
+        use &= values > 0.0
+        log = np.log(np.maximum(values, 1e-6), dtype=np.float64)[:, _AXES]  # [K, 2 axes, 3 cells]
         slope = np.diff(log, axis=2)  # [K, 2, 2]: log v_0 - log v_-1, log v_1 - log v_0
         slope += _CURVATURE / two_var
-        use = use[:, :, ::2]  # cell 0 is always used
+        use = use[:, _AXES[:, ::2]]  # [K, 2, 2]: cells -1 and 1 (cell 0 is always used)
         sides = use.sum(axis=2)
         slope *= use
         mu = slope.sum(axis=2) * (0.5 * two_var) / np.maximum(sides, 1)
