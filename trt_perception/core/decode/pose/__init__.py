@@ -200,7 +200,6 @@ class PoseParser:
         self.topology = topology
         self.params = params
         self._padded: Optional[np.ndarray] = None  # reused padded cmap buffer
-        self._work: Optional[np.ndarray] = None  # hidden_peaks' work buffer (-inf), its size
 
     def __call__(self, cmap: np.ndarray, paf: np.ndarray) -> Poses:
         """cmap: float[C, H, W]; paf: float[2L, H, W] (same H, W). Raises :class:`PoseFieldError`."""
@@ -220,11 +219,9 @@ class PoseParser:
         index, part, counts = peaks
         x, y, curvature = refine_peaks(padded, index, pad)
         if prm.sigma > 0.0:
-            if self._work is None or self._work.size != padded.size:
-                self._work = np.full(padded.size, -np.inf, dtype=np.float32)
             hidden, hx, hy = hidden_peaks(padded, pad, index, x, y, padded.reshape(-1).take(index),
                                           measured_width(curvature, prm.sigma), math.ceil(prm.sigma),
-                                          prm.hidden_margin, prm.peak_threshold, self._work)
+                                          prm.hidden_margin, prm.peak_threshold)
             if hidden.size:  # into the peak list, still grouped by part
                 order = np.argsort(np.concatenate([index, hidden]), kind="stable")
                 index = np.concatenate([index, hidden])[order]

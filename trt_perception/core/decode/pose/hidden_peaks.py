@@ -62,16 +62,15 @@ def measured_width(curvature: np.ndarray, sigma: float) -> float:
 
 
 def hidden_peaks(padded: np.ndarray, pad: int, index: np.ndarray, x: np.ndarray, y: np.ndarray,
-                 value: np.ndarray, width: float, radius: int, margin: float, threshold: float,
-                 work: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 value: np.ndarray, width: float, radius: int, margin: float,
+                 threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hidden peaks next to the found ``index`` (see the module docstring).
 
     padded: float32[C, H + 2 pad, W + 2 pad] from ``pad_maps`` with ``pad >= radius + 1``;
     index: int64[M] the found peaks' flat indices into it; x, y: float64[M] their sub-cell positions
     (map cells); value: float32[M] their cell values; width: the bumps' width s in cells; radius:
-    the window around each found peak, in cells; work: float32[padded.size] filled with -inf, a work
-    buffer (left so). Returns the hidden peaks' flat indices int64[K] (ascending), x and y
-    float64[K] in map cells, inside [0, W) x [0, H).
+    the window around each found peak, in cells. Returns the hidden peaks' flat indices int64[K]
+    (ascending), x and y float64[K] in map cells, inside [0, W) x [0, H).
     """
     _, padded_h, padded_w = padded.shape
     flat = padded.reshape(-1)
@@ -92,7 +91,10 @@ def hidden_peaks(padded: np.ndarray, pad: int, index: np.ndarray, x: np.ndarray,
     bump = coefficients @ terms
     np.exp(bump, out=bump)
     cells = (index[:, None] + window).reshape(-1)
-    np.maximum.at(work, cells, bump.reshape(-1))  # the model
+    # the model at the windows' cells, -inf elsewhere (a new buffer: filling it is faster than
+    # resetting the cells of a kept one, whose scattered lines are out of the cache by the next call)
+    work = np.full(flat.size, -np.inf, dtype=np.float32)
+    np.maximum.at(work, cells, bump.reshape(-1))
     residual = flat.take(cells)
     residual -= work.take(cells)  # -inf outside the map
     shoulder = cells[residual > margin]
@@ -133,5 +135,4 @@ def hidden_peaks(padded: np.ndarray, pad: int, index: np.ndarray, x: np.ndarray,
         near &= (shoulder[:, None] // plane) == index // plane
         far = ~near.any(axis=1)
         shoulder, xy = shoulder[far], xy[far]
-    work[cells] = -np.inf
     return shoulder, xy[:, 0], xy[:, 1]
