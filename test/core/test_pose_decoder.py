@@ -32,6 +32,17 @@ def test_separated_people_are_all_recovered(num_people):
     assert _share(num_people, separated=True, scenes=15, seed=num_people) == 1.0
 
 
+@pytest.mark.parametrize("bump_sigma", [1.2, 2.0])
+def test_separated_people_with_other_bump_widths_than_sigma_are_all_recovered(bump_sigma):
+    # hidden peaks use the width measured on the map, not the given sigma (1.5)
+    rng = np.random.default_rng(11)
+    parser = PoseParser()
+    for _ in range(8):
+        scene = random_scene(rng, 4, separated=True, height_range=(12.0, 30.0), sigma=bump_sigma)
+        counted = expected_parts(scene.keypoints, COCO18).sum(axis=1) >= 3
+        assert recovered(scene.keypoints, parser(scene.cmap, scene.paf).keypoints, COCO18)[counted].all()
+
+
 @pytest.mark.parametrize("num_people, at_least", [(5, 0.92), (20, 0.75)])
 def test_crossing_people_are_mostly_recovered(num_people, at_least):
     assert _share(num_people, separated=False, scenes=12, seed=100 + num_people) >= at_least
