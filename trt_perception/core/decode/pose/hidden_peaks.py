@@ -34,8 +34,10 @@ import math
 
 import numpy as np
 
-_CURVATURE = np.array([-1.0, 1.0])  # i^2 at cell 0 minus cell -1, at cell 1 minus cell 0
-_AXES = np.array([[3, 4, 5], [1, 4, 7]])  # the cells -1, 0, 1 along x and along y in a 3 x 3 block
+# in a 3 x 3 block (raster order), the slopes along x from cell 3 to 4 and 4 to 5, along y from 1 to
+# 4 and 4 to 7; their neighbour cells (not the centre); i^2 at the slope's end minus at its start
+_LOW, _HIGH, _SIDE = np.array([3, 4, 1, 4]), np.array([4, 5, 4, 7]), np.array([3, 5, 1, 7])
+_CURVATURE = np.array([-1.0, 1.0, -1.0, 1.0])
 
 
 @functools.lru_cache(maxsize=16)
@@ -101,38 +103,48 @@ def hidden_peaks(padded: np.ndarray, pad: int, index: np.ndarray, x: np.ndarray,
     shoulder = shoulder[flat.take(shoulder) > threshold]
     xy = np.zeros((0, 2))
     if shoulder.size:
-        shoulder = np.unique(shoulder)
-        # residuals of the 3 x 3 blocks around them: -inf outside the map and away from every found
+        shoulder.sort()  # without duplicates (cells in two windows)
+        first = np.empty(shoulder.size, dtype=bool)
+        first[0] = True
+        np.not_equal(shoulder[1:], shoulder[:-1], out=first[1:])
+        shoulder = shoulder[first]
+        # residuals of the 3 x 3 blocks around them, -inf outside the map and away from every found
         # peak; a hidden peak is their maximum, strictly greater than the cells before it in raster
         # order
         around = shoulder[:, None] + block  # [K, 9]
         values, explained = flat.take(around), work.take(around)
-        residual = values - np.where(explained > -np.inf, explained, np.inf)
+        away = explained == -np.inf
+        explained[away] = np.inf
+        residual = values - explained
         peak = residual[:, 4]
-        top = (peak > residual[:, :4].max(axis=1)) & (peak >= residual[:, 5:].max(axis=1))
-        shoulder, values, residual = shoulder[top], values[top], residual[top]
-        # along each axis, cells -1, 0, 1 (AXES): log map values, whether the hidden bump is the
-        # map there (residual above margin / 3, or away from every found peak, inside the map)
-        use = (residual > margin / 3.0) | (residual == -np.inf)
-        use &= values > 0.0
-        log = np.log(np.maximum(values, 1e-6), dtype=np.float64)[:, _AXES]  # [K, 2 axes, 3 cells]
-        slope = np.diff(log, axis=2)  # [K, 2, 2]: log v_0 - log v_-1, log v_1 - log v_0
+        top = peak > np.maximum.reduce(residual[:, :4], axis=1)
+        top &= peak >= np.maximum.reduce(residual[:, 5:], axis=1)
+        shoulder, values, residual, away = shoulder[top], values[top], residual[top], away[top]
+        # the sub-cell fit: along x (cells 3, 4, 5 of the block) and y (1, 4, 7), the slopes from the
+        # cell's neighbours (_SIDE) where the hidden bump is the map (residual above margin / 3, or
+        # away from every found peak, inside the map)
+        log = np.log(np.maximum(values, 1e-6), dtype=np.float64)
+        slope = log[:, _HIGH] - log[:, _LOW]  # [K, 4]: x from the left, x to the right, y alike
         slope += _CURVATURE / two_var
-        use = use[:, _AXES[:, ::2]]  # [K, 2, 2]: cells -1 and 1 (cell 0 is always used)
-        sides = use.sum(axis=2)
+        use = residual[:, _SIDE] > margin / 3.0
+        use |= away[:, _SIDE] & (values[:, _SIDE] > 0.0)
         slope *= use
-        mu = slope.sum(axis=2) * (0.5 * two_var) / np.maximum(sides, 1)
+        mu = np.add.reduce(slope.reshape(-1, 2, 2), axis=2)
+        mu *= 0.5 * two_var
+        mu /= np.maximum(np.add.reduce(use.reshape(-1, 2, 2), axis=2), 1)
         mu[np.abs(mu) > 1.5] = 0.0
         row, col = np.divmod(shoulder % (padded_h * padded_w), padded_w)
-        xy = np.stack([col, row], axis=1) + (0.5 - pad)
-        xy += mu
-        np.clip(xy, 0.0, [math.nextafter(padded_w - 2 * pad, 0), math.nextafter(padded_h - 2 * pad, 0)],
-                out=xy)
+        xy = np.stack([col, row], axis=1) + mu
+        xy += 0.5 - pad
+        np.maximum(xy, 0.0, out=xy)
+        np.minimum(xy, [math.nextafter(padded_w - 2 * pad, 0), math.nextafter(padded_h - 2 * pad, 0)], out=xy)
         # at least half a width from the found peaks of its part (else it is the found peak's own
         # bump, off by noise)
         plane = padded_h * padded_w
-        near = (xy[:, 0, None] - x) ** 2 + (xy[:, 1, None] - y) ** 2 < 0.25 * width * width  # [K, M]
-        near &= (shoulder[:, None] // plane) == index // plane
-        far = ~near.any(axis=1)
+        near = np.square(xy[:, 0, None] - x)
+        near += np.square(xy[:, 1, None] - y)
+        near = near < 0.25 * width * width  # [K, M]
+        near &= (shoulder // plane)[:, None] == index // plane
+        far = ~np.logical_or.reduce(near, axis=1)
         shoulder, xy = shoulder[far], xy[far]
     return shoulder, xy[:, 0], xy[:, 1]
