@@ -92,9 +92,10 @@ def test_refine_peaks_recovers_sub_cell_gaussian_centres(x, y):
     gx, gy = np.arange(width) + 0.5, (np.arange(height) + 0.5)[:, None]
     cmap = np.exp(-((gx - x) ** 2 + (gy - y) ** 2) / (2 * sigma ** 2))[None]
     padded, peaks, _ = _peaks(cmap)
-    rx, ry, _ = refine_peaks(padded, peaks.index, 1)
+    rx, ry, offset, _ = refine_peaks(padded, peaks.index, 1)
     assert rx.size == 1
     assert abs(rx[0] - x) < 0.02 and abs(ry[0] - y) < 0.02
+    assert offset[0] == pytest.approx([rx[0] - np.floor(rx[0]) - 0.5, ry[0] - np.floor(ry[0]) - 0.5])
 
 
 def _bumps(points, heights, sigma=1.5, height=20, width=24, noise=0.0, seed=0):
@@ -108,8 +109,8 @@ def _bumps(points, heights, sigma=1.5, height=20, width=24, noise=0.0, seed=0):
 def _hidden(cmap, sigma=1.5, margin=0.15, pad=3):
     padded = pad_maps(np.asarray(cmap, dtype=np.float32), pad)
     peaks = find_peaks(padded, 1, 0.1, 100)
-    x, y, curvature = refine_peaks(padded, peaks.index, pad)
-    index, hx, hy = hidden_peaks(padded, pad, peaks.index, x, y, padded.reshape(-1)[peaks.index],
+    x, y, offset, curvature = refine_peaks(padded, peaks.index, pad)
+    index, hx, hy = hidden_peaks(padded, pad, peaks.index, x, y, offset, padded.reshape(-1)[peaks.index],
                                  measured_width(curvature, sigma), 2, margin, 0.1)
     return (x, y), index, (hx, hy)
 
@@ -150,8 +151,10 @@ def test_hidden_peaks_within_half_a_width_of_a_found_peak_are_dropped(other_x, k
     padded = pad_maps(np.asarray(_bumps([(10.3, 10.2), (12.3, 10.2)], [1.0, 0.7]), dtype=np.float32), pad)
     row_stride = padded.shape[2]
     index = np.array([(10 + pad) * row_stride + 10 + pad, (10 + pad) * row_stride + int(other_x) + pad])
-    hidden, hx, _ = hidden_peaks(padded, pad, index, np.array([10.3, other_x]), np.array([10.2, 10.2]),
-                                 np.array([1.0, 0.05], dtype=np.float32), 1.5, 2, 0.15, 0.1)
+    x, y = np.array([10.3, other_x]), np.array([10.2, 10.2])
+    offset = np.stack([x - np.floor(x) - 0.5, y - np.floor(y) - 0.5], axis=1)
+    hidden, hx, _ = hidden_peaks(padded, pad, index, x, y, offset, np.array([1.0, 0.05], dtype=np.float32),
+                                 1.5, 2, 0.15, 0.1)
     assert hidden.size == int(kept) and (not kept or abs(hx[0] - 12.3) < 0.1)
 
 
@@ -160,7 +163,7 @@ def test_measured_width_is_the_bumps_sigma(sigma):
     cmap = _bumps([(5.3, 5.1), (15.6, 12.2), (20.5, 3.7)], [1.0, 0.8, 0.6], sigma=sigma)
     padded = pad_maps(np.asarray(cmap, dtype=np.float32), 3)
     peaks = find_peaks(padded, 1, 0.1, 100)
-    _, _, curvature = refine_peaks(padded, peaks.index, 3)
+    _, _, _, curvature = refine_peaks(padded, peaks.index, 3)
     assert measured_width(curvature, 1.5) == pytest.approx(sigma, rel=0.03)
     assert measured_width(curvature[:0], 1.5) == 1.5  # no peak: the given sigma
     assert measured_width(np.full((4, 2), -100.0), 1.5) == 0.75  # at least sigma / 2

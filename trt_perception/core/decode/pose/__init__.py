@@ -17,8 +17,9 @@ Steps (one module each): :mod:`.find_peaks` (local maxima above ``peak_threshold
 :mod:`.refine_peaks` (sub-cell position), :mod:`.hidden_peaks` (keypoints merged into a found
 peak's bump, from the map's excess over the found peaks' Gaussians), :mod:`.paf_score_graph`
 (direction agreement of the field along each candidate pair), :mod:`.assignment` (one-to-one per
-link), :mod:`.connect_parts` (people). :class:`PoseParser` chains them in map cells; :class:`PoseDecoder` is the
-:class:`~trt_perception.core.decode.Decoder` that also maps keypoints to source-image pixels.
+link), :mod:`.connect_parts` (people). :class:`PoseParser` chains them in map cells;
+:class:`PoseDecoder` is the :class:`~trt_perception.core.decode.Decoder` that also maps keypoints
+to source-image pixels.
 """
 
 from __future__ import annotations
@@ -217,9 +218,10 @@ class PoseParser:
         if peaks.index.size == 0:
             return Poses(np.zeros((0, num_parts, 3)), np.zeros(0), np.zeros((0, num_links), dtype=bool))
         index, part, counts = peaks
-        x, y, curvature = refine_peaks(padded, index, pad)
+        x, y, offset, curvature = refine_peaks(padded, index, pad)
         if prm.sigma > 0.0:
-            hidden, hx, hy = hidden_peaks(padded, pad, index, x, y, padded.reshape(-1).take(index),
+            hidden, hx, hy = hidden_peaks(padded, pad, index, x, y, offset,
+                                          padded.reshape(-1).take(index),
                                           measured_width(curvature, prm.sigma), math.ceil(prm.sigma),
                                           prm.hidden_margin, prm.peak_threshold)
             if hidden.size:  # into the peak list, still grouped by part

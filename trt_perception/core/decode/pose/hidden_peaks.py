@@ -64,13 +64,14 @@ def measured_width(curvature: np.ndarray, sigma: float) -> float:
 
 
 def hidden_peaks(padded: np.ndarray, pad: int, index: np.ndarray, x: np.ndarray, y: np.ndarray,
-                 value: np.ndarray, width: float, radius: int, margin: float,
+                 offset: np.ndarray, value: np.ndarray, width: float, radius: int, margin: float,
                  threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hidden peaks next to the found ``index`` (see the module docstring).
 
     padded: float32[C, H + 2 pad, W + 2 pad] from ``pad_maps`` with ``pad >= radius + 1``;
     index: int64[M] the found peaks' flat indices into it; x, y: float64[M] their sub-cell positions
-    (map cells); value: float32[M] their cell values; width: the bumps' width s in cells; radius:
+    (map cells) and offset: float[M, 2] their offsets from their cells' centres (``refine_peaks``);
+    value: float32[M] their cell values; width: the bumps' width s in cells; radius:
     the window around each found peak, in cells. Returns the hidden peaks' flat indices int64[K]
     (ascending), x and y float64[K] in map cells, inside [0, W) x [0, H).
     """
@@ -78,17 +79,14 @@ def hidden_peaks(padded: np.ndarray, pad: int, index: np.ndarray, x: np.ndarray,
     flat = padded.reshape(-1)
     window, terms, block = _offsets(padded_w, radius)
     two_var = 2.0 * width * width
-    row, col = np.divmod(index % (padded_h * padded_w), padded_w)
-    # a peak's bump at the window cell (dj, di) from its cell centre, c = (x, y) - centre its
-    # sub-cell offset: h exp(-|(dj, di) - c|^2 / 2 var) with h = v exp(|c|^2 / 2 var) (v: its cell
-    # value) is v exp((2 c . (dj, di) - dj^2 - di^2) / 2 var) = exp([c_x / 2 var, c_y / 2 var, 1 / 2 var,
+    # a peak's bump at the window cell (dj, di) from its cell centre, c its sub-cell offset:
+    # h exp(-|(dj, di) - c|^2 / 2 var) with h = v exp(|c|^2 / 2 var) (v: its cell value) is
+    # v exp((2 c . (dj, di) - dj^2 - di^2) / 2 var) = exp([c_x / 2 var, c_y / 2 var, 1 / 2 var,
     # log v] @ terms)
     coefficients = np.empty((index.size, 4), dtype=np.float32)
-    coefficients[:, 0] = x - col
-    coefficients[:, 1] = y - row
-    coefficients[:, :2] += pad - 0.5
+    coefficients[:, :2] = offset
     coefficients[:, 2] = 1.0
-    coefficients[:, :3] *= np.float32(1.0 / two_var)
+    coefficients[:, :3] *= 1.0 / two_var
     np.log(value, out=coefficients[:, 3])
     bump = coefficients @ terms
     np.exp(bump, out=bump)
@@ -100,7 +98,8 @@ def hidden_peaks(padded: np.ndarray, pad: int, index: np.ndarray, x: np.ndarray,
     residual = flat.take(cells)
     residual -= work.take(cells)  # -inf outside the map
     shoulder = cells[residual > margin]
-    shoulder = shoulder[flat.take(shoulder) > threshold]
+    if threshold > margin:  # else implied: the model is positive
+        shoulder = shoulder[flat.take(shoulder) > threshold]
     xy = np.zeros((0, 2))
     if shoulder.size:
         shoulder.sort()  # without duplicates (cells in two windows)

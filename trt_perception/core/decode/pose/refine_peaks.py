@@ -29,13 +29,14 @@ def _window(row_stride: int) -> np.ndarray:
 
 
 def refine_peaks(padded: np.ndarray, peaks: np.ndarray,
-                 pad: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 pad: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Sub-cell (x, y) of ``peaks`` (flat indices into ``padded``, from ``find_peaks``).
 
     Returns two float64[M] in map cells, centre of cell (row i, column j) at (j + 0.5, i + 0.5),
-    each within half a cell of its peak cell's centre and inside [0, W) x [0, H); and float64[M, 2]
-    the parabolas' curvatures along x and y (-1 / sigma^2 for a Gaussian of sigma cells; >= 0 where
-    the values are not strictly concave).
+    each within half a cell of its peak cell's centre and inside [0, W) x [0, H); float64[M, 2]
+    the offsets (x, y) from the cell centres, in [-0.5, 0.5] (before x, y are kept inside the map);
+    and float64[M, 2] the parabolas' curvatures along x and y (-1 / sigma^2 for a Gaussian of sigma
+    cells; >= 0 where the values are not strictly concave).
     """
     _, padded_h, padded_w = padded.shape
     # [M, 2 axes, 5]: values of the cells -2..2 along each axis; the border of the padding is -inf
@@ -56,4 +57,4 @@ def refine_peaks(padded: np.ndarray, peaks: np.ndarray,
     row, col = np.divmod(peaks % (padded_h * padded_w), padded_w)
     x = np.minimum(col + (offset[:, 0] + (0.5 - pad)), math.nextafter(padded_w - 2 * pad, 0))
     y = np.minimum(row + (offset[:, 1] + (0.5 - pad)), math.nextafter(padded_h - 2 * pad, 0))
-    return x, y, curvature
+    return x, y, offset, curvature
