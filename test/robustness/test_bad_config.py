@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -135,6 +136,17 @@ def test_broken_model_or_config_fails_configure_with_the_reason_and_a_retry_succ
     repair(model_dir / name)
     assert lifecycle.set("configure") and lifecycle.state() == "inactive"
     assert node.pipeline is not None and node.pipeline.config.model_path == model_dir / MODEL
+
+
+def test_an_unreadable_model_fails_configure_with_the_reason(ros, model_dir):
+    if os.geteuid() == 0:
+        pytest.skip("running as root: permissions do not stop reading (the directory, empty, garbage and "
+                    "truncated model cases cover unreadable models)")
+    (model_dir / MODEL).chmod(0)
+    node, lifecycle, errors = start(ros, Parameter("model_config", value=str(model_dir / CONFIG)))
+    assert_configure_fails(lifecycle, node, errors, "cannot load ONNX model")
+    (model_dir / MODEL).chmod(0o644)
+    assert lifecycle.set("configure")
 
 
 def test_after_a_failed_configure_the_fixed_node_detects(ros, model_dir):

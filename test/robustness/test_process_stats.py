@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -23,6 +24,7 @@ def test_sample_sees_memory_threads_and_files_come_and_go(tmp_path):
     assert during.rss_bytes - before.rss_bytes >= 60 << 20 and block.sum() == 64 << 20
     assert during.threads >= before.threads + 1 and during.fds >= before.fds + 1
     assert during.rss_mib == during.rss_bytes / 2**20
+    assert sample(os.getpid()).fds == sample().fds  # another process's view of this one, by pid
 
 
 def mib(values, threads=10, fds=20):

@@ -1,8 +1,9 @@
-"""Resource usage of the running process (Linux ``/proc``), for leak checks in tests and benchmarks.
+"""Resource usage of a process (Linux ``/proc``), for leak checks in tests and benchmarks.
 
-:func:`sample` reads resident memory, thread count and open file descriptors of this process;
-:func:`growth` compares samples taken after a warm-up, which is how the churn and soak checks
-bound leaks (allocators and DDS settle during the first cycles/frames, so those are not compared).
+:func:`sample` reads resident memory, thread count and open file descriptors of this process or
+another one; :func:`growth` compares samples taken after a warm-up, which is how the churn and
+soak checks bound leaks (allocators and DDS settle during the first cycles/frames, so those are
+not compared).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import statistics
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, Union
 
 
 @dataclass(frozen=True)
@@ -27,16 +28,16 @@ class ProcessSample:
         return self.rss_bytes / 2**20
 
 
-def sample() -> ProcessSample:
-    """This process's usage now (Linux only: reads ``/proc/self``)."""
+def sample(pid: Union[int, str] = "self") -> ProcessSample:
+    """Usage of process ``pid`` (default: this one) now; Linux only, reads ``/proc/<pid>``."""
     rss = threads = 0
-    with open("/proc/self/status", encoding="ascii") as status:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
         for line in status:
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1]) * 1024       # reported in kB
             elif line.startswith("Threads:"):
                 threads = int(line.split()[1])
-    return ProcessSample(rss, threads, len(os.listdir("/proc/self/fd")))
+    return ProcessSample(rss, threads, len(os.listdir(f"/proc/{pid}/fd")))
 
 
 def growth(samples: Sequence[ProcessSample], warmup: int) -> ProcessSample:
