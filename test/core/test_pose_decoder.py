@@ -235,6 +235,15 @@ def test_runtime_params_change_atomically():
         decoder.set_params({"max_people": 2.5})
 
 
+def test_peaks_at_or_below_zero_with_a_negative_peak_threshold(recwarn):
+    cmap = np.full((18, 8, 8), -2.0, dtype=np.float32)
+    cmap[0, 2, 2], cmap[0, 5, 5] = -0.2, 0.9  # two peaks of part 0, one of them negative
+    params = PoseParams(min_parts=1, peak_threshold=-1.0, min_score=-1.0)
+    poses = PoseParser(params=params)(cmap, np.zeros((42, 8, 8), np.float32))
+    assert sorted(poses.keypoints[:, 0, 2].tolist()) == pytest.approx([-0.2, 0.9])
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 @pytest.mark.parametrize("values, message", [
     ({"sigma": -1.0}, "sigma must be in"), ({"sigma": 11.0}, "sigma must be in"),
     ({"hidden_margin": 0.0}, "hidden_margin must be > 0"),

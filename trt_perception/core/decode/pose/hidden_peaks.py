@@ -87,7 +87,7 @@ def hidden_peaks(padded: np.ndarray, pad: int, index: np.ndarray, x: np.ndarray,
     coefficients[:, :2] = offset
     coefficients[:, 2] = 1.0
     coefficients[:, :3] *= 1.0 / two_var
-    np.log(value, out=coefficients[:, 3])
+    np.log(np.maximum(value, 1e-6), out=coefficients[:, 3])  # a peak may be <= 0 (peak_threshold < 0)
     bump = coefficients @ terms
     np.exp(bump, out=bump)
     cells = (index[:, None] + window).reshape(-1)
