@@ -135,8 +135,9 @@ def hidden_peaks(padded: np.ndarray, pad: int, index: np.ndarray, x: np.ndarray,
         row, col = np.divmod(shoulder % (padded_h * padded_w), padded_w)
         xy = np.stack([col, row], axis=1) + mu
         xy += 0.5 - pad
-        np.maximum(xy, 0.0, out=xy)
-        np.minimum(xy, [math.nextafter(padded_w - 2 * pad, 0), math.nextafter(padded_h - 2 * pad, 0)], out=xy)
+        np.maximum(xy, 0.0, out=xy)  # inside the map
+        np.minimum(xy, [math.nextafter(padded_w - 2 * pad, 0), math.nextafter(padded_h - 2 * pad, 0)],
+                   out=xy)
         # at least half a width from the found peaks of its part (else it is the found peak's own
         # bump, off by noise)
         plane = padded_h * padded_w
