@@ -124,6 +124,22 @@ def test_two_wrists_merged_into_one_peak_are_both_recovered(gap):
     assert recovered(people, found, topology).all()
 
 
+def test_hidden_peaks_are_looked_for_when_some_part_has_two_peaks():
+    # person 2's "a" merges into person 1's; with person 2's "b" drawn, part b has two peaks (two
+    # people in view) and the hidden "a" is found; without it, one peak per part: one person
+    topology = Topology(("a", "b"), np.array([[0, 1]]))
+    one = [[10.3, 10.2], [10.0, 20.0]]
+    two = [[12.3, 10.2], [17.0, 19.0]]
+    gain = np.array([[1.0, 1.0], [0.7, 1.0]])
+    for drawn_b, people_found in ((True, 2), (False, 1)):
+        people = np.array([one, two if drawn_b else [two[0], [np.nan, np.nan]]])
+        cmap, paf = render_fields(people, topology, 30, 40, part_gain=gain)
+        found = PoseParser(topology, PoseParams(min_parts=1))(cmap, paf).keypoints
+        assert int((found[:, 0, 2] > 0).sum()) == people_found
+        if drawn_b:
+            assert recovered(people, found, topology).all()
+
+
 def test_keypoint_and_person_scores():
     rng = np.random.default_rng(5)
     person = random_person(rng, 36, (28, 28))

@@ -61,7 +61,8 @@ class PoseParams:
     max_peaks: int = 100
     #: width (standard deviation, cells) of the Gaussian bumps the model was trained to put at
     #: keypoints: hidden peaks (:mod:`.hidden_peaks`) are looked for within ceil(sigma) cells of the
-    #: found peaks, with the width measured on the map (sigma where it cannot be); 0: no hidden peaks
+    #: found peaks, with the width measured on the map (sigma where it cannot be), when some part has
+    #: two or more peaks (a single person hides nothing); 0: no hidden peaks
     sigma: float = 1.5
     #: a hidden peak's cell exceeds what the found peaks explain by more than this
     hidden_margin: float = 0.15
@@ -219,7 +220,7 @@ class PoseParser:
             return Poses(np.zeros((0, num_parts, 3)), np.zeros(0), np.zeros((0, num_links), dtype=bool))
         index, part, counts = peaks
         x, y, offset, curvature = refine_peaks(padded, index, pad)
-        if prm.sigma > 0.0:
+        if prm.sigma > 0.0 and counts.max() > 1:  # one peak per part: one person, nothing hidden
             hidden, hx, hy = hidden_peaks(padded, pad, index, x, y, offset,
                                           padded.reshape(-1).take(index),
                                           measured_width(curvature, prm.sigma), math.ceil(prm.sigma),
