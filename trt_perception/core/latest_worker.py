@@ -9,6 +9,7 @@ worth less than the newest one.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable, Generic, Optional, TypeVar
 
 T = TypeVar("T")
@@ -53,6 +54,7 @@ class LatestWorker(Generic[T]):
             dropped = self._has_item
             self._slot, self._has_item = item, True
             self._cond.notify()
+        time.sleep(0)  # let the woken worker take the GIL now, not after the producer's next iteration
         return dropped
 
     def _loop(self) -> None:
