@@ -61,11 +61,13 @@ def test_a_burst_faster_than_the_model_is_dropped_and_counted_and_the_newest_fra
     ros.node.create_subscription(Detection2DArray, "detections", lambda m: stamps.append(m.header.stamp.sec),
                                  QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
     msg = frame_msg()
-    started = time.monotonic()
+    round_trips = []
     for stamp in range(10_000, 10_000 + WARMUP):  # warm-up (allocator, DDS pools) and the node's pace
+        started = time.monotonic()
         publish(publisher, msg, stamp)
         assert wait_for(lambda: stamp in stamps, timeout=20)
-    per_frame = (time.monotonic() - started) / WARMUP
+        round_trips.append(time.monotonic() - started)
+    per_frame = min(round_trips)
     before = sample()
 
     for stamp in range(1, BURST + 1):  # five times what the node does, and slow enough for DDS to deliver
@@ -79,7 +81,7 @@ def test_a_burst_faster_than_the_model_is_dropped_and_counted_and_the_newest_fra
     counts = node.counters
     assert BURST // 2 <= counts.received - WARMUP <= BURST and counts.rejected == 0 and counts.failed == 0
     assert counts.processed + counts.dropped_busy == counts.received  # every frame accounted for
-    assert counts.dropped_busy > counts.processed
+    assert counts.dropped_busy >= counts.received // 3  # the burst was far more than the model could take
     # no queue: after the last publish only the frame in flight, and the newest, were processed
     # (plus at most two taken while messages still trickled in from the DDS queue of depth 10)
     assert counts.processed - processed_at_last_publish <= 4
