@@ -110,7 +110,7 @@ def fix_config(config: Path) -> None:
 
 CASES = {  # name: (file, break it, fix it, reason in the log)
     "missing model": (MODEL, break_model("missing"), fix_model, f"model file {{dir}}/{MODEL} does not exist"),
-    "directory as model": (MODEL, break_model("directory"), fix_model, f"{MODEL} does not exist"),
+    "directory as model": (MODEL, break_model("directory"), fix_model, f"{MODEL} is a directory, not a model file"),
     "garbage model": (MODEL, break_model("garbage"), fix_model, "cannot load ONNX model"),
     "truncated model": (MODEL, break_model("truncated"), fix_model, "INVALID_PROTOBUF"),
     "empty model": (MODEL, break_model("empty"), fix_model, "cannot load ONNX model"),

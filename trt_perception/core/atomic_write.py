@@ -40,7 +40,7 @@ def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
 
 
 def _create_temporary(target: Path) -> tuple[int, Path]:
@@ -53,7 +53,7 @@ def _create_temporary(target: Path) -> tuple[int, Path]:
             continue
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     """Persist a rename in ``directory`` (no-op where directories cannot be opened, e.g. Windows)."""
     try:
         fd = os.open(directory, os.O_RDONLY)

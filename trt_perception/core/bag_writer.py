@@ -23,6 +23,8 @@ from typing import Any, Iterator, Literal, Sequence, Union
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from trt_perception.core.atomic_write import fsync_directory
+
 #: storage plugins by the name ``ros2 bag`` uses
 STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
 
@@ -87,9 +89,20 @@ def atomic_bag(path: Union[str, Path], storage: str = "sqlite3") -> Iterator[Wri
         # the bag keeps its final name inside the scratch directory, so its files are named after it
         with Writer(scratch / target.name, version=BAG_VERSION, storage_plugin=STORAGES[storage]) as writer:
             yield writer
+        _fsync_tree(scratch / target.name)
         os.rename(scratch / target.name, target)
+        fsync_directory(target.parent)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _fsync_tree(directory: Path) -> None:
+    """Flush every file of ``directory`` and the directory itself to the disk (before the rename)."""
+    for item in directory.iterdir():
+        if item.is_file():
+            with open(item, "rb") as handle:
+                os.fsync(handle.fileno())
+    fsync_directory(directory)
 
 
 class BagRecorder:

@@ -97,7 +97,8 @@ def model_config_from_dict(raw: Mapping[str, Any], base_dir: Path,
         raise ModelConfigError(f"{where}: outputs must map decoder roles to output names, got {outputs!r}")
     model_path = (base_dir / str(raw["model"])).resolve()
     if not model_path.is_file():
-        raise ModelConfigError(f"{where}: model file {model_path} does not exist")
+        problem = "is a directory, not a model file" if model_path.is_dir() else "does not exist"
+        raise ModelConfigError(f"{where}: model file {model_path} {problem}")
     try:
         preprocess = PreprocessConfig.from_dict(raw["preprocess"] or {})
     except (TypeError, ValueError) as exc:
