@@ -128,8 +128,8 @@ def main() -> int:
              f"average before each pass: {', '.join(f'{load:.2f}' for load in loads)}. Other processes "
              f"on the machine inflate the times (the p99 most): the thread CPU time leaves out the time "
              f"the decoder waited for a core, not the slowdown from sharing the cores and caches with "
-             f"them. The last column times the decoder without hidden peaks (`sigma: 0`), each call "
-             f"right after the default decoder's on the same scene: the difference is what hidden "
+             f"them. The last column times the decoder without hidden peaks (`sigma: 0`), its calls "
+             f"alternating with the default decoder's on the same scenes: the difference is what hidden "
              f"peaks cost under the same conditions.", "",
              "| people | wall median ms per pass | lowest wall median ms | thread CPU median ms "
              "| p99 wall ms | target ms | trt_pose C++ ms (reference) | lowest wall median ms, sigma 0 |",
