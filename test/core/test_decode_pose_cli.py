@@ -5,7 +5,7 @@ import json
 import numpy as np
 
 from trt_perception.cli import main
-from trt_perception.core.decode.pose import COCO18
+from trt_perception.core.decode.pose import COCO18, load_topology
 from trt_perception.core.decode.pose.synthetic import random_person, render_fields
 
 
@@ -59,3 +59,22 @@ def test_mismatches_give_clear_errors(tmp_path, capsys):
     assert main(_save(tmp_path, cmap, np.zeros((2, 42, 56, 56), np.float32)) + ["--min-parts", "0"]) == 2
     assert "min_parts must be an integer in 1..1000" in capsys.readouterr().err
     assert not (tmp_path / "out.json").exists()
+
+
+def test_hidden_peak_options(tmp_path, capsys):
+    # two arms reach towards each other; the wrists, 2 cells apart, make one peak: the weaker wrist is
+    # a hidden peak, or missing with --sigma 0
+    (tmp_path / "arm.json").write_text(
+        '{"keypoints": ["shoulder", "elbow", "wrist"], "skeleton": [[1, 2], [2, 3]]}')
+    topology = load_topology(tmp_path / "arm.json")
+    people = np.array([[[5.5, 8.0], [11.5, 12.5], [18.3, 14.2]], [[33.0, 9.5], [26.0, 17.0], [19.9, 15.4]]])
+    cmap, paf = render_fields(people, topology, 30, 40, part_gain=np.array([[1.0, 1.0, 1.0], [0.9, 0.9, 0.7]]))
+    wrists = {}
+    for option in ([], ["--sigma", "0"]):
+        args = _save(tmp_path, cmap[None], paf[None]) + ["--topology", str(tmp_path / "arm.json"), "--min-parts", "1"]
+        assert main(args + option) == 0
+        skeletons = json.loads((tmp_path / "out.json").read_text())["images"][0]["skeletons"]
+        wrists[" ".join(option)] = sum(k["name"] == "wrist" for s in skeletons for k in s["keypoints"])
+    assert wrists == {"": 2, "--sigma 0": 1}
+    assert main(_save(tmp_path, cmap[None], paf[None]) + ["--sigma", "-1"]) == 2
+    assert "sigma must be in [0, 10]" in capsys.readouterr().err
