@@ -255,6 +255,7 @@ class PerceptionTask(ABC):
                           "inference": stages.inference_ns, "postprocess": stages.postprocess_ns})
         self._publish(result, frame)
         clock.mark("publish")
+        time.sleep(0)  # results first: let threads waiting for them run before the bookkeeping below
         status, e2e_ns = check_stamp(stamp_ns(frame.header), self.node.get_clock().now().nanoseconds,
                                      self.node_params["stamp_tolerance"], self.node_params["max_stamp_age"])
         self.stats.record_frame(time.monotonic_ns(), clock.stages_ns, clock.last_ns - frame.received_ns,
