@@ -29,7 +29,7 @@ def _raw(image: np.ndarray, encoding: str, pad: int) -> RawImage:
     height, width = pixels.shape[:2]
     rows = np.zeros((height, width * 3 + pad), np.uint8)
     rows[:, :width * 3] = pixels.reshape(height, -1)
-    return RawImage.create(rows.reshape(-1), encoding, width, height, width * 3 + pad)
+    return RawImage.create_from(rows.reshape(-1), encoding, width, height, width * 3 + pad)
 
 
 @pytest.mark.parametrize("depth", [1, 2])

@@ -44,8 +44,8 @@ rejected.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Union
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, Union
 
 import cv2
 import numpy as np
@@ -113,12 +113,9 @@ def mono16_to_mono8(image: np.ndarray) -> np.ndarray:
     return ((wide * 255 + 32767) // 65535).astype(np.uint8)
 
 
-def check_layout(encoding: str, width: int, height: int, step: int) -> int:
-    """Rows of ``step`` bytes a raw image of these fields occupies (4:2:0 adds the chroma rows).
-
-    Raises :class:`ImageError` for an unsupported encoding, a zero size, odd sizes where chroma is
-    subsampled, or a ``step`` shorter than a row.
-    """
+def check_layout(encoding: str, width: int, height: int, step: int) -> None:
+    """Raises :class:`ImageError` for an unsupported encoding, a zero size, odd sizes where chroma is
+    subsampled, or a ``step`` shorter than a row."""
     if encoding not in ENCODINGS:
         raise ImageError(f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
     if width <= 0 or height <= 0:
@@ -131,16 +128,15 @@ def check_layout(encoding: str, width: int, height: int, step: int) -> int:
     if step < row_bytes:
         raise ImageError(f"step {step} is shorter than one {encoding} row of {width} pixels "
                          f"({row_bytes} bytes)")
-    return height * 3 // 2 if encoding in _YUV420_CODES else height
+
+
+L = TypeVar("L", bound="ImageLayout")
 
 
 @dataclass(frozen=True)
-class RawImage:
-    """A raw image whose fields were checked against its buffer (:meth:`create`); decoding it
-    (:meth:`decode`) cannot fail. ``data``: the message's bytes as a flat uint8 array of exactly
-    ``step * rows`` bytes (a view, no copy)."""
+class ImageLayout:
+    """A raw image's fields as ``sensor_msgs/Image`` gives them; :meth:`create` checks them."""
 
-    data: np.ndarray
     encoding: str
     width: int
     height: int
@@ -148,20 +144,46 @@ class RawImage:
     is_bigendian: bool = False
 
     @classmethod
-    def create(cls, data: BytesLike, encoding: str, width: int, height: int, step: int,
-               is_bigendian: Union[bool, int] = False) -> "RawImage":
+    def create(cls: type[L], encoding: str, width: int, height: int, step: int,
+               is_bigendian: Union[bool, int] = False) -> L:
+        """Raises :class:`ImageError` as :func:`check_layout` does."""
+        check_layout(encoding, width, height, step)
+        return cls(encoding, int(width), int(height), int(step), bool(is_bigendian))
+
+    @property
+    def rows(self) -> int:
+        """Rows of ``step`` bytes in the buffer (4:2:0 adds the chroma rows)."""
+        return self.height * 3 // 2 if self.encoding in _YUV420_CODES else self.height
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the buffer: ``step * rows``."""
+        return self.step * self.rows
+
+
+@dataclass(frozen=True)
+class RawImage(ImageLayout):
+    """A raw image whose fields were checked against its buffer (:meth:`create_from`); decoding it
+    (:meth:`decode`) cannot fail. ``data``: the message's bytes as a flat uint8 array of exactly
+    ``step * rows`` bytes (a view, no copy)."""
+
+    data: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8), kw_only=True)
+
+    @classmethod
+    def create_from(cls, data: BytesLike, encoding: str, width: int, height: int, step: int,
+                    is_bigendian: Union[bool, int] = False) -> "RawImage":
         """Check a raw image (``sensor_msgs/Image`` fields) without converting any pixel.
 
         Raises :class:`ImageError` as :func:`check_layout` does, or when ``data`` is other than
         ``step * rows`` bytes.
         """
-        rows = check_layout(encoding, width, height, step)
+        layout = ImageLayout.create(encoding, width, height, step, is_bigendian)
         buffer = _byte_buffer(data)
-        if buffer.size != step * rows:
-            problem = "truncated" if buffer.size < step * rows else "longer than its header says"
+        if buffer.size != layout.nbytes:
+            problem = "truncated" if buffer.size < layout.nbytes else "longer than its header says"
             raise ImageError(f"image data is {problem}: {buffer.size} bytes, but a {width}x{height} "
-                             f"{encoding} image with step {step} has {step * rows}")
-        return cls(buffer, encoding, int(width), int(height), int(step), bool(is_bigendian))
+                             f"{encoding} image with step {step} has {layout.nbytes}")
+        return cls(layout.encoding, layout.width, layout.height, layout.step, layout.is_bigendian, data=buffer)
 
     def decode(self) -> Decoded:
         """``(pixels, order)`` as :func:`decode_image` returns them."""
@@ -171,8 +193,7 @@ class RawImage:
             dtype = np.dtype(">u2" if self.is_bigendian else "<u2")
             wide = np.ndarray((height, width), dtype=dtype, buffer=self.data, strides=(step, 2))
             return mono16_to_mono8(wide), order
-        rows = height * 3 // 2 if self.encoding in _YUV420_CODES else height
-        shape = (rows, width) if channels == 1 else (rows, width, channels)
+        shape = (self.rows, width) if channels == 1 else (self.rows, width, channels)
         strides = (step, 1) if channels == 1 else (step, channels, 1)
         view = np.ndarray(shape, dtype=np.uint8, buffer=self.data, strides=strides)
         if self.encoding in _YUV420_CODES:
@@ -188,9 +209,9 @@ def decode_image(data: BytesLike, encoding: str, width: int, height: int, step: 
                  is_bigendian: Union[bool, int] = False) -> Decoded:
     """Pixels of a raw image (``sensor_msgs/Image`` fields); see the module docstring.
 
-    Raises :class:`ImageError` as :meth:`RawImage.create` does.
+    Raises :class:`ImageError` as :meth:`RawImage.create_from` does.
     """
-    return RawImage.create(data, encoding, width, height, step, is_bigendian).decode()
+    return RawImage.create_from(data, encoding, width, height, step, is_bigendian).decode()
 
 
 def _compressed_codec(fmt: str, buffer: np.ndarray) -> str:

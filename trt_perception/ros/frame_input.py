@@ -4,7 +4,7 @@ The subscription callback only stores the message (with its receive time) in a
 :class:`~trt_perception.core.latest_worker.LatestWorker` slot; the worker thread decodes it
 (:func:`~trt_perception.core.image.decode_image` / ``decode_compressed_image``) and calls
 ``sink(frame)``. With :attr:`FrameInput.keep_raw` (GPU preprocessing) a raw ``Image`` is only
-checked (:meth:`~trt_perception.core.image.RawImage.create`): its bytes go to the GPU as they are
+checked (:meth:`~trt_perception.core.image.RawImage.create_from`): its bytes go to the GPU as they are
 and pixels are decoded on the CPU only if something asks for them (a debug image). A message replaced before the worker took it is counted as *dropped because
 busy*; one that cannot be decoded is *rejected* (a rate-limited warning) and counted; every
 decoded frame counts as *converted*. The counts live in :attr:`FrameInput.stats`.
@@ -106,7 +106,7 @@ class FrameInput:
                 if self.keep_raw:
                     image = raw_image_of(pixels, order)
             else:
-                image = RawImage.create(msg.data, msg.encoding, msg.width, msg.height, msg.step, msg.is_bigendian)
+                image = RawImage.create_from(msg.data, msg.encoding, msg.width, msg.height, msg.step, msg.is_bigendian)
                 if not self.keep_raw:
                     (pixels, order), image = image.decode(), None
         except ImageError as exc:
@@ -128,5 +128,5 @@ def raw_image_of(pixels: np.ndarray, order: str) -> RawImage:
     """Decoded ``pixels`` (uint8[H, W, 3] or [H, W], see :class:`Frame`) as a raw image without row padding."""
     height, width = pixels.shape[:2]
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-    return RawImage.create(np.ascontiguousarray(pixels).reshape(-1), _RAW_ENCODINGS[order], width, height,
+    return RawImage.create_from(np.ascontiguousarray(pixels).reshape(-1), _RAW_ENCODINGS[order], width, height,
                            width * channels)

@@ -15,11 +15,12 @@ rgb8, bgr8, rgba8, bgra8, mono8, mono16, uyvy/yuv422, yuyv/yuv422_yuy2, nv12, nv
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Union
 
 import numpy as np
 
 from trt_perception.core.geometry import ResizeGeometry
-from trt_perception.core.image import ImageError, check_layout
+from trt_perception.core.image import ImageError, ImageLayout
 from trt_perception.core.preprocess import PreprocessConfig
 
 #: kernel encoding ids (ENC_* in preprocess_kernel.cu); mono16 is split by byte order
@@ -31,7 +32,6 @@ ENCODING_IDS = {
 _BYTES_PER_PIXEL = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "mono16": 2,
                     "yuyv": 2, "yuv422_yuy2": 2, "uyvy": 2, "yuv422": 2, "nv12": 1, "nv21": 1}
 GPU_ENCODINGS = tuple(_BYTES_PER_PIXEL)
-_CHROMA_420 = ("nv12", "nv21")
 
 #: the kernel's PreprocessParams struct, field for field (int32 and float32 only: no padding)
 PARAMS_DTYPE = np.dtype([(name, np.int32) for name in (
@@ -45,35 +45,18 @@ COEF_ONE = 2048  # OpenCV's INTER_RESIZE_COEF_SCALE: weights are in units of 1/2
 
 
 @dataclass(frozen=True)
-class FrameLayout:
-    """A raw frame as ``sensor_msgs/Image`` describes it; :meth:`create` validates it."""
-
-    encoding: str
-    width: int
-    height: int
-    step: int
-    is_bigendian: bool = False
+class FrameLayout(ImageLayout):
+    """A raw frame's layout (:class:`~trt_perception.core.image.ImageLayout`) and its kernel encoding id."""
 
     @classmethod
     def create(cls, encoding: str, width: int, height: int, step: int,
-               is_bigendian: bool = False) -> "FrameLayout":
+               is_bigendian: Union[bool, int] = False) -> "FrameLayout":
         """Raises :class:`ImageError` for an encoding the kernel lacks, or as
         :func:`~trt_perception.core.image.check_layout` does."""
         if encoding not in _BYTES_PER_PIXEL:
             raise ImageError(f"encoding {encoding!r} is not supported by the GPU preprocessing; "
                              f"supported: {', '.join(GPU_ENCODINGS)}")
-        check_layout(encoding, width, height, step)
-        return cls(encoding, int(width), int(height), int(step), bool(is_bigendian))
-
-    @property
-    def rows(self) -> int:
-        """Rows of ``step`` bytes in the buffer (4:2:0 adds the chroma rows)."""
-        return self.height * 3 // 2 if self.encoding in _CHROMA_420 else self.height
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the frame buffer: ``step * rows``."""
-        return self.step * self.rows
+        return super().create(encoding, width, height, step, is_bigendian)
 
     @property
     def encoding_id(self) -> int:
