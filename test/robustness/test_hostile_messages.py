@@ -78,9 +78,12 @@ class Target:
         """Publish the valid ``msg`` (its stamp is set here) and compare what comes back to ``expected``."""
         self.stamp += 1
         msg.header.stamp.sec = self.stamp
+        processed = self.node.counters.processed
         self.publisher.publish(msg)
         assert wait_for(lambda: self.stamp in self.detections, timeout=20), "no detections for a valid frame"
         assert_same_detections(self.detections[self.stamp], expected)
+        # the node counts a frame once its results are out: wait for that before the next message
+        assert wait_for(lambda: self.node.counters.processed == processed + 1)
 
 
 def assert_same_detections(msg: Detection2DArray, expected) -> None:
