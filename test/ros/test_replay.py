@@ -136,3 +136,16 @@ def test_replay_errors_are_named(system, tmp_path, capsys):
     (tmp_path / "taken").mkdir()
     assert main(["replay", "--bag", str(BAG), "--record", str(tmp_path / "taken"), "--wait", "1"]) == 1
     assert "exists already" in capsys.readouterr().err
+
+
+def test_named_outputs_are_expected_for_every_frame(system, tmp_path):
+    frames = [(i, px) for i, (_, px) in enumerate(open_frames(ROOT / "test" / "data"))]
+    bag = tmp_path / "raw_bag"
+    write_image_bag(frames, bag, ImageBagOptions(topic="/camera/image_raw", frame_id="raw_optical", rate=5.0,
+                                                 start_ns=1_700_000_000 * 10**9))
+    out = tmp_path / "out"
+    assert main(["replay", "--bag", str(bag), "--remap", "/camera/image_raw:=/raw_cam/image_raw", "--rate", "0",
+                 "--outputs", "/raw_cam/detections", "--report", str(out / "report.json"), "--wait", "30"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["outputs"]) == {"/raw_cam/detections"}
+    assert report["frames_in"] == report["frames_out"] == 4 and report["dropped"] == 0

@@ -67,11 +67,6 @@ class ResizeGeometry:
         return ((np.asarray(x, dtype=np.float64) - self.pad_x) / self.scale_x,
                 (np.asarray(y, dtype=np.float64) - self.pad_y) / self.scale_y)
 
-    def to_model(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Map source-image pixel coordinates to model-input pixel coordinates (same shapes)."""
-        return (np.asarray(x, dtype=np.float64) * self.scale_x + self.pad_x,
-                np.asarray(y, dtype=np.float64) * self.scale_y + self.pad_y)
-
     def boxes_to_source(self, boxes_xyxy: np.ndarray, clip: bool = True) -> np.ndarray:
         """Map float[K,4] (xmin, ymin, xmax, ymax) boxes in model pixels to source pixels.
 

@@ -25,7 +25,6 @@ from typing import Optional
 from trt_perception.core.latency_stats import LATENCY_SERIES, StatsSnapshot
 
 OK, WARN, ERROR = 0, 1, 2
-LEVEL_NAMES = ("OK", "WARN", "ERROR")
 LATENCY_SOURCES = ("processing", "end_to_end")
 MIB = 1024 * 1024
 
@@ -82,11 +81,12 @@ def latency_status(task: str, snap: StatsSnapshot, bounds: HealthBounds) -> Stat
         if bound > 0 and judged.count and p95 > bound:
             problems.append((level, f"p95 {name} latency {p95:.1f} ms above the {word} bound {bound:g} ms"))
             break
-    if snap.stamps_flagged:
-        problems.append((WARN, f"{snap.stamps_flagged} of {snap.in_window.processed} frames with a flagged "
-                               "header stamp (missing, future or stale)"))
+    flagged = (f"{snap.stamps_flagged} of {snap.in_window.processed} frames with a flagged header stamp "
+               "(missing, future or stale)")
     if bounds.latency_source == "end_to_end" and snap.in_window.processed and not judged.count:
-        problems.append((WARN, "no valid header stamp in the window: end-to-end latency unknown"))
+        problems.append((WARN, f"end-to-end latency unknown: {flagged}"))
+    elif snap.stamps_flagged:
+        problems.append((WARN, flagged))
     if judged.count:
         ok = f"p50 {judged.p50:.1f} ms, p95 {p95:.1f} ms {name} latency"
     else:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence
 
-import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
 from trt_perception.ros.perception_node import PerceptionNode
+from trt_perception.ros.session import rclpy_session
 
 
 def run_node(factory: Callable[[], PerceptionNode], args: Optional[Sequence[str]] = None) -> int:
     """Create the node and spin it until shutdown. The node starts unconfigured: transitions come
     from launch, ``ros2 lifecycle set`` or a lifecycle manager."""
     try:
-        with rclpy.init(args=args):
+        with rclpy_session(args):
             node = factory()
             executor = SingleThreadedExecutor()
             executor.add_node(node)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable, Optional, Sequence
 from weakref import WeakKeyDictionary
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
                               ParameterUninitializedException)
 from rclpy.node import Node
@@ -75,7 +75,14 @@ def declare(node: Node, specs: Iterable[ParamSpec]) -> None:
     if node not in _REFUSED:
         refused: dict[str, str] = {}
         _REFUSED[node] = refused
-        node.add_post_set_parameters_callback(lambda params: [refused.pop(p.name, None) for p in params])
+        def forget(params: Sequence[Any]) -> None:  # a value set later replaces the refused one
+            for param in params:
+                refused.pop(param.name, None)
+
+        if hasattr(node, "add_post_set_parameters_callback"):
+            node.add_post_set_parameters_callback(forget)
+        else:  # Humble: no post-set callbacks; an on-set callback that accepts everything
+            node.add_on_set_parameters_callback(lambda params: (forget(params), SetParametersResult(successful=True))[1])
     for spec in specs:
         try:
             _declare(node, spec, ignore_override=False)

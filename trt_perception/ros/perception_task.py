@@ -220,13 +220,12 @@ class PerceptionTask(ABC):
         Inference errors are logged (rate limited) and counted as failed."""
         assert self.pipeline is not None  # frames flow only while active
         try:
-            if frame.pixels is None:  # GPU preprocessing: the raw image goes to the GPU
-                assert frame.image is not None and not isinstance(self.pipeline, Pipeline)
+            if isinstance(self.pipeline, Pipeline):
+                finished = [(frame, *self.pipeline.run(*frame.decoded()))]
+            else:  # GPU preprocessing: the raw image (compressed ones: decoded, as bgr8/mono8) goes to the GPU
+                assert frame.image is not None  # FrameInput.keep_raw is set with GPU preprocessing
                 finished = [(done.tag, done.result, done.times)
                             for done in self.pipeline.submit(frame.image, tag=frame)]
-            else:
-                assert isinstance(self.pipeline, Pipeline)
-                finished = [(frame, *self.pipeline.run(frame.pixels, frame.order))]
         except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the node
             self.stats.failed.record(time.monotonic_ns())
             self.logger.error(f"inference failed ({self.stats.failed.total} so far): {exc}",

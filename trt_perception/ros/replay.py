@@ -104,6 +104,7 @@ class Replayer:
         self.recorder = recorder
         self.publishers: dict[str, Any] = {}      # input topic (as published) -> publisher
         self.outputs: dict[str, str] = {}         # output topic -> message type
+        self._named_outputs = False               # --outputs given: every frame expects every output
         self._subscriptions: list[Any] = []
         self._matcher = _Matcher()
         self.frames: list[ReplayedFrame] = []
@@ -134,8 +135,10 @@ class Replayer:
                               "(trt-perception run, with --input-type compressed for CompressedImage topics) "
                               "or remap the bag topics with --remap")
         wanted = list(outputs)
+        self._named_outputs = bool(wanted)
         found = self._discover(wanted, deadline)
-        missing = [t for t in wanted if t not in found] or [t for t in inputs if not any(answers(o, t) for o in found)]
+        missing = ([t for t in wanted if t not in found] if wanted
+                   else [t for t in inputs if not any(answers(o, t) for o in found)])
         if missing:
             raise ReplayError(f"no output found for {', '.join(missing)} after {wait:g} s (outputs seen: "
                               f"{', '.join(found) or 'none'}); name them with --outputs")
@@ -203,8 +206,8 @@ class Replayer:
                 delay = start_wall + (image.log_ns - start_log) / 1e9 / rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            frame = ReplayedFrame(topic, loop, image.index, image.stamp_ns, image.frame_id, 0,
-                                  tuple(t for t in self.outputs if answers(t, topic)))
+            expected = tuple(t for t in self.outputs if self._named_outputs or answers(t, topic))
+            frame = ReplayedFrame(topic, loop, image.index, image.stamp_ns, image.frame_id, 0, expected)
             self._matcher.add(frame)   # before publishing: an answer may come at once
             self.frames.append(frame)
             frame.published_ns = time.monotonic_ns()

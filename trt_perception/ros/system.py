@@ -95,7 +95,10 @@ class NodeSpec:
 def camera_namespaces(cameras: Union[str, Sequence[str]]) -> list[str]:
     """Namespaces from a comma list or sequence: ``cam_front`` -> ``/cam_front``, ``/`` or ``""``
     -> the root namespace ``""``. Raises ValueError for a bad or repeated name."""
-    items = cameras.split(",") if isinstance(cameras, str) else list(cameras)
+    if isinstance(cameras, str):  # empty items of a comma list (a stray comma) are no cameras
+        items = [i for i in cameras.split(",") if i.strip()] or [cameras]
+    else:
+        items = list(cameras)
     namespaces = []
     for item in (i.strip() for i in items):
         namespace = "/" + item.strip("/") if item.strip("/") else ""

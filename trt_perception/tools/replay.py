@@ -110,11 +110,12 @@ def run(args: argparse.Namespace) -> int:
     import rclpy   # after the environment defaults
 
     from trt_perception.ros.replay import Replayer, ReplayError
+    from trt_perception.ros.session import rclpy_session
 
     settings = {"bag": str(args.bag), "rate": args.rate, "loops": args.loop, "timeout_s": args.timeout,
                 "inputs": inputs}
     try:
-        with rclpy.init(), contextlib.ExitStack() as stack:
+        with rclpy_session(), contextlib.ExitStack() as stack:
             recorder = None
             if args.record:
                 recorder = BagRecorder(stack.enter_context(atomic_bag(args.record, args.storage)), package_typestore())

@@ -57,10 +57,11 @@ def run(args: argparse.Namespace) -> int:
     import rclpy   # after the environment defaults
     from rclpy.executors import ExternalShutdownException
 
+    from trt_perception.ros.session import rclpy_session
     from trt_perception.ros.system_runner import InProcessSystem, SystemStartError
 
     failed: list[str] = []
-    with rclpy.init():
+    with rclpy_session():
         try:
             system = InProcessSystem(plan, rclpy.get_default_context())
         except SystemStartError as exc:

@@ -62,6 +62,7 @@ class GpuPipeline:
         self.backend = backend
         self._frames = frames
         self._layout: Optional[tuple[str, int, int, int, bool]] = None
+        self._pending: list[FrameResult] = []   # finished before a format change, not handed out yet
 
     @classmethod
     def from_config(cls, path: str | Path, backend_kind: str, depth: int = 1, zero_copy_input: bool = False,
@@ -104,16 +105,20 @@ class GpuPipeline:
         """Enqueue ``image``; the results finished now, in order (each with its ``tag`` and
         :class:`~trt_perception.core.pipeline.StageTimes`)."""
         layout = (image.encoding, image.width, image.height, image.step, image.is_bigendian)
-        finished: list[FrameResult] = []
         if layout != self._layout:
-            finished = self._frames.drain() if self._layout is not None else []
+            if self._layout is not None:  # kept until handed out, even if configure fails
+                self._pending += self._frames.drain()
+                self._layout = None
             self._frames.configure(*layout)
             self._layout = layout
-        return finished + self._frames.submit(image.data, tag)
+        results = self._frames.submit(image.data, tag)
+        finished, self._pending = self._pending, []
+        return finished + results
 
     def drain(self) -> list[FrameResult]:
         """Wait for the frames in flight; their results in order."""
-        return self._frames.drain()
+        finished, self._pending = self._pending, []
+        return finished + self._frames.drain()
 
     def close(self) -> None:
         """Free the GPU buffers and the network. Safe to call twice."""

@@ -296,10 +296,6 @@ class PoseDecoder:
         except (TypeError, ValueError) as exc:
             raise ModelConfigError(f"{where}: decoder: {exc}") from exc
 
-    def decode_cells(self, cmap: np.ndarray, paf: np.ndarray) -> Poses:
-        """cmap float[C, H, W], paf float[2L, H, W] of one image -> people in map cells."""
-        return self._parser(cmap, paf)
-
     def __call__(self, outputs: Mapping[str, np.ndarray], geometry: ResizeGeometry) -> list[Skeleton]:
         """``outputs["cmap"]``: float[1, C, H, W], ``outputs["paf"]``: float[1, 2L, H, W] -> skeletons
         with keypoints in source-image pixels, highest score first."""
