@@ -44,6 +44,7 @@ from trt_perception.core.atomic_write import atomic_write_text  # noqa: E402
 from trt_perception.core.decode.pose.find_peaks import find_peaks, pad_maps  # noqa: E402
 from trt_perception.core.decode.pose.synthetic import random_scene  # noqa: E402
 from trt_perception.core.gpu.cuda_runtime import gpu_available, shared_device  # noqa: E402
+from trt_perception.core.pipeline import outputs_by_role  # noqa: E402
 from trt_perception.core.preprocess import preprocess  # noqa: E402
 
 from gpu_pipeline import host_times_ms, stats_ms  # noqa: E402  (benchmarks/, the script's directory)
@@ -93,6 +94,27 @@ extern "C" __global__ void cmap_peaks(const float* cmap, int parts, int height, 
 """
 
 
+class Compacted:
+    """A compacting kernel's output: an atomic row counter and up to MAX_CANDIDATES rows of ``columns``
+    values in device memory, and their pinned host copies."""
+
+    def __init__(self, drv, columns: int, dtype) -> None:
+        self.drv = drv
+        self.d_count, self.h_count = drv.mem_alloc(4), drv.pagelocked_empty(1, np.int32)
+        self.h_rows = drv.pagelocked_empty((MAX_CANDIDATES, columns), dtype)
+        self.d_rows = drv.mem_alloc(self.h_rows.nbytes)
+
+    def run(self, stream, launch: Callable[[Any, Any], None]) -> np.ndarray:
+        """Reset the counter, ``launch(counter, rows)`` on ``stream``, copy both back and wait; the
+        rows written."""
+        self.drv.memset_d32_async(self.d_count, 0, 1, stream)
+        launch(self.d_count, self.d_rows)
+        self.drv.memcpy_dtoh_async(self.h_count, self.d_count, stream)
+        self.drv.memcpy_dtoh_async(self.h_rows, self.d_rows, stream)
+        stream.synchronize()
+        return self.h_rows[:min(int(self.h_count[0]), MAX_CANDIDATES)]
+
+
 def ssd_outputs():
     """(decoder, geometry, outputs by role) of the real model on a 1080p frame, via ONNX Runtime CPU."""
     from trt_perception.core.backends import create_backend
@@ -104,7 +126,7 @@ def ssd_outputs():
     with create_backend("onnxruntime", str(config.model_path), threads=1) as backend:
         tensor, geometry = preprocess(frame, "bgr", config.preprocess)
         raw = backend.infer({config.input_name: tensor})
-        outputs = {role: raw[name].copy() for role, name in config.outputs.items()}
+        outputs = {role: array.copy() for role, array in outputs_by_role(config, raw).items()}
     return decoder, geometry, outputs
 
 
@@ -119,10 +141,7 @@ def bench_ssd(device, module, repeats: int) -> dict[str, Any]:
     stream = drv.Stream()
     d_logits, d_enc = drv.to_device(logits), drv.to_device(encodings)
     h_logits, h_enc = drv.pagelocked_empty_like(logits), drv.pagelocked_empty_like(encodings)
-    d_count = drv.mem_alloc(4)
-    d_out = drv.mem_alloc(MAX_CANDIDATES * 7 * 4)
-    h_count = drv.pagelocked_empty(1, np.int32)
-    h_out = drv.pagelocked_empty((MAX_CANDIDATES, 7), np.float32)
+    candidates = Compacted(drv, 7, np.float32)
     kernel = module.get_function("ssd_candidates")
     kernel.prepare("PPiiifiPP")
     total = anchors * columns
@@ -135,13 +154,9 @@ def bench_ssd(device, module, repeats: int) -> dict[str, Any]:
         return decoder({"class_predictions": h_logits, "box_encodings": h_enc}, geometry)
 
     def gpu_candidates():
-        drv.memset_d32_async(d_count, 0, 1, stream)
-        kernel.prepared_async_call(grid, (256, 1, 1), stream, d_logits, d_enc, anchors, columns,
-                                   decoder.first_class, np.float32(selector._bound), MAX_CANDIDATES, d_count, d_out)
-        drv.memcpy_dtoh_async(h_count, d_count, stream)
-        drv.memcpy_dtoh_async(h_out, d_out, stream)
-        stream.synchronize()
-        return h_out[:min(int(h_count[0]), MAX_CANDIDATES)]
+        return candidates.run(stream, lambda count, rows: kernel.prepared_async_call(
+            grid, (256, 1, 1), stream, d_logits, d_enc, anchors, columns, decoder.first_class,
+            np.float32(selector._bound), MAX_CANDIDATES, count, rows))
 
     want_rows, want_ids, _ = selector(logits.reshape(anchors, columns))
     got = gpu_candidates()
@@ -168,10 +183,7 @@ def bench_peaks(device, module, repeats: int) -> dict[str, Any]:
     stream = drv.Stream()
     d_cmap = drv.to_device(cmap)
     h_cmap = drv.pagelocked_empty_like(cmap)
-    d_count = drv.mem_alloc(4)
-    d_out = drv.mem_alloc(MAX_CANDIDATES * 2 * 4)
-    h_count = drv.pagelocked_empty(1, np.int32)
-    h_out = drv.pagelocked_empty((MAX_CANDIDATES, 2), np.int32)
+    peak_cells = Compacted(drv, 2, np.int32)
     kernel = module.get_function("cmap_peaks")
     kernel.prepare("PiiifiPP")
     block = (32, 8, 1)
@@ -185,13 +197,8 @@ def bench_peaks(device, module, repeats: int) -> dict[str, Any]:
         return find_peaks(padded[0], 1, threshold, 100)
 
     def gpu_path():
-        drv.memset_d32_async(d_count, 0, 1, stream)
-        kernel.prepared_async_call(grid, block, stream, d_cmap, parts, height, width, np.float32(threshold),
-                                   MAX_CANDIDATES, d_count, d_out)
-        drv.memcpy_dtoh_async(h_count, d_count, stream)
-        drv.memcpy_dtoh_async(h_out, d_out, stream)
-        stream.synchronize()
-        return h_out[:min(int(h_count[0]), MAX_CANDIDATES)]
+        return peak_cells.run(stream, lambda count, rows: kernel.prepared_async_call(
+            grid, block, stream, d_cmap, parts, height, width, np.float32(threshold), MAX_CANDIDATES, count, rows))
 
     peaks = cpu_path()
     padded_w = width + 2

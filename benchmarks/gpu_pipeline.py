@@ -48,6 +48,7 @@ from trt_perception.core.gpu.parity import (SSD_CONFIG, make_frame, max_abs_erro
                                             reference)
 from trt_perception.core.gpu.preprocess_plan import resize_tables  # noqa: E402
 from trt_perception.core.gpu.replay_runner import ReplayRunner  # noqa: E402
+from trt_perception.core.pipeline import outputs_by_role  # noqa: E402
 from trt_perception.core.preprocess import allocate_input, preprocess  # noqa: E402
 
 SIZES = ((640, 480), (1280, 720), (1920, 1080))
@@ -247,11 +248,11 @@ def bench_pipeline(device, repeats: int) -> dict[str, Any]:
     frame = cv2.resize(cv2.imread(str(TEST_IMAGE)), (width, height), interpolation=cv2.INTER_LINEAR)
     config, decoder, outputs = recorded_ssd(frame)
     geometry = config.preprocess.geometry(width, height)
-    named = {role: outputs[name] for role, name in config.outputs.items()}
+    named = outputs_by_role(config, outputs)
     cpu_detections = decoder(named, geometry)
 
     def decode(outs, geometry):
-        return decoder({role: outs[name] for role, name in config.outputs.items()}, geometry)
+        return decoder(outputs_by_role(config, outs), geometry)
 
     data = frame.tobytes()
     results: dict[str, Any] = {"frame": f"{width}x{height} bgr8 ({TEST_IMAGE.name} resized)",

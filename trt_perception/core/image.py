@@ -113,23 +113,6 @@ def mono16_to_mono8(image: np.ndarray) -> np.ndarray:
     return ((wide * 255 + 32767) // 65535).astype(np.uint8)
 
 
-def check_layout(encoding: str, width: int, height: int, step: int) -> None:
-    """Raises :class:`ImageError` for an unsupported encoding, a zero size, odd sizes where chroma is
-    subsampled, or a ``step`` shorter than a row."""
-    if encoding not in ENCODINGS:
-        raise ImageError(f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
-    if width <= 0 or height <= 0:
-        raise ImageError(f"image has zero size ({width}x{height}, encoding {encoding})")
-    if (encoding in _YUV422_CODES or encoding in _YUV420_CODES) and width % 2:
-        raise ImageError(f"{encoding} image width must be even, got {width}")
-    if encoding in _YUV420_CODES and height % 2:
-        raise ImageError(f"{encoding} image height must be even, got {height}")
-    row_bytes = width * _LAYOUTS[encoding][0]
-    if step < row_bytes:
-        raise ImageError(f"step {step} is shorter than one {encoding} row of {width} pixels "
-                         f"({row_bytes} bytes)")
-
-
 L = TypeVar("L", bound="ImageLayout")
 
 
@@ -146,8 +129,20 @@ class ImageLayout:
     @classmethod
     def create(cls: type[L], encoding: str, width: int, height: int, step: int,
                is_bigendian: Union[bool, int] = False) -> L:
-        """Raises :class:`ImageError` as :func:`check_layout` does."""
-        check_layout(encoding, width, height, step)
+        """Raises :class:`ImageError` for an unsupported encoding, a zero size, odd sizes where chroma
+        is subsampled, or a ``step`` shorter than a row."""
+        if encoding not in ENCODINGS:
+            raise ImageError(f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
+        if width <= 0 or height <= 0:
+            raise ImageError(f"image has zero size ({width}x{height}, encoding {encoding})")
+        if (encoding in _YUV422_CODES or encoding in _YUV420_CODES) and width % 2:
+            raise ImageError(f"{encoding} image width must be even, got {width}")
+        if encoding in _YUV420_CODES and height % 2:
+            raise ImageError(f"{encoding} image height must be even, got {height}")
+        row_bytes = width * _LAYOUTS[encoding][0]
+        if step < row_bytes:
+            raise ImageError(f"step {step} is shorter than one {encoding} row of {width} pixels "
+                             f"({row_bytes} bytes)")
         return cls(encoding, int(width), int(height), int(step), bool(is_bigendian))
 
     @property
@@ -174,7 +169,7 @@ class RawImage(ImageLayout):
                     is_bigendian: Union[bool, int] = False) -> "RawImage":
         """Check a raw image (``sensor_msgs/Image`` fields) without converting any pixel.
 
-        Raises :class:`ImageError` as :func:`check_layout` does, or when ``data`` is other than
+        Raises :class:`ImageError` as :meth:`ImageLayout.create` does, or when ``data`` is other than
         ``step * rows`` bytes.
         """
         layout = ImageLayout.create(encoding, width, height, step, is_bigendian)

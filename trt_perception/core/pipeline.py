@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
@@ -40,6 +40,20 @@ class StageTimes:
         return self.preprocess_ns + self.inference_ns + self.postprocess_ns
 
 
+def check_decoder_roles(config: ModelConfig, decoder: Decoder) -> None:
+    """Raise ModelConfigError unless ``config.outputs`` names every output role ``decoder`` reads."""
+    missing = [role for role in decoder.roles if role not in config.outputs]
+    if missing:
+        where = f" ({config.source})" if config.source else ""
+        raise ModelConfigError(f"the {config.task} decoder reads outputs {list(decoder.roles)} but the "
+                               f"config's outputs section{where} lacks {missing}")
+
+
+def outputs_by_role(config: ModelConfig, outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The model's ``outputs`` (by tensor name) by the decoder role ``config.outputs`` gives each."""
+    return {role: outputs[name] for role, name in config.outputs.items()}
+
+
 class Pipeline:
     """Preprocessing, an *active* backend and a decoder for one model configuration.
 
@@ -51,11 +65,7 @@ class Pipeline:
     """
 
     def __init__(self, config: ModelConfig, backend: Backend, decoder: Decoder) -> None:
-        missing = [role for role in decoder.roles if role not in config.outputs]
-        if missing:
-            where = f" ({config.source})" if config.source else ""
-            raise ModelConfigError(f"the {config.task} decoder reads outputs {list(decoder.roles)} but the "
-                                   f"config's outputs section{where} lacks {missing}")
+        check_decoder_roles(config, decoder)
         config.check_io(backend.input_specs(), backend.output_specs())
         self.config = config
         self.backend = backend
@@ -93,7 +103,7 @@ class Pipeline:
         t1 = time.perf_counter_ns()
         outputs = self.backend.infer({self.config.input_name: tensor})
         t2 = time.perf_counter_ns()
-        result = self.decoder({role: outputs[name] for role, name in self.config.outputs.items()}, geometry)
+        result = self.decoder(outputs_by_role(self.config, outputs), geometry)
         t3 = time.perf_counter_ns()
         return result, StageTimes(t1 - t0, t2 - t1, t3 - t2)
 

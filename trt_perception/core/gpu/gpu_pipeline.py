@@ -25,7 +25,8 @@ from trt_perception.core.geometry import ResizeGeometry
 from trt_perception.core.gpu.cuda_runtime import resolve_preprocess_mode
 from trt_perception.core.gpu.frame_pipeline import FramePipeline, FrameResult
 from trt_perception.core.image import RawImage
-from trt_perception.core.model_config import ModelConfig, ModelConfigError, load_model_config
+from trt_perception.core.model_config import ModelConfig, load_model_config
+from trt_perception.core.pipeline import check_decoder_roles, outputs_by_role
 
 
 def choose_preprocess(mode: str, backend: str, device_id: int = 0) -> tuple[str, str]:
@@ -75,10 +76,7 @@ class GpuPipeline:
         from trt_perception.core.gpu.cuda_runtime import shared_device
         config = load_model_config(path)
         decoder = create_decoder(config)
-        missing = [role for role in decoder.roles if role not in config.outputs]
-        if missing:
-            raise ModelConfigError(f"the {config.task} decoder reads outputs {list(decoder.roles)} but the "
-                                   f"config's outputs section ({config.source}) lacks {missing}")
+        check_decoder_roles(config, decoder)
         device = shared_device(device_id)
         backend: Any
         if backend_kind == "tensorrt":
@@ -94,7 +92,7 @@ class GpuPipeline:
             raise BackendError(f"GPU preprocessing runs with backend tensorrt or onnxruntime, not {backend_kind!r}")
         try:
             config.check_io(backend.input_specs(), backend.output_specs())
-            frames = FramePipeline(device, config.preprocess, backend, _decode_with(decoder, config.outputs),
+            frames = FramePipeline(device, config.preprocess, backend, _decode_with(decoder, config),
                                    depth=depth, zero_copy_input=zero_copy_input, infer_stream=stream)
         except BaseException:
             _close_backend(backend)
@@ -128,10 +126,10 @@ class GpuPipeline:
             _close_backend(self.backend)
 
 
-def _decode_with(decoder: Decoder, outputs: Mapping[str, str]) -> Any:
+def _decode_with(decoder: Decoder, config: ModelConfig) -> Any:
     """``decode(outputs by tensor name, geometry)`` for FramePipeline: the decoder by output role."""
     def decode(tensors: Mapping[str, np.ndarray], geometry: ResizeGeometry) -> Any:
-        return decoder({role: tensors[name] for role, name in outputs.items()}, geometry)
+        return decoder(outputs_by_role(config, tensors), geometry)
     return decode
 
 
