@@ -7,9 +7,8 @@ A test publisher sends 768x576 bgr8 frames of OpenCV's ``vtest.avi`` to ``detect
 - model: the node's own ``inference`` stage (from its ``latency`` topic);
 - node overhead = end-to-end - model: message transport both ways, image conversion,
   preprocessing, decoding, message building (target: <= 2 ms p50, <= 4 ms p99);
-- the node's convert (includes the hand-over to its worker thread) / preprocess / postprocess /
-  publish stages, and the transport around them: the publish call, from its return to the node's
-  image callback, and from the node's publish of the detections to the client's callback.
+- the node's convert / preprocess / postprocess / publish stages, and the transport around them:
+  the publish call, from its return to the node's input having taken the image, and from the node's publish of the detections to the client's callback.
 
 Prints a table and writes it to ``benchmarks/results/detector_node.md``. DDS stays on localhost.
 
@@ -98,16 +97,16 @@ def main() -> int:
         arrival[msg.header.stamp.nanosec] = time.perf_counter_ns()
         received.set()
 
-    # where the rest of the overhead goes: when the node's subscription callback ran (wrapped before
-    # activate, which subscribes it), and when the publish call returned
+    # where the rest of the overhead goes: when the node's input had taken the image (its handler,
+    # wrapped before activate, which starts the input), and when the publish call returned
     delivered: dict[int, int] = {}
-    on_image = detector.input._on_image
+    on_messages = detector.input._on_messages
 
-    def timed_on_image(msg: Image) -> None:
-        delivered[msg.header.stamp.nanosec] = time.perf_counter_ns()
-        on_image(msg)
+    def timed_on_messages(batch: list, taken_ns: int) -> None:
+        delivered[batch[-1][0].header.stamp.nanosec] = time.perf_counter_ns()
+        on_messages(batch, taken_ns)
 
-    detector.input._on_image = timed_on_image  # type: ignore[method-assign]
+    detector.input._on_messages = timed_on_messages  # type: ignore[method-assign]
     client.create_subscription(Detection2DArray, "detections", on_detections, 10)
     client.create_subscription(FrameLatency, "latency", lambda m: stages.__setitem__(m.header.stamp.nanosec, m), 10)
     publisher = client.create_publisher(Image, "image", 10)
@@ -153,7 +152,7 @@ def main() -> int:
     node_total = {i: sum(ns(getattr(stages[i], s)) for s in ("convert", "preprocess", "inference", "postprocess",
                                                              "publish")) for i in keep}
     rows += [("transport: publish call (message to DDS)", [returned[i] - sent[i] for i in keep]),
-             ("transport: publish returned -> node's image callback", [delivered[i] - returned[i] for i in keep]),
+             ("transport: publish returned -> image taken by the node", [delivered[i] - returned[i] for i in keep]),
              ("transport: detections published -> received by the client",
               [arrival[i] - delivered[i] - node_total[i] for i in keep])]
     lines = ["# detector_node overhead benchmark", "",

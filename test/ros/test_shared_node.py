@@ -99,8 +99,8 @@ def test_a_burst_keeps_the_per_task_accounting_exact(ros, shared):
     assert wait_for(lambda: images.get_subscription_count() > 0)
     msg = image_msg(cv2.imread(str(DATA / "vtest_000.jpg")), 1)
     bad = Image(header=msg.header, height=2, width=2, encoding="weird8", step=2, data=bytes(4))
-    for i in range(12):
-        images.publish(bad if i % 4 == 0 else msg)
+    for i in range(12):  # the last one is bad: the newest frame is always decoded, so it is rejected
+        images.publish(bad if i % 4 == 3 else msg)
     stats = node.input.stats
     seen = []
 

@@ -138,14 +138,13 @@ def _write_planes(resized: np.ndarray, source_order: str, cfg: PreprocessConfig,
     """Normalize the resized content into float[3, H, W] ``planes``, one output channel at a time.
 
     Same arithmetic per pixel as the HWC path (so bit-identical), but each plane is written
-    contiguously, and the colour order is handled by picking the source channel of each plane.
+    contiguously from a contiguous source channel (split once), and the colour order is handled by
+    picking the source channel of each plane.
     """
     letterboxed = (geo.content_w, geo.content_h) != (cfg.width, cfg.height)
+    channels = (resized,) * 3 if source_order == "mono" else cv2.split(resized)
     for c in range(3):
-        if source_order == "mono":
-            values = resized
-        else:
-            values = resized[:, :, c if source_order == cfg.color_order else 2 - c]
+        values = channels[c if source_order in ("mono", cfg.color_order) else 2 - c]
         plane = planes[c]
         if letterboxed:
             plane[...] = np.float32(cfg.pad_value) * cfg.scale[c] + cfg.bias[c]

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
+import numpy as np
+from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
+from trt_perception.core.decode.ssd.detections import Detections
 from trt_perception.core.draw import draw_detections
 from trt_perception.ros.conversions import box_markers, detections_to_msg
+from trt_perception.ros.detection_bytes import detections_cdr, matches_rclpy
 from trt_perception.ros.node_main import run_node
 from trt_perception.ros.parameters import ParamSpec
 from trt_perception.ros.perception_node import PerceptionNode
@@ -46,6 +50,19 @@ class DetectorTask(PerceptionTask):
         ParamSpec("class_filter", [], "Class labels or ids to report (empty: all).", runtime=True),
     )
 
+    #: published as bytes from :func:`~trt_perception.ros.detection_bytes.detections_cdr` (checked
+    #: against the middleware at configure) rather than as rclpy message objects
+    serialized = False
+
+    def configure(self, *args: Any, **kwargs: Any) -> None:
+        super().configure(*args, **kwargs)
+        sample = Detections(np.array([[1.5, 2.0, 30.25, 40.0], [0.0, 0.0, 7.0, 9.5]], np.float32),
+                            np.array([0.9, 0.55], np.float32), np.array([1, 2], np.int32), ["person", "vélo"])
+        self.serialized = matches_rclpy(sample, Header(frame_id="camera"))
+        if not self.serialized:
+            self.logger.info("detections published as rclpy messages: this middleware's serialized "
+                             "Detection2DArray differs from the direct writer's")
+
     def decoder_params(self, values: dict[str, Any]) -> dict[str, Any]:
         if "class_filter" in values:  # ids may be given as strings in a string array
             values = dict(values, class_filter=[int(v) if str(v).isdigit() else v
@@ -53,7 +70,7 @@ class DetectorTask(PerceptionTask):
         return values
 
     def result_msg(self, result: Any, header: Any) -> Any:
-        return detections_to_msg(result, header)
+        return detections_cdr(result, header) if self.serialized else detections_to_msg(result, header)
 
     def draw(self, bgr: Any, result: Any) -> Any:
         return draw_detections(bgr, result)

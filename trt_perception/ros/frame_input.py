@@ -1,13 +1,18 @@
 """A node's image input: one subscription, the newest message, decoded once, handed to a sink.
 
-The subscription callback only stores the message (with its receive time) in a
-:class:`~trt_perception.core.latest_worker.LatestWorker` slot; the worker thread decodes it
+A :class:`~trt_perception.ros.subscription_reader.SubscriptionReader` thread takes the messages
+queued on the subscription (at most ``qos_depth`` wait while the node is busy), decodes the newest
 (:func:`~trt_perception.core.image.decode_image` / ``decode_compressed_image``) and calls
-``sink(frame)``. With :attr:`FrameInput.keep_raw` (GPU preprocessing) a raw ``Image`` is only
+``sink(frame)`` in the same thread. With :attr:`FrameInput.keep_raw` (GPU preprocessing) a raw ``Image`` is only
 checked (:meth:`~trt_perception.core.image.RawImage.create_from`): its bytes go to the GPU as they are
-and pixels are decoded on the CPU only if something asks for them (a debug image). A message replaced before the worker took it is counted as *dropped because
-busy*; one that cannot be decoded is *rejected* (a rate-limited warning) and counted; every
-decoded frame counts as *converted*. The counts live in :attr:`FrameInput.stats`.
+and pixels are decoded on the CPU only if something asks for them (a debug image).
+
+Counts (in :attr:`FrameInput.stats`): every message taken is *received*; the older messages of a
+batch are *dropped because busy*, and so are the messages the middleware discarded from the full
+queue, found as gaps in each publisher's sequence numbers
+(:class:`~trt_perception.core.sequence_gaps.SequenceGaps`, where the distribution reports them:
+Iron and later) and counted as received too; a message that cannot be decoded is *rejected* (a
+rate-limited warning); every decoded frame counts as *converted*.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from trt_perception.core.image import ImageError, RawImage, decode_compressed_image
 from trt_perception.core.latency_stats import InputStats, WindowSettings
-from trt_perception.core.latest_worker import LatestWorker
+from trt_perception.core.sequence_gaps import SequenceGaps
+from trt_perception.ros.subscription_reader import Batch, SubscriptionReader
 
 
 @dataclass(frozen=True)
@@ -50,17 +56,16 @@ class Frame:
 
 
 class FrameInput:
-    """Subscription + newest-message slot + decoding for ``node``; ``sink`` gets every decoded frame
-    in the input's worker thread (it should return quickly or be the only consumer)."""
+    """Subscription + newest message + decoding for ``node``; ``sink`` gets every decoded frame in
+    the input's reader thread (frames wait in the subscription's queue while it runs)."""
 
     def __init__(self, node: Node, sink: Callable[[Frame], None]) -> None:
         self._node = node
         self._sink = sink
         #: hand frames on as raw images (GPU preprocessing) rather than decoded pixels
         self.keep_raw = False
-        self._subscription: Any = None
-        self._worker: LatestWorker[tuple[Any, int]] = LatestWorker(
-            self._decode, self._on_error, name=f"{node.get_name()}_input")
+        self._reader: Optional[SubscriptionReader] = None
+        self._gaps = SequenceGaps()
         self.stats = InputStats(WindowSettings(), time.monotonic_ns())
 
     def reset(self, settings: WindowSettings) -> None:
@@ -69,34 +74,37 @@ class FrameInput:
 
     @property
     def topic_name(self) -> Optional[str]:
-        return None if self._subscription is None else str(self._subscription.topic_name)
+        return None if self._reader is None else self._reader.topic_name
 
     def start(self, input_type: str, qos: QoSProfile) -> None:
-        """Subscribe to ``image`` (``raw``) or ``image/compressed`` (``compressed``) and start decoding."""
+        """Subscribe to ``image`` (``raw``) or ``image/compressed`` (``compressed``) and start reading."""
         self.stats.start(time.monotonic_ns())
-        self._worker.start()
-        if input_type == "compressed":
-            self._subscription = self._node.create_subscription(
-                CompressedImage, "image/compressed", self._on_image, qos)
-        else:
-            self._subscription = self._node.create_subscription(Image, "image", self._on_image, qos)
+        self._gaps = SequenceGaps()
+        msg_type, topic = (CompressedImage, "image/compressed") if input_type == "compressed" else (Image, "image")
+        self._reader = SubscriptionReader(self._node, msg_type, topic, qos, self._on_messages, self._on_error,
+                                          name=f"{self._node.get_name()}_input")
 
     def stop(self) -> None:
-        """Unsubscribe and stop the worker (a frame being handled finishes first). Idempotent."""
-        if self._subscription is not None:
-            self._node.destroy_subscription(self._subscription)
-            self._subscription = None
-        self._worker.stop()
+        """Stop reading (a frame being handled finishes first) and unsubscribe. Idempotent."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
-    def _on_image(self, msg: Any) -> None:
-        received = time.perf_counter_ns()
+    def _on_messages(self, batch: Batch, taken_ns: int) -> None:
+        """Count ``batch`` (oldest first) and what it skipped, decode the newest message."""
         now = time.monotonic_ns()
-        self.stats.received.record(now)
-        if self._worker.put((msg, received)):
+        missed = 0
+        for _, info in batch:
+            gid = info.get("publisher_gid")
+            missed += self._gaps.missed(gid.get("data") if isinstance(gid, dict) else None,
+                                        info.get("publication_sequence_number"))
+        for _ in range(len(batch) + missed):
+            self.stats.received.record(now)
+        for _ in range(len(batch) - 1 + missed):
             self.stats.dropped.record(now)
+        self._decode(batch[-1][0], taken_ns)
 
-    def _decode(self, item: tuple[Any, int]) -> None:
-        msg, received = item
+    def _decode(self, msg: Any, received: int) -> None:
         image: Optional[RawImage] = None
         pixels: Optional[np.ndarray] = None
         order = ""

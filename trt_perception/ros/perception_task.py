@@ -115,7 +115,8 @@ class PerceptionTask(ABC):
 
     @abstractmethod
     def result_msg(self, result: Any, header: Any) -> Any:
-        """The ``RESULT_TYPE`` message of one frame's result, with the input ``header``."""
+        """The ``RESULT_TYPE`` message of one frame's result, with the input ``header`` (or the
+        message's serialized bytes, which the publisher sends as they are)."""
 
     @abstractmethod
     def draw(self, bgr: Any, result: Any) -> Any:
