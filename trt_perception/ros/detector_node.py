@@ -21,7 +21,7 @@ from vision_msgs.msg import Detection2DArray
 from trt_perception.core.decode.ssd.detections import Detections
 from trt_perception.core.draw import draw_detections
 from trt_perception.ros.conversions import box_markers, detections_to_msg
-from trt_perception.ros.detection_bytes import detections_cdr, matches_rclpy
+from trt_perception.ros.serialized import detections_cdr, matches_rclpy
 from trt_perception.ros.node_main import run_node
 from trt_perception.ros.parameters import ParamSpec
 from trt_perception.ros.perception_node import PerceptionNode
@@ -50,7 +50,7 @@ class DetectorTask(PerceptionTask):
         ParamSpec("class_filter", [], "Class labels or ids to report (empty: all).", runtime=True),
     )
 
-    #: published as bytes from :func:`~trt_perception.ros.detection_bytes.detections_cdr` (checked
+    #: published as bytes from :func:`~trt_perception.ros.serialized.detections_cdr` (checked
     #: against the middleware at configure) rather than as rclpy message objects
     serialized = False
 

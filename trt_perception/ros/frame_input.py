@@ -5,7 +5,10 @@ queued on the subscription (at most ``qos_depth`` wait while the node is busy), 
 (:func:`~trt_perception.core.image.decode_image` / ``decode_compressed_image``) and calls
 ``sink(frame)`` in the same thread. With :attr:`FrameInput.keep_raw` (GPU preprocessing) a raw ``Image`` is only
 checked (:meth:`~trt_perception.core.image.RawImage.create_from`): its bytes go to the GPU as they are
-and pixels are decoded on the CPU only if something asks for them (a debug image).
+and pixels are decoded on the CPU only if something asks for them (a debug image). Raw images are
+taken serialized and read in place (:func:`~trt_perception.ros.serialized.read_image`: the pixels
+are a view into the message's bytes, one copy fewer than rclpy's message) where the middleware's
+format is the one that function reads.
 
 Counts (in :attr:`FrameInput.stats`): every message taken is *received*; the older messages of a
 batch are *dropped because busy*, and so are the messages the middleware discarded from the full
@@ -29,6 +32,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from trt_perception.core.image import ImageError, RawImage, decode_compressed_image
 from trt_perception.core.latency_stats import InputStats, WindowSettings
 from trt_perception.core.sequence_gaps import SequenceGaps
+from trt_perception.ros.serialized import read_image, reads_images
 from trt_perception.ros.subscription_reader import Batch, SubscriptionReader
 
 
@@ -65,6 +69,8 @@ class FrameInput:
         #: hand frames on as raw images (GPU preprocessing) rather than decoded pixels
         self.keep_raw = False
         self._reader: Optional[SubscriptionReader] = None
+        #: raw images are taken serialized and read in place (serialized.read_image)
+        self._serialized = False
         self._gaps = SequenceGaps()
         self.stats = InputStats(WindowSettings(), time.monotonic_ns())
 
@@ -81,8 +87,9 @@ class FrameInput:
         self.stats.start(time.monotonic_ns())
         self._gaps = SequenceGaps()
         msg_type, topic = (CompressedImage, "image/compressed") if input_type == "compressed" else (Image, "image")
+        self._serialized = msg_type is Image and reads_images()
         self._reader = SubscriptionReader(self._node, msg_type, topic, qos, self._on_messages, self._on_error,
-                                          name=f"{self._node.get_name()}_input")
+                                          name=f"{self._node.get_name()}_input", raw=self._serialized)
 
     def stop(self) -> None:
         """Stop reading (a frame being handled finishes first) and unsubscribe. Idempotent."""
@@ -109,6 +116,8 @@ class FrameInput:
         pixels: Optional[np.ndarray] = None
         order = ""
         try:
+            if self._serialized:
+                msg = read_image(msg)
             if isinstance(msg, CompressedImage):
                 pixels, order = decode_compressed_image(msg.data, msg.format)
                 if self.keep_raw:

@@ -45,16 +45,16 @@ class NotExecuted(CallbackGroup):
 class SubscriptionReader:
     """Subscribe ``node`` to ``topic`` and read it in a thread named ``name`` until :meth:`close`.
     ``handle`` runs in that thread, one batch at a time; an exception it (or a take) raises goes to
-    ``on_error`` and the thread keeps reading."""
+    ``on_error`` and the thread keeps reading. ``raw``: messages come as their serialized bytes."""
 
     def __init__(self, node: Node, msg_type: Any, topic: str, qos: QoSProfile,
                  handle: Callable[[Batch, int], None], on_error: Callable[[BaseException], None],
-                 name: str) -> None:
+                 name: str, raw: bool = False) -> None:
         self._node = node
         self._handle = handle
         self._on_error = on_error
         self.subscription = node.create_subscription(msg_type, topic, self._executed, qos,
-                                                     callback_group=NotExecuted())
+                                                     callback_group=NotExecuted(), raw=raw)
         self._wake = GuardCondition(None, None, context=node.context)
         self._running = True
         self._thread: Optional[threading.Thread] = threading.Thread(target=self._loop, name=name, daemon=True)

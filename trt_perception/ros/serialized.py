@@ -1,4 +1,11 @@
-"""Detection2DArray written straight to its serialized (CDR) form, for ``publisher.publish(bytes)``.
+"""Messages in their serialized (CDR) form, skipping rclpy's message objects on the hot path.
+
+* :func:`detections_cdr` writes a vision_msgs Detection2DArray for ``publisher.publish(bytes)``;
+* :func:`read_image` reads a sensor_msgs/Image taken raw from a subscription, its pixel data a view
+  into the serialized bytes (rclpy would copy the data twice: into a C message, then into Python).
+
+Each has a check against the running middleware (:func:`matches_rclpy`, :func:`reads_images`);
+the nodes use rclpy's messages where it fails (another middleware's wire format or message version).
 
 Building a Detection2DArray as rclpy message objects costs about ten Python objects per detection,
 each field set through a checking property, then a conversion to C and a serialization; this
@@ -20,12 +27,17 @@ same length as its own serialization): the node publishes messages instead when 
 
 from __future__ import annotations
 
+import functools
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from builtin_interfaces.msg import Time
+from std_msgs.msg import Header
 
 from trt_perception.core.decode.ssd.detections import Detections
+from trt_perception.core.image import ImageError
 
 _ENCAPSULATION = b"\x00\x01\x00\x00"  # CDR, little endian, no options
 _ZERO_COVARIANCE = bytes(36 * 8)
@@ -98,3 +110,82 @@ def matches_rclpy(sample: Detections, header: Any) -> bool:
         return len(ours) == len(serialize_message(expected)) and deserialize_message(ours, Detection2DArray) == expected
     except Exception:  # noqa: BLE001 - bytes the middleware cannot read: not a match
         return False
+
+
+# ---- sensor_msgs/Image --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SerializedImage:
+    """The fields of a serialized sensor_msgs/Image (Header header, uint32 height, uint32 width,
+    string encoding, uint8 is_bigendian, uint32 step, uint8[] data); ``data`` is a read-only view
+    into the serialized message, ``header`` a std_msgs/Header."""
+
+    header: Header
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: int
+    step: int
+    data: memoryview
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.view = memoryview(data)
+        if len(data) < 4 or bytes(self.view[:4]) != _ENCAPSULATION:
+            raise ImageError("serialized image is not little-endian CDR")
+        self.offset = 4
+
+    def take(self, size: int, align: int = 1) -> memoryview:
+        self.offset += -(self.offset - 4) % align
+        end = self.offset + size
+        if end > len(self.view):
+            raise ImageError(f"serialized image is truncated: {len(self.view)} bytes, field ends at {end}")
+        field, self.offset = self.view[self.offset:end], end
+        return field
+
+    def u32(self) -> int:
+        return int.from_bytes(self.take(4, 4), "little")
+
+    def string(self) -> str:
+        size = self.u32()
+        raw = self.take(size)
+        if size == 0 or raw[-1] != 0:
+            raise ImageError("serialized image has a string without its terminating NUL")
+        try:
+            return bytes(raw[:-1]).decode()
+        except UnicodeDecodeError as exc:
+            raise ImageError(f"serialized image has a string that is not UTF-8: {exc}") from None
+
+
+def read_image(data: bytes) -> SerializedImage:
+    """The Image in ``data`` (a raw take); :class:`~trt_perception.core.image.ImageError` when the
+    bytes are not a complete little-endian CDR Image."""
+    reader = _Reader(data)
+    sec = int.from_bytes(reader.take(4, 4), "little", signed=True)
+    nanosec = reader.u32()
+    header = Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=reader.string())
+    height, width = reader.u32(), reader.u32()
+    encoding = reader.string()
+    is_bigendian = reader.take(1)[0]
+    step = reader.u32()
+    pixels = reader.take(reader.u32())
+    return SerializedImage(header, height, width, encoding, is_bigendian, step, pixels)
+
+
+@functools.lru_cache(maxsize=1)
+def reads_images() -> bool:
+    """Whether :func:`read_image` reads this middleware's serialized Images (rclpy initialized)."""
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import Image
+
+    sample = Image(header=Header(stamp=Time(sec=-3, nanosec=7), frame_id="cam"), height=2, width=3,
+                   encoding="rgb8", is_bigendian=1, step=9, data=bytes(range(18)))
+    try:
+        image = read_image(serialize_message(sample))
+    except Exception:  # noqa: BLE001 - unreadable: not a match
+        return False
+    return (image.header == sample.header and (image.height, image.width, image.encoding, image.is_bigendian,
+                                               image.step, bytes(image.data))
+            == (sample.height, sample.width, sample.encoding, sample.is_bigendian, sample.step, bytes(sample.data)))
