@@ -216,7 +216,7 @@ def main() -> int:
         "received == published (replay + bad frames)": t.get("received") == published,
         "processed + dropped_busy + rejected + failed == received":
             sum(t.get(c, 0) for c in COUNTS[1:]) == t.get("received"),
-        # a malformed frame replaced by a newer one before the worker took it counts as dropped_busy
+        # a malformed frame taken together with a newer one (the newest is decoded) counts as dropped_busy
         "0 < rejected <= malformed frames sent": 0 < t.get("rejected", 0) <= watcher.bad_sent,
         "failed == 0": t.get("failed") == 0,
         f"RSS growth after the first block <= {args.rss_bound_mib:g} MiB":
@@ -240,7 +240,7 @@ def main() -> int:
              "| check | result |", "|---|---|",
              *(f"| {name} | {'PASS' if ok else 'FAIL'} |" for name, ok in checks.items()),
              "", "Processing = the node's convert + preprocess + inference + postprocess + publish stages of each "
-             "frame (its `latency` topic); convert includes the wait for the worker.", machine]
+             "frame (its `latency` topic); convert: from the image taken off the subscription to decoded.", machine]
     executor.shutdown()
     spinner.join(timeout=10)
     watcher.destroy_node()

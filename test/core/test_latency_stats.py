@@ -145,3 +145,14 @@ def test_snapshot_combines_input_and_task_events():
     later = snapshot(inputs, task, now_ns=15 * S)  # window [5 s, 15 s]: frames 5..9
     assert later.in_window.received == 5 and later.in_window.processed == 5 and later.in_window.failed == 0
     assert later.totals == snap.totals
+
+
+def test_many_events_at_once_count_fully_and_fill_at_most_the_ring():
+    window = RollingWindow(capacity=5, window_s=10.0)
+    window.record(1_000, count=3)
+    window.record(2_000, count=0)           # nothing happened
+    assert window.total == 3 and window.count(3_000) == 3
+    window.record(4_000, count=1_000_000)   # a huge gap: bounded work, every event counted
+    assert window.total == 1_000_003
+    assert window.count(5_000) == 5         # the ring holds the newest 5, all at 4_000
+    assert window.rate(5_000) == 5 * 1e9 / (5_000 - 4_000)

@@ -88,6 +88,8 @@ CASES = [
     ("softmax", "yxhw", 5, 0.1, 0.3, 3, 100, [2, 4], (320, 320), "stretch"),
     ("identity", "yxhw", 3, 0.5, 0.7, 100, 4, [], (1280, 720), "stretch"),
     ("sigmoid", "yxhw", 3, 0.0, 0.5, 20, 100, [], (200, 100), "letterbox"),
+    ("sigmoid", "xywh", 4, 0.25, 0.5, 100, 100, [3], (640, 360), "letterbox"),  # one class column of several
+    ("identity", "xywh", 4, 0.4, 0.5, 100, 100, [2], (300, 300), "stretch"),
 ]
 
 

@@ -89,14 +89,16 @@ class RollingWindow:
         with self._lock:
             self._since_ns = now_ns
 
-    def record(self, now_ns: int, values: Sequence[float] = ()) -> None:
-        """One event at ``now_ns`` with a row of ``columns`` values (none for a pure event)."""
+    def record(self, now_ns: int, values: Sequence[float] = (), count: int = 1) -> None:
+        """``count`` events at ``now_ns``, each with the row of ``columns`` values (none for pure
+        events); at most ``capacity`` rows are written, whatever ``count``."""
         with self._lock:
-            row = self._total % self.capacity
-            self._times[row] = now_ns
-            if values:
-                self._values[row] = values
-            self._total += 1
+            for i in range(min(count, self.capacity)):
+                row = (self._total + i) % self.capacity
+                self._times[row] = now_ns
+                if values:
+                    self._values[row] = values
+            self._total += max(count, 0)
 
     def _in_window(self, now_ns: int) -> tuple[np.ndarray, np.ndarray, int]:
         """(times, values) of the events in the window, and the window's span in ns."""

@@ -105,10 +105,8 @@ class FrameInput:
             gid = info.get("publisher_gid")
             missed += self._gaps.missed(gid.get("data") if isinstance(gid, dict) else None,
                                         info.get("publication_sequence_number"))
-        for _ in range(len(batch) + missed):
-            self.stats.received.record(now)
-        for _ in range(len(batch) - 1 + missed):
-            self.stats.dropped.record(now)
+        self.stats.received.record(now, count=len(batch) + missed)
+        self.stats.dropped.record(now, count=len(batch) - 1 + missed)
         self._decode(batch[-1][0], taken_ns)
 
     def _decode(self, msg: Any, received: int) -> None:
