@@ -13,8 +13,8 @@ format is the one that function reads.
 Counts (in :attr:`FrameInput.stats`): every message taken is *received*; the older messages of a
 batch are *dropped because busy*, and so are the messages the middleware discarded from the full
 queue, found as gaps in each publisher's sequence numbers
-(:class:`~trt_perception.core.sequence_gaps.SequenceGaps`, where the distribution reports them:
-Iron and later) and counted as received too; a message that cannot be decoded is *rejected* (a
+(:class:`~trt_perception.core.sequence_gaps.SequenceGaps`, where rclpy reports publisher ids and
+sequence numbers: Kilted does) and counted as received too; a message that cannot be decoded is *rejected* (a
 rate-limited warning); every decoded frame counts as *converted*.
 """
 
