@@ -114,3 +114,24 @@ def test_frames_discarded_by_the_full_queue_are_counted_as_dropped(ros):
     assert frames == [1, 6]
     assert (stats.received.total, stats.dropped.total, stats.converted) == (6, 4, 2)
     frame_input.stop()
+
+
+def test_close_after_the_context_was_shut_down_returns():
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.node import Node
+
+    context = Context()
+    rclpy.init(context=context)
+    node = Node("reader_shutdown_test", context=context)
+    errors = []
+    reader = SubscriptionReader(node, String, "reader_test", RELIABLE_10, lambda batch, taken_ns: None,
+                                errors.append, name="test_reader")
+    thread = reader._thread
+    rclpy.shutdown(context=context)   # Ctrl-C: the context goes first, the node is closed after
+    closer = threading.Thread(target=reader.close)
+    closer.start()
+    closer.join(timeout=5)
+    assert not closer.is_alive() and not thread.is_alive()
+    assert errors == []               # stopping on purpose is not an error
+    node.destroy_node()

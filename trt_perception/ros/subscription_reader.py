@@ -28,6 +28,10 @@ from rclpy.qos import QoSProfile
 
 Batch = list[tuple[Any, dict[str, Any]]]
 
+#: longest wait before the thread looks whether the context was shut down (a shutdown does not wake
+#: a wait set, and after it a guard condition cannot either)
+POLL_S = 0.25
+
 
 class NotExecuted(CallbackGroup):
     """A callback group whose entities executors never wait on, take from or call back."""
@@ -65,11 +69,13 @@ class SubscriptionReader:
         return str(self.subscription.topic_name)
 
     def close(self) -> None:
-        """Stop the thread (a batch being handled finishes first), then unsubscribe. Idempotent."""
+        """Stop the thread (a batch being handled finishes first), then unsubscribe. Idempotent;
+        also after the context was shut down (the thread then notices within :data:`POLL_S`)."""
         if self._thread is None:
             return
         self._running = False
-        self._wake.trigger()
+        if self._node.context.ok():  # a guard condition of a shut-down context wakes nobody
+            self._wake.trigger()
         self._thread.join()
         self._thread = None
         self._node.destroy_subscription(self.subscription)
@@ -82,14 +88,20 @@ class SubscriptionReader:
                                     "MultiThreadedExecutor"))
 
     def _loop(self) -> None:
-        subscription, wake = self.subscription, self._wake
-        wait_set = _rclpy.WaitSet(1, 1, 0, 0, 0, 0, self._node.context.handle)
+        subscription, wake, context = self.subscription, self._wake, self._node.context
+        wait_set = _rclpy.WaitSet(1, 1, 0, 0, 0, 0, context.handle)
         while True:
-            wait_set.clear_entities()
-            wait_set.add_subscription(subscription.handle)
-            wait_set.add_guard_condition(wake.handle)
-            wait_set.wait(-1)  # releases the GIL
-            if not self._running:
+            try:
+                with context.handle, subscription.handle, wake.handle:  # in use while waited on, as executors do
+                    wait_set.clear_entities()
+                    wait_set.add_subscription(subscription.handle)
+                    wait_set.add_guard_condition(wake.handle)
+                    wait_set.wait(int(POLL_S * 1e9))  # releases the GIL
+            except Exception as exc:  # noqa: BLE001 - e.g. the context was shut down under us
+                if self._running and context.ok():
+                    self._on_error(RuntimeError(f"stopped reading {self.topic_name}: {exc}"))
+                return
+            if not self._running or not context.ok():
                 return
             try:
                 batch: Batch = []
