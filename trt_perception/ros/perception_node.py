@@ -76,7 +76,8 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("device_id", 0, "CUDA device of the GPU preprocessing.", int_range=(0, 15)),
     ParamSpec("input_type", "raw", "raw: subscribe sensor_msgs/Image on 'image'; compressed: "
               "sensor_msgs/CompressedImage on 'image/compressed'.", choices=("raw", "compressed")),
-    ParamSpec("qos_depth", 1, "Depth of the image subscription queue.", int_range=(1, 100)),
+    ParamSpec("qos_depth", 1, "Depth of the image subscription queue: frames that wait while the model "
+              "runs (the newest is processed, the others counted as dropped).", int_range=(1, 100)),
     ParamSpec("qos_reliability", "best_effort", "Reliability of the image subscription "
               "(best_effort = sensor-data QoS).", choices=("best_effort", "reliable")),
     ParamSpec("stamp_tolerance", 0.5, "Seconds a header stamp may lie in the future before the "
