@@ -3,19 +3,20 @@
 A :class:`~trt_perception.ros.subscription_reader.SubscriptionReader` thread takes the messages
 queued on the subscription (at most ``qos_depth`` wait while the node is busy), decodes the newest
 (:func:`~trt_perception.core.image.decode_image` / ``decode_compressed_image``) and calls
-``sink(frame)`` in the same thread. With :attr:`FrameInput.keep_raw` (GPU preprocessing) a raw ``Image`` is only
-checked (:meth:`~trt_perception.core.image.RawImage.create_from`): its bytes go to the GPU as they are
-and pixels are decoded on the CPU only if something asks for them (a debug image). Raw images are
-taken serialized and read in place (:func:`~trt_perception.ros.serialized.read_image`: the pixels
-are a view into the message's bytes, one copy fewer than rclpy's message) where the middleware's
-format is the one that function reads.
+``sink(frame)`` in the same thread. With :attr:`FrameInput.keep_raw` (GPU preprocessing) a raw
+``Image`` is only checked (:meth:`~trt_perception.core.image.RawImage.create_from`): its bytes go
+to the GPU as they are and pixels are decoded on the CPU only if something asks for them (a debug
+image). Raw images are taken serialized and read in place
+(:func:`~trt_perception.ros.serialized.read_image`: the pixels are a view into the message's
+bytes, one copy fewer than rclpy's message) where the middleware's format is the one that
+function reads.
 
 Counts (in :attr:`FrameInput.stats`): every message taken is *received*; the older messages of a
 batch are *dropped because busy*, and so are the messages the middleware discarded from the full
 queue, found as gaps in each publisher's sequence numbers
 (:class:`~trt_perception.core.sequence_gaps.SequenceGaps`, where rclpy reports publisher ids and
-sequence numbers: Kilted does) and counted as received too; a message that cannot be decoded is *rejected* (a
-rate-limited warning); every decoded frame counts as *converted*.
+sequence numbers: Kilted does) and counted as received too; a message that cannot be decoded is
+*rejected* (a rate-limited warning); every decoded frame counts as *converted*.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ class FrameInput:
         """Subscribe to ``image`` (``raw``) or ``image/compressed`` (``compressed``) and start reading."""
         self.stats.start(time.monotonic_ns())
         self._gaps = SequenceGaps()
-        msg_type, topic = (CompressedImage, "image/compressed") if input_type == "compressed" else (Image, "image")
+        compressed = input_type == "compressed"
+        msg_type, topic = (CompressedImage, "image/compressed") if compressed else (Image, "image")
         self._serialized = msg_type is Image and reads_images()
         self._reader = SubscriptionReader(self._node, msg_type, topic, qos, self._on_messages, self._on_error,
                                           name=f"{self._node.get_name()}_input", raw=self._serialized)

@@ -1,10 +1,11 @@
 """The lifecycle node of the package: one image input feeding one or more perception tasks.
 
 A node is a composition: a :class:`~trt_perception.ros.frame_input.FrameInput` (subscription
-read by its own thread, newest frame, decoding once) and :class:`~trt_perception.ros.perception_task.PerceptionTask`
-objects (model, publishers, thresholds, statistics), listed in ``TASKS``. ``detector_node`` and
-``pose_node`` have one task, whose parameters and topics are not prefixed; the shared
-``perception_node`` has two, prefixed ``detector.`` / ``pose.`` (see perception_task).
+read by its own thread, newest frame, decoding once) and
+:class:`~trt_perception.ros.perception_task.PerceptionTask` objects (model, publishers, thresholds,
+statistics), listed in ``TASKS``. ``detector_node`` and ``pose_node`` have one task, whose
+parameters and topics are not prefixed; the shared ``perception_node`` has two, prefixed
+``detector.`` / ``pose.`` (see perception_task).
 
 Resource split (each transition logs what it did):
 
@@ -17,13 +18,13 @@ Resource split (each transition logs what it did):
   traceback and returns ERROR (``on_error`` frees what was made; the node ends unconfigured).
 * activate: publishers start publishing; subscribes to the image topic, starts the input's reader
   thread (and the task workers), the diagnostics and log-summary timers.
-* deactivate: stops the timers, stops reading and unsubscribes, stops the workers and publishes the results of the
-  frames still in flight (GPU pipeline); then the publishers stop. cleanup: frees the models and
-  publishers. shutdown: whatever is still held is freed (idempotent).
+* deactivate: stops the timers, stops reading and unsubscribes, stops the workers and publishes the
+  results of the frames still in flight (GPU pipeline); then the publishers stop. cleanup: frees
+  the models and publishers. shutdown: whatever is still held is freed (idempotent).
 
-Frames: with one task the input's reader thread runs it on each decoded frame; with several, each task
-has its own worker thread and newest-frame slot, so a slow task drops frames (counted per task)
-without holding back the others. Diagnostics are computed and published only while active (the
+Frames: with one task the input's reader thread runs it on each decoded frame; with several, each
+task has its own worker thread and newest-frame slot, so a slow task drops frames (counted per
+task) without holding back the others. Diagnostics are computed and published only while active (the
 timers exist only then); statistics are reset at configure.
 """
 
