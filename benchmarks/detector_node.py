@@ -71,6 +71,12 @@ def ns(duration) -> int:
     return duration.sec * 10**9 + duration.nanosec
 
 
+def serialized_stamp_nanosec(data: bytes) -> int:
+    """header.stamp.nanosec of a serialized message with a Header first: bytes 8-11 (after the
+    4-byte encapsulation header and stamp.sec)."""
+    return int.from_bytes(data[8:12], "little")
+
+
 def stats(values_ns: list[int]) -> tuple[float, float]:
     ms = np.asarray(values_ns, dtype=np.float64) / 1e6
     return float(np.median(ms)), float(np.percentile(ms, 99))
@@ -110,8 +116,8 @@ def main() -> int:
         received.set()
 
     def on_serialized(batch: list, taken_ns: int) -> None:
-        for data, _ in batch:  # the stamp's nanosec field: bytes 8-11 after the encapsulation header
-            arrival[int.from_bytes(data[8:12], "little")] = taken_ns
+        for data, _ in batch:
+            arrival[serialized_stamp_nanosec(data)] = taken_ns
         received.set()
 
     # where the rest of the overhead goes: when the node's input had taken the image (its handler,
@@ -120,8 +126,8 @@ def main() -> int:
     on_messages = detector.input._on_messages
 
     def timed_on_messages(batch: list, taken_ns: int) -> None:
-        newest = batch[-1][0]  # serialized bytes (the stamp's nanosec at 8-11) or a message
-        nanosec = int.from_bytes(newest[8:12], "little") if isinstance(newest, bytes) else newest.header.stamp.nanosec
+        newest = batch[-1][0]  # serialized bytes or a message
+        nanosec = serialized_stamp_nanosec(newest) if isinstance(newest, bytes) else newest.header.stamp.nanosec
         delivered[nanosec] = time.perf_counter_ns()
         on_messages(batch, taken_ns)
 

@@ -18,7 +18,7 @@ from trt_perception.core.decode.ssd.detections import Detections
 from trt_perception.ros import serialized
 from trt_perception.ros.conversions import detections_to_msg
 from trt_perception.core.image import ImageError
-from trt_perception.ros.serialized import detections_cdr, matches_rclpy, read_image, reads_images
+from trt_perception.ros.serialized import detections_cdr, matches_rclpy, read_image, reads_images, writes_detections
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,7 @@ def random_case(rng: random.Random) -> tuple[Detections, Header]:
 
 
 def test_bytes_read_back_as_the_message(context):
+    assert writes_detections()  # the check the detector runs at configure passes on this middleware
     rng = random.Random(3)
     for _ in range(200):
         dets, header = random_case(rng)

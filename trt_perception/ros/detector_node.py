@@ -14,14 +14,11 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-import numpy as np
-from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
-from trt_perception.core.decode.ssd.detections import Detections
 from trt_perception.core.draw import draw_detections
 from trt_perception.ros.conversions import box_markers, detections_to_msg
-from trt_perception.ros.serialized import detections_cdr, matches_rclpy
+from trt_perception.ros.serialized import detections_cdr, writes_detections
 from trt_perception.ros.node_main import run_node
 from trt_perception.ros.parameters import ParamSpec
 from trt_perception.ros.perception_node import PerceptionNode
@@ -56,9 +53,7 @@ class DetectorTask(PerceptionTask):
 
     def configure(self, *args: Any, **kwargs: Any) -> None:
         super().configure(*args, **kwargs)
-        sample = Detections(np.array([[1.5, 2.0, 30.25, 40.0], [0.0, 0.0, 7.0, 9.5]], np.float32),
-                            np.array([0.9, 0.55], np.float32), np.array([1, 2], np.int32), ["person", "vélo"])
-        self.serialized = matches_rclpy(sample, Header(frame_id="camera"))
+        self.serialized = writes_detections()
         if not self.serialized:
             self.logger.info("detections published as rclpy messages: this middleware's serialized "
                              "Detection2DArray differs from the direct writer's")

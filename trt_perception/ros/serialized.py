@@ -4,7 +4,7 @@
 * :func:`read_image` reads a sensor_msgs/Image taken raw from a subscription, its pixel data a view
   into the serialized bytes (rclpy would copy the data twice: into a C message, then into Python).
 
-Each has a check against the running middleware (:func:`matches_rclpy`, :func:`reads_images`);
+Each has a check against the running middleware (:func:`writes_detections`, :func:`reads_images`);
 the nodes use rclpy's messages where it fails (another middleware's wire format or message version).
 
 Building a Detection2DArray as rclpy message objects costs about ten Python objects per detection,
@@ -110,6 +110,15 @@ def matches_rclpy(sample: Detections, header: Any) -> bool:
         return len(ours) == len(serialize_message(expected)) and deserialize_message(ours, Detection2DArray) == expected
     except Exception:  # noqa: BLE001 - bytes the middleware cannot read: not a match
         return False
+
+
+@functools.lru_cache(maxsize=1)
+def writes_detections() -> bool:
+    """Whether :func:`detections_cdr` writes this middleware's serialized Detection2DArray (rclpy
+    initialized): :func:`matches_rclpy` on two detections with a non-ASCII label."""
+    sample = Detections(np.array([[1.5, 2.0, 30.25, 40.0], [0.0, 0.0, 7.0, 9.5]], np.float32),
+                        np.array([0.9, 0.55], np.float32), np.array([1, 2], np.int32), ["person", "vélo"])
+    return matches_rclpy(sample, Header(frame_id="camera"))
 
 
 # ---- sensor_msgs/Image --------------------------------------------------------------------------
