@@ -135,14 +135,14 @@ def main() -> int:
     if args.client == "executor":
         client.create_subscription(Detection2DArray, "detections", on_detections, 10)
     else:
-        reader = SubscriptionReader(client, Detection2DArray, "detections", QoSProfile(depth=10), on_serialized,
-                                    lambda exc: print(f"client: {exc!r}"), name="client_reader", raw=True)
+        reader = SubscriptionReader(client, on_serialized, lambda exc: print(f"client: {exc!r}"), name="client_reader")
+        reader.subscribe(Detection2DArray, "detections", QoSProfile(depth=10), raw=True)
     # stage timings: kept serialized while frames run (no Python message work competing with the
     # node for the interpreter), read after the run
     latency_bytes: list[bytes] = []
-    latency_reader = SubscriptionReader(client, FrameLatency, "latency", QoSProfile(depth=10),
-                                        lambda batch, _: latency_bytes.extend(data for data, _ in batch),
-                                        lambda exc: print(f"client: {exc!r}"), name="latency_reader", raw=True)
+    latency_reader = SubscriptionReader(client, lambda batch, _: latency_bytes.extend(data for data, _ in batch),
+                                        lambda exc: print(f"client: {exc!r}"), name="latency_reader")
+    latency_reader.subscribe(FrameLatency, "latency", QoSProfile(depth=10), raw=True)
     publisher = client.create_publisher(Image, "image", 10)
     detector.trigger_configure()
     detector.trigger_activate()

@@ -15,7 +15,9 @@ RELIABLE_10 = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=
 
 
 def make_reader(ros, handle, errors, topic="reader_test"):
-    return SubscriptionReader(ros.node, String, topic, RELIABLE_10, handle, errors.append, name="test_reader")
+    reader = SubscriptionReader(ros.node, handle, errors.append, name="test_reader")
+    reader.subscribe(String, topic, RELIABLE_10)
+    return reader
 
 
 def test_the_reader_gets_every_message_in_order_and_the_executor_none(ros):
@@ -73,6 +75,27 @@ def test_an_error_is_reported_and_reading_goes_on(ros):
     reader.close()
 
 
+def test_one_thread_reads_one_subscription_after_another(ros):
+    received, errors = [], []
+    reader = make_reader(ros, lambda batch, taken_ns: received.extend(m.data for m, _ in batch), errors)
+    thread = reader._thread
+    first = ros.node.create_publisher(String, "reader_test", RELIABLE_10)
+    assert wait_for(lambda: first.get_subscription_count() == 1)
+    first.publish(String(data="a"))
+    assert wait_for(lambda: received == ["a"])
+    reader.unsubscribe()
+    assert wait_for(lambda: first.get_subscription_count() == 0) and reader.topic_name is None
+    first.publish(String(data="not read"))
+    reader.subscribe(String, "reader_test_2", RELIABLE_10)   # as at the next activation
+    second = ros.node.create_publisher(String, "reader_test_2", RELIABLE_10)
+    assert wait_for(lambda: second.get_subscription_count() == 1)
+    second.publish(String(data="b"))
+    assert wait_for(lambda: received == ["a", "b"])
+    assert reader._thread is thread and thread.is_alive() and errors == []
+    reader.close()
+    assert not thread.is_alive()
+
+
 def test_close_stops_the_thread_and_unsubscribes(ros):
     reader = make_reader(ros, lambda batch, taken_ns: None, [])
     publisher = ros.node.create_publisher(String, "reader_test", RELIABLE_10)
@@ -113,7 +136,7 @@ def test_frames_discarded_by_the_full_queue_are_counted_as_dropped(ros):
     stats = frame_input.stats
     assert frames == [1, 6]
     assert (stats.received.total, stats.dropped.total, stats.converted) == (6, 4, 2)
-    frame_input.stop()
+    frame_input.close()
 
 
 def test_close_after_the_context_was_shut_down_returns():
@@ -125,8 +148,8 @@ def test_close_after_the_context_was_shut_down_returns():
     rclpy.init(context=context)
     node = Node("reader_shutdown_test", context=context)
     errors = []
-    reader = SubscriptionReader(node, String, "reader_test", RELIABLE_10, lambda batch, taken_ns: None,
-                                errors.append, name="test_reader")
+    reader = SubscriptionReader(node, lambda batch, taken_ns: None, errors.append, name="test_reader")
+    reader.subscribe(String, "reader_test", RELIABLE_10)
     thread = reader._thread
     rclpy.shutdown(context=context)   # Ctrl-C: the context goes first, the node is closed after
     closer = threading.Thread(target=reader.close)

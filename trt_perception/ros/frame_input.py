@@ -90,11 +90,18 @@ class FrameInput:
         compressed = input_type == "compressed"
         msg_type, topic = (CompressedImage, "image/compressed") if compressed else (Image, "image")
         self._serialized = msg_type is Image and reads_images()
-        self._reader = SubscriptionReader(self._node, msg_type, topic, qos, self._on_messages, self._on_error,
-                                          name=f"{self._node.get_name()}_input", raw=self._serialized)
+        if self._reader is None:  # one reader thread for the node's life, across activations
+            self._reader = SubscriptionReader(self._node, self._on_messages, self._on_error,
+                                              name=f"{self._node.get_name()}_input")
+        self._reader.subscribe(msg_type, topic, qos, raw=self._serialized)
 
     def stop(self) -> None:
         """Stop reading (a frame being handled finishes first) and unsubscribe. Idempotent."""
+        if self._reader is not None:
+            self._reader.unsubscribe()
+
+    def close(self) -> None:
+        """Unsubscribe and end the reader thread (at the node's end). Idempotent."""
         if self._reader is not None:
             self._reader.close()
             self._reader = None

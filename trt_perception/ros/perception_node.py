@@ -208,8 +208,10 @@ class PerceptionNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def close(self) -> None:
-        """Stop input and free the models and publishers, whatever the state (idempotent)."""
+        """Stop input (ending its thread) and free the models and publishers, whatever the state
+        (idempotent)."""
         self._stop()
+        self.input.close()
         self._release()
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -8,7 +8,9 @@ queued (the subscription's QoS depth bounds them), and hands the batch, oldest f
 ``handle`` was busy wait in the middleware's queue instead of being converted and dropped.
 
 The subscription belongs to the node (it shows in the graph, remaps and namespaces apply) but is
-in a callback group that rclpy executors never wait on, so only this thread takes from it.
+in a callback group that rclpy executors never wait on, so only this thread takes from it. The
+thread lives as long as the reader, across subscriptions (:meth:`SubscriptionReader.subscribe` /
+``unsubscribe``).
 ``batch`` holds rclpy's ``(message, message_info)`` pairs; ``message_info`` is rclpy's dict
 (``publication_sequence_number`` and ``publisher_gid`` where the distribution reports them).
 The thread uses rclpy's own wait set, as :func:`rclpy.wait_for_message` does.
@@ -47,39 +49,67 @@ class NotExecuted(CallbackGroup):
 
 
 class SubscriptionReader:
-    """Subscribe ``node`` to ``topic`` and read it in a thread named ``name`` until :meth:`close`.
+    """A thread named ``name`` that reads the subscription :meth:`subscribe` makes, until
+    :meth:`close`. The thread outlives subscriptions (a lifecycle node subscribes at every
+    activation): one thread, and the memory its allocator arena holds, for the node's life.
     ``handle`` runs in that thread, one batch at a time; an exception it (or a take) raises goes to
-    ``on_error`` and the thread keeps reading. ``raw``: messages come as their serialized bytes."""
+    ``on_error`` and the thread keeps reading."""
 
-    def __init__(self, node: Node, msg_type: Any, topic: str, qos: QoSProfile,
-                 handle: Callable[[Batch, int], None], on_error: Callable[[BaseException], None],
-                 name: str, raw: bool = False) -> None:
+    def __init__(self, node: Node, handle: Callable[[Batch, int], None],
+                 on_error: Callable[[BaseException], None], name: str) -> None:
         self._node = node
         self._handle = handle
         self._on_error = on_error
-        self.subscription = node.create_subscription(msg_type, topic, self._executed, qos,
-                                                     callback_group=NotExecuted(), raw=raw)
         self._wake = GuardCondition(None, None, context=node.context)
+        self._cond = threading.Condition()
+        self._subscription: Any = None   # what the thread should read (None: nothing)
+        self._in_use: Any = None         # what the thread is waiting on or taking from now
         self._running = True
         self._thread: Optional[threading.Thread] = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     @property
-    def topic_name(self) -> str:
-        return str(self.subscription.topic_name)
+    def topic_name(self) -> Optional[str]:
+        subscription = self._subscription
+        return None if subscription is None else str(subscription.topic_name)
+
+    def subscribe(self, msg_type: Any, topic: str, qos: QoSProfile, raw: bool = False) -> None:
+        """Subscribe the node to ``topic`` and read it (after dropping any previous subscription).
+        ``raw``: messages come as their serialized bytes."""
+        self.unsubscribe()
+        subscription = self._node.create_subscription(msg_type, topic, self._executed, qos,
+                                                      callback_group=NotExecuted(), raw=raw)
+        with self._cond:
+            self._subscription = subscription
+        self._wake_thread()
+
+    def unsubscribe(self) -> None:
+        """Stop reading (a batch being handled finishes first) and destroy the subscription."""
+        with self._cond:
+            subscription, self._subscription = self._subscription, None
+            if subscription is None:
+                return
+            self._wake_thread()
+            while self._in_use is subscription:
+                self._cond.wait(POLL_S)
+        self._node.destroy_subscription(subscription)
 
     def close(self) -> None:
-        """Stop the thread (a batch being handled finishes first), then unsubscribe. Idempotent;
-        also after the context was shut down (the thread then notices within :data:`POLL_S`)."""
+        """Unsubscribe and stop the thread. Idempotent; also after the context was shut down (the
+        thread then notices within :data:`POLL_S`)."""
         if self._thread is None:
             return
-        self._running = False
-        if self._node.context.ok():  # a guard condition of a shut-down context wakes nobody
-            self._wake.trigger()
+        self.unsubscribe()
+        with self._cond:
+            self._running = False
+        self._wake_thread()
         self._thread.join()
         self._thread = None
-        self._node.destroy_subscription(self.subscription)
         self._wake.destroy()
+
+    def _wake_thread(self) -> None:
+        if self._node.context.ok():  # a guard condition of a shut-down context wakes nobody
+            self._wake.trigger()
 
     def _executed(self, msg: Any) -> None:
         """Only called by an executor that ignores callback groups (rclpy's EventsExecutor)."""
@@ -88,26 +118,49 @@ class SubscriptionReader:
                                     "MultiThreadedExecutor"))
 
     def _loop(self) -> None:
-        subscription, wake, context = self.subscription, self._wake, self._node.context
+        wake, context = self._wake, self._node.context
         wait_set = _rclpy.WaitSet(1, 1, 0, 0, 0, 0, context.handle)
-        while True:
-            try:
-                with context.handle, subscription.handle, wake.handle:  # in use while waited on, as executors do
-                    wait_set.clear_entities()
-                    wait_set.add_subscription(subscription.handle)
-                    wait_set.add_guard_condition(wake.handle)
-                    wait_set.wait(int(POLL_S * 1e9))  # releases the GIL
-            except Exception as exc:  # noqa: BLE001 - e.g. the context was shut down under us
-                if self._running and context.ok():
-                    self._on_error(RuntimeError(f"stopped reading {self.topic_name}: {exc}"))
+        try:
+            while True:
+                with self._cond:
+                    self._in_use = None
+                    self._cond.notify_all()
+                    if not self._running or not context.ok():
+                        return
+                    subscription = self._in_use = self._subscription
+                try:
+                    self._wait(wait_set, subscription)
+                except Exception as exc:  # noqa: BLE001 - e.g. the context was shut down under us
+                    if self._running and context.ok():
+                        self._on_error(RuntimeError(f"stopped reading: {exc}"))
+                    return
+                if subscription is None or self._subscription is not subscription:
+                    continue
+                try:
+                    batch: Batch = []
+                    while (taken := subscription.handle.take_message(subscription.msg_type,
+                                                                     subscription.raw)) is not None:
+                        batch.append(taken)
+                    if batch:
+                        self._handle(batch, time.perf_counter_ns())
+                except Exception as exc:  # noqa: BLE001 - one bad message must not stop the input
+                    self._on_error(exc)
+        finally:
+            with self._cond:
+                self._in_use = None
+                self._cond.notify_all()
+
+    def _wait(self, wait_set: Any, subscription: Any) -> None:
+        """Wait for a message on ``subscription`` (if any), the wake-up or :data:`POLL_S`, holding
+        the handles in use while waited on, as rclpy's executors do (without it a context shut
+        down meanwhile leaves the wait hanging, or crashes the process)."""
+        context, wake = self._node.context, self._wake
+        with context.handle, wake.handle:
+            wait_set.clear_entities()
+            wait_set.add_guard_condition(wake.handle)
+            if subscription is None:
+                wait_set.wait(int(POLL_S * 1e9))  # releases the GIL
                 return
-            if not self._running or not context.ok():
-                return
-            try:
-                batch: Batch = []
-                while (taken := subscription.handle.take_message(subscription.msg_type, subscription.raw)) is not None:
-                    batch.append(taken)
-                if batch:
-                    self._handle(batch, time.perf_counter_ns())
-            except Exception as exc:  # noqa: BLE001 - one bad message must not stop the input
-                self._on_error(exc)
+            with subscription.handle:
+                wait_set.add_subscription(subscription.handle)
+                wait_set.wait(int(POLL_S * 1e9))
