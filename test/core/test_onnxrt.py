@@ -145,3 +145,18 @@ def test_config_with_wrong_input_size_or_output_name(tmp_path: Path) -> None:
     config = load_model_config(_config_for(tmp_path, MODEL))
     with OnnxRuntimeBackend(config.model_path) as backend:           # the matching config passes
         config.check_io(backend.input_specs(), backend.output_specs())
+
+
+@pytest.mark.parametrize("io_binding", [False, True])
+def test_outputs_reused_says_what_infer_does(tmp_path: Path, io_binding: bool) -> None:
+    """Review defect 4: ``outputs_reused`` is the contract callers copy by; it must be True exactly
+    when the next call overwrites the arrays a call returned."""
+    model = _identity_model(tmp_path / "identity.onnx", [1, 4])
+    with OnnxRuntimeBackend(model, threads=1, io_binding=io_binding) as backend:
+        first = backend.infer({"image": np.ones((1, 4), np.float32)})["out"]
+        kept = first.copy()
+        backend.infer({"image": np.full((1, 4), 2.0, np.float32)})
+        overwritten = not np.array_equal(first, kept)
+        assert backend.outputs_reused == overwritten, (
+            f"outputs_reused={backend.outputs_reused} but the first result was "
+            f"{'overwritten' if overwritten else 'kept'} by the second call")

@@ -234,3 +234,34 @@ def test_bad_decoder_sections_raise_model_config_errors(decoder_section: dict, m
     config = model_config_from_dict(raw, MODEL_YAML.parent)
     with pytest.raises(ModelConfigError, match=message):
         create_decoder(config)
+
+
+def test_set_params_while_a_selector_is_built_never_caches_the_old_threshold(monkeypatch) -> None:
+    """Review defect 1: set_params (executor thread) landing while decode (input thread) builds a
+    candidate selector. The interleaving is forced: the selector constructor calls set_params as
+    the other thread would, after the decode thread read the old threshold. The decoder must then
+    filter at the new threshold from the next frame on, never keep a selector of the old one."""
+    import trt_perception.core.decode.ssd.decoder as decoder_module
+
+    decoder = SsdDecoder(ANCHORS, BoxCoder(), labels=["bg", "a", "b"], score_threshold=0.3)
+    real = decoder_module.CandidateSelector
+    interleave = [True]
+
+    def selector_then_set_params(*args, **kwargs):
+        selector = real(*args, **kwargs)
+        if interleave.pop() if interleave else False:
+            decoder.set_params({"score_threshold": 0.9})
+        return selector
+
+    monkeypatch.setattr(decoder_module, "CandidateSelector", selector_then_set_params)
+    rng = np.random.default_rng(3)
+    enc = rng.normal(0, 0.5, (1, len(ANCHORS), 4)).astype(np.float32)
+    probs = np.full((1, len(ANCHORS), 3), 0.01, np.float32)
+    probs[0, :20, 1] = np.linspace(0.35, 0.85, 20)   # scores between the old and the new threshold
+    logits = np.log(probs / (1 - probs)).astype(np.float32)
+    geometry = ResizeGeometry.create(300, 300, 300, 300, "stretch")
+    outputs = {"box_encodings": enc, "class_predictions": logits}
+    decoder(outputs, geometry)  # the frame being decoded when the change arrives
+    assert decoder.runtime_params()["score_threshold"] == 0.9
+    later = decoder(outputs, geometry)
+    assert len(later) == 0, f"filtered at the old threshold: scores {later.scores.tolist()}"
