@@ -49,7 +49,11 @@ class Backend(ABC):
     """Base class of inference backends (see the module docstring for the contract)."""
 
     name: ClassVar[str] = "base"
-    outputs_reused: ClassVar[bool] = False
+
+    @property
+    def outputs_reused(self) -> bool:
+        """True when the arrays :meth:`infer` returns are overwritten by the next call."""
+        return False
 
     def __init__(self) -> None:
         self._active = False

@@ -48,7 +48,6 @@ class OnnxRuntimeBackend(Backend):
     """Runs an ONNX model with ONNX Runtime (see the module docstring for the options)."""
 
     name = "onnxruntime"
-    outputs_reused = True
 
     def __init__(self, model_path: str | Path, threads: int = 0,
                  providers: Optional[Sequence[str]] = None,
@@ -102,6 +101,12 @@ class OnnxRuntimeBackend(Backend):
                 binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(buffer))
             self._binding, self._buffers = binding, buffers
         self._session, self._inputs, self._outputs = session, inputs, outputs
+
+    @property
+    def outputs_reused(self) -> bool:
+        """True with IOBinding (the bound output buffers are overwritten by the next call); without
+        it each call returns new arrays."""
+        return self._binding is not None
 
     def _deactivate_impl(self) -> None:
         self._session = self._binding = None

@@ -73,7 +73,11 @@ class TensorRTBackend(Backend):
     """Runs a TensorRT engine (see the module docstring for the options)."""
 
     name = "tensorrt"
-    outputs_reused = True
+
+    @property
+    def outputs_reused(self) -> bool:
+        """Always: the arrays :meth:`infer` returns are views of the host output buffers."""
+        return True
 
     def __init__(self, model_path: Union[str, Path], *, engine_cache_dir: Optional[Union[str, Path]] = None,
                  precision: str = "fp16", dla_core: int = -1, gpu_fallback: bool = True,

@@ -80,7 +80,8 @@ class GpuPipeline:
         device = shared_device(device_id)
         backend: Any
         if backend_kind == "tensorrt":
-            backend = create_backend("tensorrt", str(config.model_path), **backend_options)
+            backend = create_backend("tensorrt", str(config.model_path),
+                                     **{**backend_options, "device_id": device_id})
             backend.activate()
             stream = backend.cuda_stream
         elif backend_kind == "onnxruntime":

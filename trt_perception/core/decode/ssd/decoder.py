@@ -27,6 +27,7 @@ Config (the ``decoder`` section of a model config YAML)::
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
@@ -48,6 +49,18 @@ RUNTIME_DEFAULTS: dict[str, Any] = {
     "class_filter": [],
 }
 _STATIC_KEYS = {"anchors", "box_coder", "score_converter", "has_background"}
+
+
+@dataclass(frozen=True)
+class _RuntimeState:
+    """The runtime parameters, the class ids they filter on and the candidate selectors built from
+    them, replaced as one object by :meth:`SsdDecoder.set_params` (a single assignment), so a
+    decode that read the old state keeps it to the end and caches selectors in it, never in the new
+    one."""
+
+    params: Mapping[str, Any]
+    filter_ids: tuple[int, ...]
+    selectors: dict[int, CandidateSelector] = field(default_factory=dict)
 
 
 def top_k_per_class(class_ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
@@ -81,9 +94,7 @@ class SsdDecoder:
         self.score_converter = score_converter
         self.labels = list(labels)
         self.first_class = 1 if has_background else 0
-        self._params: dict[str, Any] = {}
-        self._filter_ids: list[int] = []
-        self._selectors: dict[int, CandidateSelector] = {}
+        self._state = _RuntimeState({}, ())
         self._source_anchors: dict[ResizeGeometry, tuple[np.ndarray, np.ndarray]] = {}
         self.set_params({**RUNTIME_DEFAULTS, **params})
 
@@ -116,11 +127,13 @@ class SsdDecoder:
         """Current ``score_threshold``, ``nms_iou_threshold``, ``pre_nms_top_k``, ``top_k``,
         ``class_filter``."""
         return {key: (list(value) if isinstance(value, list) else value)
-                for key, value in self._params.items()}
+                for key, value in self._state.params.items()}
 
     def set_params(self, params: Mapping[str, Any]) -> None:
-        """Change runtime parameters; on any invalid value raise ValueError and change nothing."""
-        new = {**self._params, **params}
+        """Change runtime parameters; on any invalid value raise ValueError and change nothing.
+
+        Safe while another thread decodes: the new state replaces the old in one assignment."""
+        new = {**self._state.params, **params}
         problems = [f"unknown parameter {key!r} (known: {sorted(RUNTIME_DEFAULTS)})"
                     for key in params if key not in RUNTIME_DEFAULTS]
         for key, low, high, closed_high in (("score_threshold", 0.0, 1.0, False),
@@ -152,9 +165,7 @@ class SsdDecoder:
         new["pre_nms_top_k"] = int(new["pre_nms_top_k"])
         new["top_k"] = int(new["top_k"])
         new["class_filter"] = list(class_filter)
-        self._params = new
-        self._filter_ids = sorted(set(filter_ids))
-        self._selectors = {}
+        self._state = _RuntimeState(new, tuple(sorted(set(filter_ids))))
 
     def _resolve_class(self, ref: ClassRef) -> tuple[int, str]:
         """(class id, "") or (-1, reason) for a class id or label in ``class_filter``."""
@@ -172,18 +183,19 @@ class SsdDecoder:
             return -1, f"class_filter id {class_id} is not a detectable class (ids {self.first_class}{top})"
         return class_id, ""
 
-    def _selector(self, num_columns: int) -> CandidateSelector:
-        """The candidate selector for a class output of ``num_columns`` columns (cached)."""
-        selector = self._selectors.get(num_columns)
+    def _selector(self, state: _RuntimeState, num_columns: int) -> CandidateSelector:
+        """The candidate selector of ``state`` for a class output of ``num_columns`` columns
+        (cached in ``state``)."""
+        selector = state.selectors.get(num_columns)
         if selector is None:
             if self.labels and len(self.labels) != num_columns:
                 raise ValueError(f"the model's class output has {num_columns} columns but the labels "
                                  f"file has {len(self.labels)} lines: they must correspond one to one "
                                  "(include the background line)")
-            wanted = self._filter_ids or range(self.first_class, num_columns)
+            wanted = state.filter_ids or range(self.first_class, num_columns)
             selector = CandidateSelector(self.score_converter, [c for c in wanted if c < num_columns],
-                                         self._params["score_threshold"])
-            self._selectors[num_columns] = selector
+                                         state.params["score_threshold"])
+            state.selectors[num_columns] = selector
         return selector
 
     # decoding -----------------------------------------------------------------------------
@@ -200,11 +212,12 @@ class SsdDecoder:
             raise ValueError(f"class_predictions has shape {list(logits.shape)}, not [1, {count}, C] "
                              f"for the decoder's {count} anchors")
         logits = logits.reshape(count, -1)
-        selector = self._selector(logits.shape[1])
+        state = self._state  # one read: a concurrent set_params does not change this frame's values
+        selector = self._selector(state, logits.shape[1])
         anchor_ids, class_ids, scores = selector(logits)
         if scores.size == 0:
             return Detections.empty()
-        p = self._params
+        p = state.params
         if scores.size > p["pre_nms_top_k"]:
             chosen = top_k_per_class(class_ids, scores, p["pre_nms_top_k"])
             anchor_ids, class_ids, scores = anchor_ids[chosen], class_ids[chosen], scores[chosen]
