@@ -8,7 +8,7 @@ through the node's lifecycle transitions. After every cycle the process's reside
 thread count and open file descriptors are sampled (``/proc/self``). After ``--warmup`` cycles,
 RSS must not grow by more than ``--rss-bound-mib`` (median of the last quarter of the cycles
 minus median of the first quarter after the warm-up, see
-:func:`trt_perception.core.process_stats.growth`) and threads/descriptors must not grow at all.
+:func:`trt_perception.core.telemetry.process_stats.growth`) and threads/descriptors must not grow at all.
 Writes ``benchmarks/results/robustness_churn.md``; exits 1 when a bound is broken.
 
     .venv/bin/python benchmarks/churn.py [--cycles 200] [--warmup 20] [--rate 30]
@@ -39,8 +39,8 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from trt_perception.core.atomic_write import atomic_write_text  # noqa: E402
-from trt_perception.core.process_stats import growth, sample  # noqa: E402
+from trt_perception.core.io.atomic_write import atomic_write_text  # noqa: E402
+from trt_perception.core.telemetry.process_stats import growth, sample  # noqa: E402
 from trt_perception.ros.detector_node import DetectorNode  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

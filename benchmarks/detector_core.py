@@ -28,8 +28,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import onnxruntime
 
-from trt_perception.core.atomic_write import atomic_write_text
-from trt_perception.core.frame_sources import open_frames
+from trt_perception.core.io.atomic_write import atomic_write_text
+from trt_perception.core.io.frame_sources import open_frames
 from trt_perception.core.pipeline import Pipeline
 from trt_perception.core.preprocess import preprocess
 

@@ -40,10 +40,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trt_perception.core.atomic_write import atomic_write_text  # noqa: E402
+from trt_perception.core.io.atomic_write import atomic_write_text  # noqa: E402
 from trt_perception.core.decode.pose.find_peaks import find_peaks, pad_maps  # noqa: E402
-from trt_perception.core.decode.pose.synthetic import random_scene  # noqa: E402
-from trt_perception.core.gpu.cuda_runtime import gpu_available, shared_device  # noqa: E402
+from trt_perception.testing.pose_fields import random_scene  # noqa: E402
+from trt_perception.core.cuda.runtime import gpu_available, shared_device  # noqa: E402
 from trt_perception.core.pipeline import outputs_by_role  # noqa: E402
 from trt_perception.core.preprocess import preprocess  # noqa: E402
 

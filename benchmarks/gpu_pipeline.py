@@ -3,7 +3,7 @@
     python benchmarks/gpu_pipeline.py --out benchmarks/results [--repeats 300]
 
 1. Parity: GpuPreprocessor (upload and zero-copy input) against the CPU reference path on every
-   parity case (trt_perception.core.gpu.parity): max abs error per dtype, values that differ.
+   parity case (trt_perception.testing.gpu_parity): max abs error per dtype, values that differ.
 2. Ceilings: device-to-device copy bandwidth, and the launch time of an empty kernel.
 3. Preprocessing of 640x480, 1280x720 and 1920x1080 bgr8 frames to the SSD model's 300x300
    float32 NCHW input: pinned upload, kernel and upload + kernel (CUDA events, each run on a
@@ -38,16 +38,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trt_perception.core.atomic_write import atomic_write_text  # noqa: E402
+from trt_perception.core.io.atomic_write import atomic_write_text  # noqa: E402
 from trt_perception.core.backends.base import BackendError  # noqa: E402
-from trt_perception.core.gpu.cuda_runtime import gpu_available, load_kernel, shared_device  # noqa: E402
+from trt_perception.core.cuda.runtime import gpu_available, load_kernel, shared_device  # noqa: E402
 from trt_perception.core.gpu.frame_pipeline import FramePipeline  # noqa: E402
 from trt_perception.core.gpu.gpu_preprocess import GpuPreprocessor  # noqa: E402
 from trt_perception.core.gpu.ort_runner import OrtCudaRunner, cuda_provider_available  # noqa: E402
-from trt_perception.core.gpu.parity import (SSD_CONFIG, make_frame, max_abs_error, parity_cases,  # noqa: E402
+from trt_perception.testing.gpu_parity import (SSD_CONFIG, make_frame, max_abs_error, parity_cases,  # noqa: E402
                                             reference)
 from trt_perception.core.gpu.preprocess_plan import resize_tables  # noqa: E402
-from trt_perception.core.gpu.replay_runner import ReplayRunner  # noqa: E402
+from trt_perception.testing.stand_in_network import ReplayRunner  # noqa: E402
 from trt_perception.core.pipeline import outputs_by_role  # noqa: E402
 from trt_perception.core.preprocess import allocate_input, preprocess  # noqa: E402
 
@@ -72,7 +72,7 @@ def event_times(device, stream, steps: list[Callable[[], None]], repeats: int, w
     """
     drv = device.driver
     events = [drv.Event() for _ in range(len(steps) + 1)]
-    spin = load_kernel(device, "spin_kernel.cu", "spin")
+    spin = load_kernel(device, "trt_perception.testing", "spin_kernel.cu", "spin")
     runs = []
     for index in range(warmup + repeats):
         if gpu_bound:
@@ -336,7 +336,7 @@ def inference_times(device, runner, stream, config, frame: np.ndarray, repeats: 
 
 def outputs_to_host_times(device, outputs: dict[str, np.ndarray], repeats: int) -> dict[str, float]:
     """CUDA-event time of copying the SSD outputs to pinned host buffers (as the pipeline does)."""
-    from trt_perception.core.tensorrt.cuda import HostDeviceBuffer
+    from trt_perception.core.cuda.device import HostDeviceBuffer
     with device.current():
         stream = device.driver.Stream()
         buffers = [HostDeviceBuffer(device.driver, a.shape, a.dtype) for a in outputs.values()]

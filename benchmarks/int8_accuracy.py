@@ -27,10 +27,10 @@ from typing import Any, Sequence
 import numpy as np
 import onnxruntime
 
-from trt_perception.core.atomic_write import atomic_write_text
+from trt_perception.core.io.atomic_write import atomic_write_text
 from trt_perception.core.backends import create_backend
 from trt_perception.core.decode import create_decoder
-from trt_perception.core.frame_sources import open_frames
+from trt_perception.core.io.frame_sources import open_frames
 from trt_perception.core.model_config import ModelConfig, load_model_config
 from trt_perception.core.pipeline import Pipeline
 from trt_perception.core.quantize import METHODS, quantize_model

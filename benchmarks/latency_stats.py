@@ -3,7 +3,7 @@
 
 Per frame a node records one received event and one processed frame with its seven latencies
 (``InputStats.received.record`` + ``TaskStats.record_frame``); a diagnostics period computes one
-:func:`~trt_perception.core.latency_stats.snapshot` and the health statuses per task.
+:func:`~trt_perception.core.telemetry.latency_stats.snapshot` and the health statuses per task.
 
 Prints a table and writes it to ``benchmarks/results/latency_stats.md``.
 
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from trt_perception.core.health import HealthBounds, latency_status, rate_status
-from trt_perception.core.latency import STAGES
-from trt_perception.core.latency_stats import InputStats, TaskStats, WindowSettings, snapshot
+from trt_perception.core.telemetry.health import HealthBounds, latency_status, rate_status
+from trt_perception.core.telemetry.latency import STAGES
+from trt_perception.core.telemetry.latency_stats import InputStats, TaskStats, WindowSettings, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ def main() -> int:
     parser.add_argument("--snapshots", type=int, default=200, help="snapshots per window size")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latency_stats.md"))
     args = parser.parse_args()
-    lines = ["# Statistics cost (core/latency_stats.py, core/health.py)", "",
+    lines = ["# Statistics cost (core/telemetry/latency_stats.py, core/telemetry/health.py)", "",
              "| window (frames) | record per frame: median us | p99 us | snapshot + statuses: median ms | p99 ms |",
              "|---:|---:|---:|---:|---:|"]
     for capacity in tqdm((1000, 10000), desc="window sizes"):

@@ -25,9 +25,9 @@ import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from trt_perception.core.atomic_write import atomic_write_text  # noqa: E402
+from trt_perception.core.io.atomic_write import atomic_write_text  # noqa: E402
 from trt_perception.core.decode.pose import COCO18, PoseParams, PoseParser  # noqa: E402
-from trt_perception.core.decode.pose.synthetic import (expected_parts, random_scene, recovered,  # noqa: E402
+from trt_perception.testing.pose_fields import (expected_parts, random_scene, recovered,  # noqa: E402
                                                        unresolvable_parts)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pose_decoder.md"
@@ -73,7 +73,7 @@ def accuracy(num_people: int, separated: bool, scenes: int, rng: np.random.Gener
 
 
 SCENES_DOC = """\
-Scenes (`trt_perception.core.decode.pose.synthetic.random_scene`, 56x56 maps):
+Scenes (`trt_perception.testing.pose_fields.random_scene`, 56x56 maps):
 - people with human proportions (COCO 18 parts): height log-uniform in 12..44 cells, body centre
   uniform over the map (people overlap, cross each other and the borders), rotation N(0, 0.15 rad)
   (5 % of people: any angle), facing front / back / profile (profile hides the far eye and ear),

@@ -12,7 +12,7 @@ descriptors every ``--block`` processed frames, and reads the node's frame total
 Checks: the node process is alive at the end and exits cleanly; received == published (replay +
 bad frames, reliable QoS); processed + dropped_busy + rejected + failed == received; 0 < rejected <=
 bad frames (a bad frame replaced by a newer one before it was decoded counts as dropped); RSS growth
-after the first block within ``--rss-bound-mib`` (see :func:`trt_perception.core.process_stats.growth`),
+after the first block within ``--rss-bound-mib`` (see :func:`trt_perception.core.telemetry.process_stats.growth`),
 threads and descriptors constant. Latency percentiles are reported per block. Writes
 ``benchmarks/results/robustness_soak.md``; exits 1 when a check fails.
 
@@ -48,9 +48,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from trt_perception.core.atomic_write import atomic_write_text  # noqa: E402
-from trt_perception.core.image_bag import ImageBagOptions, write_image_bag  # noqa: E402
-from trt_perception.core.process_stats import ProcessSample, growth, sample  # noqa: E402
+from trt_perception.core.io.atomic_write import atomic_write_text  # noqa: E402
+from trt_perception.core.io.frames_to_bag import ImageBagOptions, write_image_bag  # noqa: E402
+from trt_perception.core.telemetry.process_stats import ProcessSample, growth, sample  # noqa: E402
 from trt_perception.msg import FrameLatency  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

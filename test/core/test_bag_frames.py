@@ -6,8 +6,8 @@ import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from trt_perception.core.bag_frames import RosbagFrames
-from trt_perception.core.frame_sources import FrameSourceError
+from trt_perception.core.io.bag_frame_reader import RosbagFrames
+from trt_perception.core.io.frame_sources import FrameSourceError
 
 TYPES = get_typestore(Stores.LATEST)
 Image = TYPES.types["sensor_msgs/msg/Image"]

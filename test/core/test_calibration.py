@@ -10,8 +10,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from trt_perception.core.bag_frames import RosbagFrames
-from trt_perception.core.frame_sources import ImageFolderFrames
+from trt_perception.core.io.bag_frame_reader import RosbagFrames
+from trt_perception.core.io.frame_sources import ImageFolderFrames
 from trt_perception.core.preprocess import PreprocessConfig, preprocess
 from trt_perception.core.tensorrt.calibration import (CalibrationBatches, CalibrationError, CalibrationSettings,
                                                       has_qdq_nodes, open_source, preprocessed_frames,

@@ -6,7 +6,7 @@ import numpy as np
 
 from trt_perception.cli import main
 from trt_perception.core.decode.pose import COCO18, load_topology
-from trt_perception.core.decode.pose.synthetic import random_person, render_fields
+from trt_perception.testing.pose_fields import random_person, render_fields
 
 
 def _save(tmp_path, cmap, paf):

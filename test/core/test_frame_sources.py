@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from trt_perception.core.frame_sources import (FrameSourceError, ImageFileFrames, ImageFolderFrames,
+from trt_perception.core.io.frame_sources import (FrameSourceError, ImageFileFrames, ImageFolderFrames,
                                                VideoFrames, open_frames)
 
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from trt_perception.core.gpu.cuda_runtime import gpu_available
+from trt_perception.core.cuda.runtime import gpu_available
 from trt_perception.core.gpu.ort_runner import cuda_provider_available
 from trt_perception.core.image import RawImage
 

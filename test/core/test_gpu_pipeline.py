@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from trt_perception.core.geometry import ResizeGeometry
-from trt_perception.core.gpu.cuda_runtime import gpu_available
-from trt_perception.core.gpu.parity import SSD_CONFIG, ParityCase, make_frame, reference
+from trt_perception.core.cuda.runtime import gpu_available
+from trt_perception.testing.gpu_parity import SSD_CONFIG, ParityCase, make_frame, reference
 
 GPU_OK, GPU_REASON = gpu_available()
 pytestmark = pytest.mark.skipif(not GPU_OK, reason=f"no usable GPU: {GPU_REASON}")
@@ -24,7 +24,7 @@ def _keep(outputs: Mapping[str, np.ndarray], geometry: ResizeGeometry) -> dict[s
 
 @pytest.fixture(scope="module")
 def device():
-    from trt_perception.core.gpu.cuda_runtime import shared_device
+    from trt_perception.core.cuda.runtime import shared_device
     return shared_device(0)
 
 
@@ -32,7 +32,7 @@ def device():
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_results_are_right_and_in_order(device, depth: int, zero_copy: bool) -> None:
     from trt_perception.core.gpu.frame_pipeline import FramePipeline
-    from trt_perception.core.gpu.replay_runner import ReplayRunner
+    from trt_perception.testing.stand_in_network import ReplayRunner
     case = ParityCase("bgr8", 1280, 720, 0, SSD_CONFIG)
     rng = np.random.default_rng(depth)
     frames = [make_frame(case, rng) for _ in range(7)]
@@ -59,7 +59,7 @@ def test_results_are_right_and_in_order(device, depth: int, zero_copy: bool) -> 
 
 def test_depth_one_returns_each_frame_at_once(device) -> None:
     from trt_perception.core.gpu.frame_pipeline import FramePipeline
-    from trt_perception.core.gpu.replay_runner import ReplayRunner
+    from trt_perception.testing.stand_in_network import ReplayRunner
     runner = ReplayRunner(device, {"a": np.arange(8, dtype=np.float32), "b": np.ones((2, 3), np.int32)})
     pipeline = FramePipeline(device, SSD_CONFIG, runner, _keep, depth=1)
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trt_perception.core.gpu.cuda_runtime import gpu_available
-from trt_perception.core.gpu.parity import (LETTERBOX_CONFIG, SSD_CONFIG, ParityCase, make_frame,
+from trt_perception.core.cuda.runtime import gpu_available
+from trt_perception.testing.gpu_parity import (LETTERBOX_CONFIG, SSD_CONFIG, ParityCase, make_frame,
                                             parity_cases, reference)
 from trt_perception.core.image import ImageError
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(not GPU_OK, reason=f"no usable GPU: {GPU_REASON}
 
 @pytest.fixture(scope="module")
 def device():
-    from trt_perception.core.gpu.cuda_runtime import shared_device
+    from trt_perception.core.cuda.runtime import shared_device
     return shared_device(0)
 
 

@@ -3,8 +3,8 @@
 import pytest
 
 from trt_perception.core.backends.onnxrt import OnnxRuntimeBackend
-from trt_perception.core.device_info import GpuMemoryProbe, describe_hardware, gpu_device_id
-from trt_perception.core.gpu.cuda_runtime import gpu_available, shared_device
+from trt_perception.core.telemetry.device_info import GpuMemoryProbe, describe_hardware, gpu_device_id
+from trt_perception.core.cuda.runtime import gpu_available, shared_device
 
 
 def test_a_cpu_backend_has_no_gpu():

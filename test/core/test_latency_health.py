@@ -2,10 +2,10 @@
 
 import pytest
 
-from trt_perception.core.health import (ERROR, OK, WARN, HealthBounds, device_status, latency_status, rate_status,
+from trt_perception.core.telemetry.health import (ERROR, OK, WARN, HealthBounds, device_status, latency_status, rate_status,
                                         summary_line)
-from trt_perception.core.latency import STAGES
-from trt_perception.core.latency_stats import InputStats, TaskStats, WindowSettings, snapshot
+from trt_perception.core.telemetry.latency import STAGES
+from trt_perception.core.telemetry.latency_stats import InputStats, TaskStats, WindowSettings, snapshot
 
 S = 1_000_000_000
 

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from trt_perception.core.latency import STAGES
-from trt_perception.core.latency_stats import (LATENCY_SERIES, InputStats, RollingWindow, SeriesStats, TaskStats,
+from trt_perception.core.telemetry.latency import STAGES
+from trt_perception.core.telemetry.latency_stats import (LATENCY_SERIES, InputStats, RollingWindow, SeriesStats, TaskStats,
                                                WindowSettings, snapshot, totals)
 
 S = 1_000_000_000  # ns per second

@@ -8,10 +8,10 @@ import pytest
 from rosbags.highlevel import AnyReader
 
 from trt_perception.cli import main
-from trt_perception.core.bag_frames import RosbagFrames
-from trt_perception.core.bag_writer import BagWriteError, package_typestore
-from trt_perception.core.frame_sources import FrameSourceError
-from trt_perception.core.image_bag import ImageBagOptions, write_image_bag
+from trt_perception.core.io.bag_frame_reader import RosbagFrames
+from trt_perception.core.io.bag_writer import BagWriteError, package_typestore
+from trt_perception.core.io.frame_sources import FrameSourceError
+from trt_perception.core.io.frames_to_bag import ImageBagOptions, write_image_bag
 
 START_NS = 1_700_000_000_250_000_000
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trt_perception.core.backends import BackendError
-from trt_perception.core.gpu.cuda_runtime import gpu_available
+from trt_perception.core.cuda.runtime import gpu_available
 from trt_perception.core.gpu.gpu_pipeline import choose_preprocess
 from trt_perception.core.gpu.ort_runner import cuda_provider_available
 

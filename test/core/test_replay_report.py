@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from trt_perception.core.latency_plot import COLOURS, draw_plot, write_plot
-from trt_perception.core.replay_report import OutputResult, ReplayedFrame, format_report, replay_report
+from trt_perception.tools.latency_plot import COLOURS, draw_plot, write_plot
+from trt_perception.tools.replay_report import OutputResult, ReplayedFrame, format_report, replay_report
 
 DETECTIONS, LATENCY = "/cam/detections", "/cam/detector/latency"
 OUTPUTS = {DETECTIONS: "vision_msgs/msg/Detection2DArray", LATENCY: "trt_perception/msg/FrameLatency"}

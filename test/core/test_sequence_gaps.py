@@ -1,6 +1,6 @@
 """SequenceGaps: messages skipped between a publisher's sequence numbers, per publisher."""
 
-from trt_perception.core.sequence_gaps import SequenceGaps
+from trt_perception.core.telemetry.sequence_gaps import SequenceGaps
 
 
 def test_first_message_sets_the_baseline_and_gaps_are_counted():

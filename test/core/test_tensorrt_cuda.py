@@ -18,7 +18,7 @@ def device():
             pytest.skip("no CUDA device")
     except Exception as exc:  # noqa: BLE001 - missing pycuda or driver: cannot run here
         pytest.skip(f"needs pycuda and a CUDA GPU: {exc}")
-    from trt_perception.core.tensorrt.cuda import CudaDevice
+    from trt_perception.core.cuda.device import CudaDevice
     dev = CudaDevice(0)
     yield dev
     dev.release()
@@ -28,13 +28,13 @@ def test_identity_and_bad_device_id(device):
     identity = device.identity()
     major, minor = (int(p) for p in identity.compute_capability.split("."))
     assert identity.name and major >= 3 and minor >= 0
-    from trt_perception.core.tensorrt.cuda import CudaDevice
+    from trt_perception.core.cuda.device import CudaDevice
     with pytest.raises(BackendError, match="device_id 99 does not exist"):
         CudaDevice(99)
 
 
 def test_buffers_round_trip_and_views(device):
-    from trt_perception.core.tensorrt.cuda import HostDeviceBuffer
+    from trt_perception.core.cuda.device import HostDeviceBuffer
     with device.current():
         buffer = HostDeviceBuffer(device.driver, (4, 3, 2), np.dtype(np.float32))
         try:
@@ -52,7 +52,7 @@ def test_buffers_round_trip_and_views(device):
 
 
 def test_graph_replays_the_captured_copy(device):
-    from trt_perception.core.tensorrt.cuda import CudaGraph, HostDeviceBuffer
+    from trt_perception.core.cuda.device import CudaGraph, HostDeviceBuffer
     driver = device.driver
     with device.current():
         src = HostDeviceBuffer(driver, (256,), np.dtype(np.float32))
@@ -76,7 +76,7 @@ def test_graph_replays_the_captured_copy(device):
 
 
 def test_failed_capture_leaves_the_stream_usable(device):
-    from trt_perception.core.tensorrt.cuda import CudaGraph
+    from trt_perception.core.cuda.device import CudaGraph
 
     def broken():
         raise RuntimeError("enqueue failed")

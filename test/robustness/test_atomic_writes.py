@@ -65,7 +65,7 @@ def strays(directory: Path, name: str) -> list[Path]:
 
 
 WRITE = """
-from trt_perception.core.atomic_write import atomic_open
+from trt_perception.core.io.atomic_write import atomic_open
 with atomic_open(target, "wb") as out:
     out.write(b"N" * (2 << 20))
     out.flush()
@@ -95,7 +95,7 @@ def test_atomic_write_killed_at_each_step_leaves_the_old_or_the_complete_new_fil
 def test_atomic_write_killed_at_random_moments_never_leaves_a_partial_file(tmp_path):
     target = tmp_path / "result.bin"
     body = """
-    from trt_perception.core.atomic_write import atomic_write_bytes
+    from trt_perception.core.io.atomic_write import atomic_write_bytes
     print("started", flush=True)
     for i in range(1_000_000):
         atomic_write_bytes(target, (b"N" if i % 2 else b"O") * (4 << 20))
@@ -111,7 +111,7 @@ def test_atomic_write_killed_at_random_moments_never_leaves_a_partial_file(tmp_p
 
 
 def test_new_files_get_the_usual_permissions(tmp_path):
-    from trt_perception.core.atomic_write import atomic_write_text
+    from trt_perception.core.io.atomic_write import atomic_write_text
 
     previous = os.umask(0o022)
     try:

@@ -21,7 +21,7 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
 from harness import LifecycleClient, wait_for
-from trt_perception.core.process_stats import sample
+from trt_perception.core.telemetry.process_stats import sample
 from trt_perception.ros.detector_node import DetectorNode
 
 DATA = Path(__file__).resolve().parents[1] / "data"

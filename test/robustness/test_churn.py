@@ -18,7 +18,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from harness import LifecycleClient, wait_for
-from trt_perception.core.process_stats import growth, sample
+from trt_perception.core.telemetry.process_stats import growth, sample
 from trt_perception.ros.detector_node import DetectorNode
 
 DATA = Path(__file__).resolve().parents[1] / "data"

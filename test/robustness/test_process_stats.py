@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from trt_perception.core.process_stats import ProcessSample, growth, sample
+from trt_perception.core.telemetry.process_stats import ProcessSample, growth, sample
 
 
 def test_sample_sees_memory_threads_and_files_come_and_go(tmp_path):

@@ -13,7 +13,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from harness import LifecycleClient, wait_for
-from trt_perception.core.decode.pose.synthetic import random_person, render_fields
+from trt_perception.testing.pose_fields import random_person, render_fields
 from trt_perception.core.decode.pose.topology import COCO18
 from trt_perception.msg import Skeleton2DArray
 from trt_perception.ros.pose_node import PoseNode

@@ -11,10 +11,10 @@ from rosbags.highlevel import AnyReader
 
 from harness import RosHarness
 from trt_perception.cli import main
-from trt_perception.core.bag_frames import RosbagFrames
-from trt_perception.core.bag_writer import package_typestore
-from trt_perception.core.frame_sources import open_frames
-from trt_perception.core.image_bag import ImageBagOptions, write_image_bag
+from trt_perception.core.io.bag_frame_reader import RosbagFrames
+from trt_perception.core.io.bag_writer import package_typestore
+from trt_perception.core.io.frame_sources import open_frames
+from trt_perception.core.io.frames_to_bag import ImageBagOptions, write_image_bag
 from trt_perception.core.pipeline import Pipeline
 from trt_perception.ros.detector_node import DEFAULT_MODEL
 from trt_perception.ros.resources import share_dir

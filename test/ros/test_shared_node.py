@@ -18,7 +18,7 @@ from test_pose_node import MAP, fields_model, model_config, people  # noqa: F401
 from trt_perception.core.pipeline import Pipeline
 from trt_perception.msg import FrameLatency, Skeleton2DArray
 from trt_perception.ros.detector_node import DEFAULT_MODEL, DetectorNode
-from trt_perception.ros.perception_node import COMMON_PARAMS
+from trt_perception.ros.task_node import COMMON_PARAMS
 from trt_perception.ros.pose_node import PoseNode
 from trt_perception.ros.resources import share_dir
 from trt_perception.ros.shared_node import SharedPerceptionNode

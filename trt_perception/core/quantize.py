@@ -28,7 +28,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from trt_perception.core.atomic_write import atomic_write_bytes
+from trt_perception.core.io.atomic_write import atomic_write_bytes
 from trt_perception.core.tensorrt.calibration import QDQ_OPS
 
 METHODS = ("entropy", "percentile", "minmax")

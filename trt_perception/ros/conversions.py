@@ -16,7 +16,7 @@ from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithP
 from visualization_msgs.msg import Marker, MarkerArray
 
 from trt_perception.core.decode.ssd.detections import Detections
-from trt_perception.core.latency import STAGES, StageClock
+from trt_perception.core.telemetry.latency import STAGES, StageClock
 from trt_perception.msg import FrameLatency, Keypoint2D, Skeleton2D, Skeleton2DArray
 
 
@@ -77,7 +77,7 @@ def stamp_ns(header: Any) -> int:
 
 def frame_latency_msg(header: Any, clock: StageClock, stamp_status: int, end_to_end_ns: int) -> FrameLatency:
     """FrameLatency for one frame: stage durations and the end-to-end latency checked by
-    :func:`~trt_perception.core.latency.check_stamp` (its status and value)."""
+    :func:`~trt_perception.core.telemetry.latency.check_stamp` (its status and value)."""
     msg = FrameLatency(header=header, stamp_status=stamp_status, end_to_end=_duration(end_to_end_ns))
     for stage in STAGES:
         setattr(msg, stage, _duration(clock.stage_ns(stage)))

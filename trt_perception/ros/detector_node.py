@@ -4,7 +4,7 @@ Topics (relative names; remap them): subscribes ``image`` (sensor_msgs/Image) or
 ``image/compressed`` (sensor_msgs/CompressedImage); publishes ``detections``
 (vision_msgs/Detection2DArray, the input header, an empty array when nothing is found),
 ``latency`` (trt_perception/FrameLatency), and optionally ``debug_image`` (bgr8) and ``markers``.
-Parameters: :data:`~trt_perception.ros.perception_node.COMMON_PARAMS`,
+Parameters: :data:`~trt_perception.ros.task_node.COMMON_PARAMS`,
 :data:`~trt_perception.ros.perception_task.TASK_PARAMS` and the thresholds below, which may change
 at runtime. Diagnostics on ``/diagnostics``: "detector_node: detector latency", "detector_node:
 detector frame rate", "detector_node: device".
@@ -21,7 +21,7 @@ from trt_perception.ros.conversions import box_markers, detections_to_msg
 from trt_perception.ros.serialized import detections_cdr, writes_detections
 from trt_perception.ros.node_main import run_node
 from trt_perception.ros.parameters import ParamSpec
-from trt_perception.ros.perception_node import PerceptionNode
+from trt_perception.ros.task_node import PerceptionNode
 from trt_perception.ros.perception_task import PerceptionTask
 
 DEFAULT_MODEL = "models/ssdlite_pedestrian/ssdlite_pedestrian.yaml"

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-from trt_perception.core.health import Status
+from trt_perception.core.telemetry.health import Status
 
 TOPIC = "/diagnostics"
 

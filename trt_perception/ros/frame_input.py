@@ -14,7 +14,7 @@ function reads.
 Counts (in :attr:`FrameInput.stats`): every message taken is *received*; the older messages of a
 batch are *dropped because busy*, and so are the messages the middleware discarded from the full
 queue, found as gaps in each publisher's sequence numbers
-(:class:`~trt_perception.core.sequence_gaps.SequenceGaps`, where rclpy reports publisher ids and
+(:class:`~trt_perception.core.telemetry.sequence_gaps.SequenceGaps`, where rclpy reports publisher ids and
 sequence numbers: Kilted does) and counted as received too; a message that cannot be decoded is
 *rejected* (a rate-limited warning); every decoded frame counts as *converted*.
 """
@@ -31,8 +31,8 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CompressedImage, Image
 
 from trt_perception.core.image import ImageError, RawImage, decode_compressed_image
-from trt_perception.core.latency_stats import InputStats, WindowSettings
-from trt_perception.core.sequence_gaps import SequenceGaps
+from trt_perception.core.telemetry.latency_stats import InputStats, WindowSettings
+from trt_perception.core.telemetry.sequence_gaps import SequenceGaps
 from trt_perception.ros.serialized import read_image, reads_images
 from trt_perception.ros.subscription_reader import Batch, SubscriptionReader
 

@@ -6,7 +6,7 @@ from typing import Callable, Optional, Sequence
 
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-from trt_perception.ros.perception_node import PerceptionNode
+from trt_perception.ros.task_node import PerceptionNode
 from trt_perception.ros.session import rclpy_session
 
 

@@ -1,6 +1,6 @@
 """One model run on a node's decoded frames: pipeline, publishers, runtime thresholds, health.
 
-A :class:`PerceptionTask` belongs to a :class:`~trt_perception.ros.perception_node.PerceptionNode`
+A :class:`PerceptionTask` belongs to a :class:`~trt_perception.ros.task_node.PerceptionNode`
 and is driven by it: :meth:`~PerceptionTask.configure` loads the model
 (:class:`~trt_perception.core.pipeline.Pipeline`) and creates the task's lifecycle publishers,
 :meth:`~PerceptionTask.process` runs one frame and publishes its result, stage timings and
@@ -24,9 +24,9 @@ from sensor_msgs.msg import Image
 from visualization_msgs.msg import MarkerArray
 
 from trt_perception.core.draw import to_bgr
-from trt_perception.core.health import LATENCY_SOURCES, HealthBounds, Status, latency_status, rate_status
-from trt_perception.core.latency import STAMP_OK, FrameCounters, StageClock, check_stamp
-from trt_perception.core.latency_stats import InputStats, TaskStats, WindowSettings, snapshot, totals
+from trt_perception.core.telemetry.health import LATENCY_SOURCES, HealthBounds, Status, latency_status, rate_status
+from trt_perception.core.telemetry.latency import STAMP_OK, FrameCounters, StageClock, check_stamp
+from trt_perception.core.telemetry.latency_stats import InputStats, TaskStats, WindowSettings, snapshot, totals
 from trt_perception.core.pipeline import Pipeline, StageTimes
 from trt_perception.msg import FrameLatency
 from trt_perception.ros import parameters

@@ -1,7 +1,7 @@
 """``pose_node``: camera images -> trt_perception/Skeleton2DArray with a PAF pose model.
 
 Same parameters, QoS, lifecycle and error handling as ``detector_node``
-(:mod:`trt_perception.ros.perception_node`). Publishes ``skeletons`` (Skeleton2DArray with the
+(:mod:`trt_perception.ros.task_node`). Publishes ``skeletons`` (Skeleton2DArray with the
 input header; keypoints in source-image pixels), ``latency``, and optionally ``debug_image`` and
 ``markers``, and diagnostics ("pose_node: pose latency", "pose_node: pose frame rate",
 "pose_node: device"). No pose weights ship with the package: export trt_pose's models with
@@ -17,7 +17,7 @@ from trt_perception.msg import Skeleton2DArray
 from trt_perception.ros.conversions import skeleton_markers, skeletons_to_msg
 from trt_perception.ros.node_main import run_node
 from trt_perception.ros.parameters import ParamSpec
-from trt_perception.ros.perception_node import PerceptionNode
+from trt_perception.ros.task_node import PerceptionNode
 from trt_perception.ros.perception_task import PerceptionTask
 
 DEFAULT_MODEL = "models/trt_pose/resnet18_baseline_att_224x224.yaml"

@@ -29,9 +29,9 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 
-from trt_perception.core.bag_images import BagImage
-from trt_perception.core.latency import STAGES, STAMP_OK
-from trt_perception.core.replay_report import LATENCY_TYPE, RESULT_TYPES, OutputResult, ReplayedFrame
+from trt_perception.core.io.bag_message_reader import BagImage
+from trt_perception.core.telemetry.latency import STAGES, STAMP_OK
+from trt_perception.tools.replay_report import LATENCY_TYPE, RESULT_TYPES, OutputResult, ReplayedFrame
 from trt_perception.ros.conversions import stamp_ns
 from trt_perception.ros.system import answers
 

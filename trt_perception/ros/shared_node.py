@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 
 from trt_perception.ros.detector_node import DetectorTask
 from trt_perception.ros.node_main import run_node
-from trt_perception.ros.perception_node import PerceptionNode
+from trt_perception.ros.task_node import PerceptionNode
 from trt_perception.ros.pose_node import PoseTask
 
 

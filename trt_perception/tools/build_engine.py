@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from trt_perception.core.atomic_write import atomic_write_bytes, atomic_write_text
+from trt_perception.core.io.atomic_write import atomic_write_bytes, atomic_write_text
 from trt_perception.core.backends.base import BackendError
 from trt_perception.core.model_config import ModelConfig, ModelConfigError, load_model_config
 from trt_perception.core.tensorrt.cache import EngineCache, EngineCacheError, default_cache_dir
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         from trt_perception.core.backends.tensorrt import import_tensorrt
         trt = import_tensorrt()
         from trt_perception.core.tensorrt import builder
-        from trt_perception.core.tensorrt.cuda import CudaDevice
+        from trt_perception.core.cuda.device import CudaDevice
         device = CudaDevice(args.device_id)
     except BackendError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from trt_perception.core.atomic_write import atomic_write_text
+from trt_perception.core.io.atomic_write import atomic_write_text
 from trt_perception.core.decode.pose import COCO18, PoseParams, PoseParser, Skeleton, Topology, load_topology
 
 

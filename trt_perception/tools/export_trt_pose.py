@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from trt_perception.core.atomic_write import atomic_write_text
+from trt_perception.core.io.atomic_write import atomic_write_text
 from trt_perception.core.decode.pose import COCO18, Topology, load_topology
 
 MODELS = ("resnet18_baseline_att", "densenet121_baseline_att")

@@ -14,9 +14,9 @@ import time
 
 from tqdm import tqdm
 
-from trt_perception.core.bag_writer import STORAGES
-from trt_perception.core.frame_sources import FrameSourceError, open_frames
-from trt_perception.core.image_bag import COMPRESSIONS, ENCODINGS, ImageBagOptions, write_image_bag
+from trt_perception.core.io.bag_writer import STORAGES
+from trt_perception.core.io.frame_sources import FrameSourceError, open_frames
+from trt_perception.core.io.frames_to_bag import COMPRESSIONS, ENCODINGS, ImageBagOptions, write_image_bag
 
 
 def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

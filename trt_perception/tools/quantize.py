@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from trt_perception.core.frame_sources import FrameSourceError
+from trt_perception.core.io.frame_sources import FrameSourceError
 from trt_perception.core.model_config import ModelConfigError, load_model_config
 from trt_perception.core.quantize import METHODS, QuantizeError, quantize_model
 from trt_perception.core.tensorrt.calibration import CalibrationError, CalibrationSettings, preprocessed_frames

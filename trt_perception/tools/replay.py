@@ -6,7 +6,7 @@ Images are published with their original bytes and header stamps, at the bag's p
 ``--rate``, or with ``--rate 0`` one frame at a time as fast as the nodes answer (deterministic).
 Outputs (detections, skeletons, latency) are found by type in the cameras' namespaces, or named
 with ``--outputs``. ``--record`` writes them into a new bag, atomically; ``--report`` the report
-as JSON (see :func:`~trt_perception.core.replay_report.replay_report`); ``--plot`` a PNG of the
+as JSON (see :func:`~trt_perception.tools.replay_report.replay_report`); ``--plot`` a PNG of the
 latency of every frame.
 """
 
@@ -21,13 +21,13 @@ from typing import Any, Iterable, Iterator, Optional
 
 from tqdm import tqdm
 
-from trt_perception.core.atomic_write import atomic_write_text
-from trt_perception.core.bag_images import BagImage, BagImageMessages
-from trt_perception.core.bag_writer import STORAGES, BagRecorder, atomic_bag, package_typestore
-from trt_perception.core.frame_sources import FrameSourceError
-from trt_perception.core.latency_plot import write_plot
-from trt_perception.core.replay_report import LATENCY_TYPE, ReplayedFrame, format_report, replay_report
-from trt_perception.core.ros_env import apply_local_defaults
+from trt_perception.core.io.atomic_write import atomic_write_text
+from trt_perception.core.io.bag_message_reader import BagImage, BagImageMessages
+from trt_perception.core.io.bag_writer import STORAGES, BagRecorder, atomic_bag, package_typestore
+from trt_perception.core.io.frame_sources import FrameSourceError
+from trt_perception.tools.latency_plot import write_plot
+from trt_perception.tools.replay_report import LATENCY_TYPE, ReplayedFrame, format_report, replay_report
+from trt_perception.tools.ros_env import apply_local_defaults
 
 
 def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

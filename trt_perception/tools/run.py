@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from trt_perception.core.ros_env import apply_local_defaults
+from trt_perception.tools.ros_env import apply_local_defaults
 from trt_perception.ros.resources import share_dir
 from trt_perception.ros.system import KINDS, kinds_in_files, system_plan
 

@@ -50,7 +50,7 @@ from trt_perception.core.tensorrt.options import BuildOptions, BuildOptionsError
 if TYPE_CHECKING:
     import tensorrt as trt
 
-    from trt_perception.core.tensorrt.cuda import CudaDevice, CudaGraph, HostDeviceBuffer
+    from trt_perception.core.cuda.device import CudaDevice, CudaGraph, HostDeviceBuffer
 
 LOG = logging.getLogger(__name__)
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -142,7 +142,7 @@ class TensorRTBackend(Backend):
 
     def _activate_impl(self) -> None:
         trt_module = import_tensorrt()
-        from trt_perception.core.tensorrt.cuda import CudaDevice
+        from trt_perception.core.cuda.device import CudaDevice
         if not self.model_path.is_file():
             raise BackendError(f"model file {self.model_path} does not exist")
         config = self._load_model_config()
@@ -164,7 +164,7 @@ class TensorRTBackend(Backend):
 
     def _load(self, trt_module: ModuleType, config: Optional[ModelConfig]) -> None:
         from trt_perception.core.tensorrt import builder
-        from trt_perception.core.tensorrt.cuda import HostDeviceBuffer
+        from trt_perception.core.cuda.device import HostDeviceBuffer
         assert self._device is not None
         logger = builder.TrtLogger()
         self._runtime = trt_module.Runtime(logger)
@@ -355,7 +355,7 @@ class TensorRTBackend(Backend):
     def _graph(self) -> Optional[CudaGraph]:
         """The CUDA graph for the current input shapes, captured on first use; None (and CUDA
         graphs off from then on, with a warning) when this engine's enqueue cannot be captured."""
-        from trt_perception.core.tensorrt.cuda import CudaGraph
+        from trt_perception.core.cuda.device import CudaGraph
         key = tuple(self._shapes[name] for name, t in self._tensors.items() if t.is_input)
         graph = self._graphs.get(key)
         if graph is None:

@@ -4,16 +4,15 @@ Modules (pycuda is imported only by those that touch the GPU, when they are used
 
 - :mod:`.preprocess_plan`: host-side plan of the fused preprocessing kernel (frame layouts,
   OpenCV-exact resize tables, parameter struct, launch grid); no CUDA needed;
-- :mod:`.cuda_runtime`: ``gpu_available()``, ``preprocess: auto | gpu | cpu`` resolution, the
-  process-wide device and the kernels compiled for it;
 - ``preprocess_kernel.cu``: the fused kernel (decode, resize, colour order, normalize, layout);
 - :mod:`.gpu_preprocess`: :class:`~.gpu_preprocess.GpuPreprocessor` (pinned staging, upload,
   kernel, optional zero-copy input);
 - :mod:`.frame_pipeline`: preprocessing, a network run on device buffers and the copy of its
   outputs to the host, pipelined over ``depth`` frames with results in order;
 - :mod:`.ort_runner`: the network on ONNX Runtime's CUDA provider, bound to those device buffers;
-- :mod:`.replay_runner` (``spin_kernel.cu``): a stand-in network for benchmarks and tests;
-- :mod:`.parity`: the cases and CPU reference that GPU preprocessing is checked against.
+
+The device, buffers and kernel loading are :mod:`trt_perception.core.cuda`; the stand-in network
+and the parity cases of the tests are in :mod:`trt_perception.testing`.
 
 See ``docs/gpu.md``.
 """

@@ -36,7 +36,7 @@ from trt_perception.core.gpu.gpu_preprocess import GpuPreprocessor
 from trt_perception.core.image import BytesLike
 from trt_perception.core.pipeline import StageTimes
 from trt_perception.core.preprocess import PreprocessConfig
-from trt_perception.core.tensorrt.cuda import CudaDevice, HostDeviceBuffer
+from trt_perception.core.cuda.device import CudaDevice, HostDeviceBuffer
 
 Decode = Callable[[Mapping[str, np.ndarray], ResizeGeometry], Any]
 

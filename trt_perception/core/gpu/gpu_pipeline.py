@@ -22,7 +22,7 @@ import numpy as np
 from trt_perception.core.backends import BackendError, create_backend
 from trt_perception.core.decode import Decoder, create_decoder
 from trt_perception.core.geometry import ResizeGeometry
-from trt_perception.core.gpu.cuda_runtime import resolve_preprocess_mode
+from trt_perception.core.cuda.runtime import resolve_preprocess_mode
 from trt_perception.core.gpu.frame_pipeline import FramePipeline, FrameResult
 from trt_perception.core.image import RawImage
 from trt_perception.core.model_config import ModelConfig, load_model_config
@@ -73,7 +73,7 @@ class GpuPipeline:
         pipeline's buffers. ``backend_options`` go to the TensorRT backend (onnxruntime: ignored).
         Raises ModelConfigError or BackendError.
         """
-        from trt_perception.core.gpu.cuda_runtime import shared_device
+        from trt_perception.core.cuda.runtime import shared_device
         config = load_model_config(path)
         decoder = create_decoder(config)
         check_decoder_roles(config, decoder)

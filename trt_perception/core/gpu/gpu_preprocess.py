@@ -23,11 +23,11 @@ from typing import Any, Optional
 import numpy as np
 
 from trt_perception.core.geometry import ResizeGeometry
-from trt_perception.core.gpu.cuda_runtime import load_kernel
+from trt_perception.core.cuda.runtime import load_kernel
 from trt_perception.core.gpu.preprocess_plan import BLOCK, PARAMS_DTYPE, FrameLayout, PreprocessPlan
 from trt_perception.core.image import BytesLike, ImageError
 from trt_perception.core.preprocess import PreprocessConfig
-from trt_perception.core.tensorrt.cuda import CudaDevice
+from trt_perception.core.cuda.device import CudaDevice
 
 KERNEL_SOURCE = "preprocess_kernel.cu"
 KERNEL_NAME = "preprocess_frame"
@@ -36,7 +36,7 @@ KERNEL_NAME = "preprocess_frame"
 class GpuPreprocessor:
     """Fused GPU preprocessing of one frame format into one input tensor (module docstring).
 
-    device: the GPU (:func:`~trt_perception.core.gpu.cuda_runtime.shared_device`); stream: a
+    device: the GPU (:func:`~trt_perception.core.cuda.runtime.shared_device`); stream: a
     pycuda ``Stream`` to work on (default: a stream of its own), so the upload and the kernel stay
     in order with the inference enqueued after them on the same stream.
     """
@@ -48,7 +48,7 @@ class GpuPreprocessor:
         self._driver = device.driver
         with device.current():
             self.stream = stream if stream is not None else self._driver.Stream()
-            self._kernel = load_kernel(device, KERNEL_SOURCE, KERNEL_NAME)
+            self._kernel = load_kernel(device, "trt_perception.core.gpu", KERNEL_SOURCE, KERNEL_NAME)
             self._kernel.prepare(f"PPPP{PARAMS_DTYPE.itemsize}s")
             self._frame_free = self._driver.Event(self._driver.event_flags.DISABLE_TIMING)
         self.plan: Optional[PreprocessPlan] = None

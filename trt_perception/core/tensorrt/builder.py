@@ -23,13 +23,13 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import tensorrt as trt
 
-from trt_perception.core.atomic_write import atomic_write_bytes
+from trt_perception.core.io.atomic_write import atomic_write_bytes
 from trt_perception.core.preprocess import PreprocessConfig
 from trt_perception.core.tensorrt.cache import CachedEngine, EngineCache, EngineKey, GpuIdentity
 from trt_perception.core.tensorrt.calibration import (CalibrationBatches, CalibrationSettings,
                                                       read_calibration_cache, with_calibration_id,
                                                       write_calibration_cache)
-from trt_perception.core.tensorrt.cuda import HostDeviceBuffer, import_pycuda
+from trt_perception.core.cuda.device import HostDeviceBuffer, import_pycuda
 from trt_perception.core.tensorrt.io_plan import numpy_dtype
 from trt_perception.core.tensorrt.options import BuildOptions
 from trt_perception.core.tensorrt.profiles import ProfileShapes, batch_profile

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
-from trt_perception.core.atomic_write import atomic_write_bytes, atomic_write_text
+from trt_perception.core.io.atomic_write import atomic_write_bytes, atomic_write_text
 from trt_perception.core.tensorrt.options import BuildOptions
 
 CACHE_ENV = "TRT_PERCEPTION_CACHE"

@@ -6,7 +6,7 @@ exactly as at inference (:func:`~trt_perception.core.preprocess.preprocess` with
 config's settings), so the measured activation ranges are the real ones.
 
 A calibration *source spec* is a string: a video file, an image folder or an image file (see
-:func:`~trt_perception.core.frame_sources.open_frames`), or ``BAG#TOPIC`` for the images of one
+:func:`~trt_perception.core.io.frame_sources.open_frames`), or ``BAG#TOPIC`` for the images of one
 topic of a rosbag2 recording (sqlite3 or mcap; ``sensor_msgs/Image`` or ``CompressedImage``).
 """
 
@@ -21,8 +21,8 @@ from typing import Iterable, Iterator, Optional, Union
 
 import numpy as np
 
-from trt_perception.core.atomic_write import atomic_write_bytes
-from trt_perception.core.frame_sources import FrameSource, open_frames
+from trt_perception.core.io.atomic_write import atomic_write_bytes
+from trt_perception.core.io.frame_sources import FrameSource, open_frames
 from trt_perception.core.preprocess import PreprocessConfig, preprocess
 from trt_perception.core.tensorrt.options import BuildOptions
 
@@ -38,7 +38,7 @@ def open_source(spec: str, every: int = 1) -> FrameSource:
     """The frame source a spec names (``BAG#TOPIC`` for a rosbag topic, else a path)."""
     if "#" in spec:
         bag, topic = spec.rsplit("#", 1)
-        from trt_perception.core.bag_frames import RosbagFrames
+        from trt_perception.core.io.bag_frame_reader import RosbagFrames
         source: FrameSource = RosbagFrames(bag, topic, every=every)
         return source
     return open_frames(spec, every=every)

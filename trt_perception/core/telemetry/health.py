@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from trt_perception.core.latency_stats import LATENCY_SERIES, StatsSnapshot
+from trt_perception.core.telemetry.latency_stats import LATENCY_SERIES, StatsSnapshot
 
 OK, WARN, ERROR = 0, 1, 2
 LATENCY_SOURCES = ("processing", "end_to_end")

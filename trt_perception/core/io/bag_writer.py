@@ -23,7 +23,7 @@ from typing import Any, Iterator, Literal, Sequence, Union
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from trt_perception.core.atomic_write import fsync_directory
+from trt_perception.core.io.atomic_write import fsync_directory
 
 #: storage plugins by the name ``ros2 bag`` uses
 STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}

@@ -40,11 +40,11 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from trt_perception.core.backends import BACKENDS, BackendError, resolve_backend
-from trt_perception.core.device_info import GpuMemoryProbe, describe_hardware, gpu_device_id
+from trt_perception.core.telemetry.device_info import GpuMemoryProbe, describe_hardware, gpu_device_id
 from trt_perception.core.gpu.gpu_pipeline import choose_preprocess
-from trt_perception.core.health import Status, device_status, summary_line
-from trt_perception.core.latency import FrameCounters
-from trt_perception.core.latency_stats import WindowSettings, snapshot
+from trt_perception.core.telemetry.health import Status, device_status, summary_line
+from trt_perception.core.telemetry.latency import FrameCounters
+from trt_perception.core.telemetry.latency_stats import WindowSettings, snapshot
 from trt_perception.core.latest_worker import LatestWorker
 from trt_perception.core.model_config import ModelConfigError
 from trt_perception.ros import parameters

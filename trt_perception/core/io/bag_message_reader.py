@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence, Union
 
-from trt_perception.core.bag_frames import COMPRESSED_TYPES, IMAGE_TYPES, RosbagFrames, open_bag
-from trt_perception.core.frame_sources import FrameSourceError
+from trt_perception.core.io.bag_frame_reader import COMPRESSED_TYPES, IMAGE_TYPES, RosbagFrames, open_bag
+from trt_perception.core.io.frame_sources import FrameSourceError
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class BagImage:
 class BagImageMessages:
     """The image messages of ``topics`` (empty: every image topic) of the bag at ``path``.
 
-    Raises :class:`~trt_perception.core.frame_sources.FrameSourceError` when the bag cannot be
+    Raises :class:`~trt_perception.core.io.frame_sources.FrameSourceError` when the bag cannot be
     opened, a topic is missing or not an image topic (naming the image topics there are), or the
     bag has no image topic at all.
     """

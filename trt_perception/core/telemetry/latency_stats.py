@@ -25,7 +25,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from trt_perception.core.latency import STAGES, FrameCounters
+from trt_perception.core.telemetry.latency import STAGES, FrameCounters
 
 #: latency series of a task: the stages, ``processing`` (message received -> results published,
 #: waiting included) and ``end_to_end`` (publish time - header stamp; NaN when the stamp is flagged)

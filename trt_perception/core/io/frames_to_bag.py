@@ -1,12 +1,12 @@
 """Frames -> a rosbag2 bag of one image topic (``sensor_msgs/Image`` or ``CompressedImage``).
 
-Frames are ``(frame_index, uint8[H, W, 3] BGR)`` items as :mod:`~trt_perception.core.frame_sources`
+Frames are ``(frame_index, uint8[H, W, 3] BGR)`` items as :mod:`~trt_perception.core.io.frame_sources`
 yields them. The k-th frame written (k = 0, 1, ...) gets the header stamp
 ``start_ns + round(k * 1e9 / rate)`` and the given ``frame_id``; the bag's log time of each message
 is its header stamp. Raw images are stored in ``encoding`` (one of :data:`ENCODINGS`, rows not
 padded); compressed images as JPEG or PNG with the ``format`` string image_transport uses
 (``"bgr8; jpeg compressed bgr8"``), on the topic as given (by convention ``<camera topic>/compressed``).
-The bag is written atomically (:func:`~trt_perception.core.bag_writer.atomic_bag`).
+The bag is written atomically (:func:`~trt_perception.core.io.bag_writer.atomic_bag`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any, Iterable, Optional, Union
 import cv2
 import numpy as np
 
-from trt_perception.core.bag_writer import atomic_bag, package_typestore
-from trt_perception.core.frame_sources import Frame
+from trt_perception.core.io.bag_writer import atomic_bag, package_typestore
+from trt_perception.core.io.frame_sources import Frame
 
 #: raw encodings written, with the OpenCV conversion from BGR (None: stored as is)
 ENCODINGS: dict[str, Optional[int]] = {
@@ -98,7 +98,7 @@ def image_message(typestore: Any, bgr: np.ndarray, header: Any, options: ImageBa
 def write_image_bag(frames: Iterable[Frame], output: Union[str, Path], options: ImageBagOptions) -> int:
     """Write ``frames`` to a new bag at ``output``; returns the number of messages written.
 
-    Raises ValueError for bad options, :class:`~trt_perception.core.bag_writer.BagWriteError` when
+    Raises ValueError for bad options, :class:`~trt_perception.core.io.bag_writer.BagWriteError` when
     ``output`` exists, and whatever the frame source raises (nothing is left at ``output`` then).
     """
     options.check()

@@ -6,7 +6,7 @@ installation needed. The topic must carry ``sensor_msgs/Image`` (any encoding
 :func:`~trt_perception.core.image.decode_image` supports) or ``sensor_msgs/CompressedImage``
 (JPEG/PNG).
 
-Like the sources of :mod:`trt_perception.core.frame_sources`, a :class:`RosbagFrames` is an
+Like the sources of :mod:`trt_perception.core.io.frame_sources`, a :class:`RosbagFrames` is an
 iterable of ``(frame_index, uint8[H, W, 3] BGR)``: ``frame_index`` counts the topic's messages
 in time order from 0, and with ``every=N`` only messages 0, N, 2N, ... are decoded and yielded.
 """
@@ -20,7 +20,7 @@ from typing import Any, Iterator, Union
 import cv2
 import numpy as np
 
-from trt_perception.core.frame_sources import Frame, FrameSourceError
+from trt_perception.core.io.frame_sources import Frame, FrameSourceError
 from trt_perception.core.image import ImageError, decode_compressed_image, decode_image
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/Image")
@@ -64,7 +64,7 @@ def open_bag(path: Path) -> Iterator[Any]:
 class RosbagFrames:
     """The images of ``topic`` in the bag at ``path`` (see the module docstring).
 
-    Raises :class:`~trt_perception.core.frame_sources.FrameSourceError` when the bag cannot be
+    Raises :class:`~trt_perception.core.io.frame_sources.FrameSourceError` when the bag cannot be
     opened, lacks the topic (the message lists the image topics it has) or the topic is not an
     image topic; iterating raises it for a message that cannot be decoded, naming its index.
     """

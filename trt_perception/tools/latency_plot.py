@@ -14,7 +14,7 @@ from typing import Mapping, Sequence, Union
 import cv2
 import numpy as np
 
-from trt_perception.core.atomic_write import atomic_write_bytes
+from trt_perception.core.io.atomic_write import atomic_write_bytes
 
 #: BGR line colours, one per series in order (cycled)
 COLOURS = ((180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148),

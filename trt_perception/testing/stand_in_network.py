@@ -14,8 +14,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from trt_perception.core.backends.base import TensorSpec
-from trt_perception.core.gpu.cuda_runtime import load_kernel
-from trt_perception.core.tensorrt.cuda import CudaDevice
+from trt_perception.core.cuda.runtime import load_kernel
+from trt_perception.core.cuda.device import CudaDevice
 
 
 class ReplayRunner:
@@ -31,7 +31,7 @@ class ReplayRunner:
         self.echo_input = echo_input
         self._arrays = {name: np.ascontiguousarray(array) for name, array in outputs.items()}
         with device.current():
-            self._spin = load_kernel(device, "spin_kernel.cu", "spin")
+            self._spin = load_kernel(device, "trt_perception.testing", "spin_kernel.cu", "spin")
             self._recorded = {} if echo_input else {
                 name: device.driver.to_device(array) for name, array in self._arrays.items()}
 

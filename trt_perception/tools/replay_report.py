@@ -21,8 +21,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from trt_perception.core.latency import STAGES
-from trt_perception.core.latency_stats import SeriesStats
+from trt_perception.core.telemetry.latency import STAGES
+from trt_perception.core.telemetry.latency_stats import SeriesStats
 
 LATENCY_TYPE = "trt_perception/msg/FrameLatency"
 RESULT_TYPES = ("vision_msgs/msg/Detection2DArray", "trt_perception/msg/Skeleton2DArray")

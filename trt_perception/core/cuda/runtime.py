@@ -1,7 +1,7 @@
 """Whether the GPU path can run here, the process-wide device, and the kernels compiled for it.
 
 pycuda is imported only inside these functions, so the package imports without it. The device is
-:class:`~trt_perception.core.tensorrt.cuda.CudaDevice` (the GPU's primary context, which TensorRT
+:class:`~trt_perception.core.cuda.device.CudaDevice` (the GPU's primary context, which TensorRT
 and ONNX Runtime's CUDA provider use too): buffers made here can be handed to either.
 """
 
@@ -12,7 +12,7 @@ from importlib import resources
 from typing import Any
 
 from trt_perception.core.backends.base import BackendError
-from trt_perception.core.tensorrt.cuda import CudaDevice
+from trt_perception.core.cuda.device import CudaDevice
 
 PREPROCESS_MODES = ("auto", "gpu", "cpu")
 
@@ -66,25 +66,26 @@ def shared_device(device_id: int = 0) -> CudaDevice:
         return device
 
 
-def load_kernel(device: CudaDevice, source_file: str, name: str) -> Any:
-    """Kernel ``name`` of ``source_file`` (a .cu file of this package), compiled once per device.
+def load_kernel(device: CudaDevice, package: str, source_file: str, name: str) -> Any:
+    """Kernel ``name`` of ``source_file`` (a .cu file of the Python package ``package``, e.g.
+    ``trt_perception.core.gpu``), compiled once per device.
 
     Compiles with nvcc through ``pycuda.compiler.SourceModule`` (cubins are cached on disk by
     pycuda, so a later process loads them without compiling). Call with the device current.
     """
-    key = (device.device_id, source_file, name)
+    key = (device.device_id, f"{package}/{source_file}", name)
     with _LOCK:
         kernel = _KERNELS.get(key)
         if kernel is None:
-            module = _MODULES.get(key[:2]) or _compile(source_file)
+            module = _MODULES.get(key[:2]) or _compile(package, source_file)
             _MODULES[key[:2]] = module
             kernel = _KERNELS[key] = module.get_function(name)
         return kernel
 
 
-def _compile(source_file: str) -> Any:
+def _compile(package: str, source_file: str) -> Any:
     from pycuda.compiler import SourceModule
-    source = resources.files(__package__).joinpath(source_file).read_text()
+    source = resources.files(package).joinpath(source_file).read_text()
     try:
         return SourceModule(source, no_extern_c=True, options=["-std=c++17"])
     except Exception as exc:   # CompileError, or OSError when nvcc is not on the PATH

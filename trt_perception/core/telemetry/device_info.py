@@ -27,7 +27,7 @@ def describe_hardware(backend: Backend) -> str:
     device_id = gpu_device_id(backend)
     if device_id is None:
         return f"{backend.name} on CPU ({platform.processor() or platform.machine()})"
-    from trt_perception.core.gpu.cuda_runtime import gpu_available
+    from trt_perception.core.cuda.runtime import gpu_available
     ok, name = gpu_available(device_id)
     return f"{backend.name} on {name if ok else 'an unknown GPU'} (CUDA device {device_id})"
 
@@ -38,7 +38,7 @@ class GpuMemoryProbe:
     Runtime's CUDA provider already hold, so probing allocates nothing."""
 
     def __init__(self, device_id: int) -> None:
-        from trt_perception.core.gpu.cuda_runtime import shared_device
+        from trt_perception.core.cuda.runtime import shared_device
         self._device = shared_device(device_id)
 
     def __call__(self) -> tuple[int, int]:

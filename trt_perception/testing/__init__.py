@@ -1,0 +1,6 @@
+"""Helpers for the tests and benchmarks, not used by the nodes or the CLI.
+
+- :mod:`.pose_fields`: synthetic confidence maps and part affinity fields of posed people;
+- :mod:`.gpu_parity`: frame cases and the CPU reference that GPU preprocessing is checked against;
+- :mod:`.stand_in_network` (``spin_kernel.cu``): a GPU network stand-in of a chosen duration.
+"""
