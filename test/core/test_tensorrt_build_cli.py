@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from trt_perception.cli import main
-from trt_perception.core.tensorrt.cache import EngineCache, EngineKey, GpuIdentity
+from trt_perception.core.cuda.identity import GpuIdentity
+from trt_perception.core.tensorrt.cache import EngineCache, EngineKey
 from trt_perception.core.tensorrt.options import BuildOptions
 
 REPO = Path(__file__).resolve().parents[2]

@@ -125,7 +125,8 @@ def test_new_files_get_the_usual_permissions(tmp_path):
 
 STORE = """
 import dataclasses
-from trt_perception.core.tensorrt.cache import EngineCache, EngineKey, GpuIdentity
+from trt_perception.core.cuda.identity import GpuIdentity
+from trt_perception.core.tensorrt.cache import EngineCache, EngineKey
 from trt_perception.core.tensorrt.options import BuildOptions
 key = EngineKey.for_model(sys.argv[3], "10.3.0", GpuIdentity("Orin", "8.7"), BuildOptions(precision="fp16"))
 cache = EngineCache(target)

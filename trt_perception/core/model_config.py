@@ -21,7 +21,7 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
-from trt_perception.core.backends.base import TensorSpec, format_shape
+from trt_perception.core.tensor_spec import TensorSpec, format_shape
 from trt_perception.core.config_files import read_mapping
 from trt_perception.core.preprocess import PreprocessConfig
 

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from trt_perception.core.backends.base import TensorSpec
+from trt_perception.core.tensor_spec import TensorSpec
 from trt_perception.core.cuda.runtime import load_kernel
 from trt_perception.core.cuda.device import CudaDevice
 

@@ -4,7 +4,8 @@ none of them.
 
 - :mod:`.device`: :class:`~.device.CudaDevice` (a GPU's primary context and identity),
   :class:`~.device.HostDeviceBuffer` (pinned host + device memory), :class:`~.device.CudaGraph`;
-- :mod:`.runtime`: ``gpu_available()``, the process-wide device per id, kernels compiled once.
+- :mod:`.runtime`: ``gpu_available()``, the process-wide device per id, kernels compiled once;
+- :mod:`.identity`: :class:`~.identity.GpuIdentity`, the GPU as the engine cache keys it.
 
 pycuda is imported only when a GPU is used, so the package imports anywhere.
 """

@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from trt_perception.core.backends.base import BackendError
-from trt_perception.core.tensorrt.cache import GpuIdentity
+from trt_perception.core.cuda.identity import GpuIdentity
+from trt_perception.core.tensor_spec import BackendError
 
 _INIT_LOCK = threading.Lock()
 

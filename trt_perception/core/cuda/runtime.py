@@ -11,7 +11,7 @@ import threading
 from importlib import resources
 from typing import Any
 
-from trt_perception.core.backends.base import BackendError
+from trt_perception.core.tensor_spec import BackendError
 from trt_perception.core.cuda.device import CudaDevice
 
 PREPROCESS_MODES = ("auto", "gpu", "cpu")

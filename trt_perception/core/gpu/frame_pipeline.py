@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping, Optional, Protocol
 
 import numpy as np
 
-from trt_perception.core.backends.base import BackendError, TensorSpec
+from trt_perception.core.tensor_spec import BackendError, TensorSpec
 from trt_perception.core.geometry import ResizeGeometry
 from trt_perception.core.gpu.gpu_preprocess import GpuPreprocessor
 from trt_perception.core.image import BytesLike

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from trt_perception.core.backends.base import BackendError, TensorSpec
+from trt_perception.core.tensor_spec import BackendError, TensorSpec
 from trt_perception.core.backends.onnxrt import _import_ort, _spec
 
 CUDA_PROVIDER = "CUDAExecutionProvider"

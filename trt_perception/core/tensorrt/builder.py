@@ -25,7 +25,8 @@ import tensorrt as trt
 
 from trt_perception.core.io.atomic_write import atomic_write_bytes
 from trt_perception.core.preprocess import PreprocessConfig
-from trt_perception.core.tensorrt.cache import CachedEngine, EngineCache, EngineKey, GpuIdentity
+from trt_perception.core.cuda.identity import GpuIdentity
+from trt_perception.core.tensorrt.cache import CachedEngine, EngineCache, EngineKey
 from trt_perception.core.tensorrt.calibration import (CalibrationBatches, CalibrationSettings,
                                                       read_calibration_cache, with_calibration_id,
                                                       write_calibration_cache)

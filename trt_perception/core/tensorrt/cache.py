@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
+from trt_perception.core.cuda.identity import GpuIdentity
 from trt_perception.core.io.atomic_write import atomic_write_bytes, atomic_write_text
 from trt_perception.core.tensorrt.options import BuildOptions
 
@@ -59,15 +60,6 @@ def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class GpuIdentity:
-    """The device an engine is built for: ``name`` as the driver reports it, compute capability
-    as ``"major.minor"`` (e.g. ``"8.7"`` for Orin)."""
-
-    name: str
-    compute_capability: str
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from trt_perception.core.backends.base import TensorSpec, format_shape
+from trt_perception.core.tensor_spec import TensorSpec, format_shape
 
 #: TensorRT ``DataType`` member name -> numpy dtype (types numpy lacks, e.g. BF16/FP8, are absent)
 TRT_DTYPES: dict[str, np.dtype] = {
