@@ -16,7 +16,8 @@
    outputs to the host and the CPU SsdDecoder, p50/p99 per frame at 1080p, depth 1 and 2, frames
    from message bytes or already in pinned staging; then with the stand-in network busy for
    1.57 ms (the measured ONNX Runtime CUDA time of this model) to show what pipelining hides, and
-   with the real network on ONNX Runtime's CUDA provider (OrtCudaRunner) where onnxruntime-gpu is.
+   with the real network on ONNX Runtime's CUDA provider (OnnxRuntimeBackend with device_buffers)
+   where onnxruntime-gpu is.
 
 Prints the tables and writes gpu_pipeline.md and gpu_pipeline.json into --out.
 """
@@ -43,7 +44,7 @@ from trt_perception.core.backends.base import BackendError  # noqa: E402
 from trt_perception.core.cuda.runtime import gpu_available, load_kernel, shared_device  # noqa: E402
 from trt_perception.core.gpu.frame_pipeline import FramePipeline  # noqa: E402
 from trt_perception.core.gpu.gpu_preprocess import GpuPreprocessor  # noqa: E402
-from trt_perception.core.gpu.ort_runner import OrtCudaRunner, cuda_provider_available  # noqa: E402
+from trt_perception.core.backends.onnxrt import OnnxRuntimeBackend, cuda_provider_available  # noqa: E402
 from trt_perception.testing.gpu_parity import (SSD_CONFIG, make_frame, max_abs_error, parity_cases,  # noqa: E402
                                             reference)
 from trt_perception.core.gpu.preprocess_plan import resize_tables  # noqa: E402
@@ -257,18 +258,26 @@ def bench_pipeline(device, repeats: int) -> dict[str, Any]:
     data = frame.tobytes()
     results: dict[str, Any] = {"frame": f"{width}x{height} bgr8 ({TEST_IMAGE.name} resized)",
                                "detections": len(cpu_detections), "rows": []}
-    runners: list[tuple[str, Callable[[Any], Any]]] = [
-        ("stand-in, 0 ms", lambda stream: ReplayRunner(device, outputs)),
-        (f"stand-in, {INFERENCE_US / 1000:.2f} ms", lambda stream: ReplayRunner(device, outputs, busy_us=INFERENCE_US))]
-    ort_ok, ort_problem = cuda_provider_available()
-    if ort_ok:
-        runners.append(("ONNX Runtime CUDA", lambda stream: OrtCudaRunner(config.model_path, stream)))
-    results["ort_cuda"] = ort_problem or "available"
-    for label, make_runner in runners:
+    def stand_in(busy_us: int = 0) -> tuple[Any, Any]:
         with device.current():
             stream = device.driver.Stream()
+        return ReplayRunner(device, outputs, busy_us=busy_us), stream
+
+    def ort_on_device() -> tuple[Any, Any]:
+        backend = OnnxRuntimeBackend(config.model_path, device_buffers=True)
+        backend.activate()
+        return backend, backend.cuda_stream
+
+    runners: list[tuple[str, Callable[[], tuple[Any, Any]]]] = [
+        ("stand-in, 0 ms", stand_in),
+        (f"stand-in, {INFERENCE_US / 1000:.2f} ms", lambda: stand_in(INFERENCE_US))]
+    ort_ok, ort_problem = cuda_provider_available()
+    if ort_ok:
+        runners.append(("ONNX Runtime CUDA", ort_on_device))
+    results["ort_cuda"] = ort_problem or "available"
+    for label, make_runner in runners:
         try:
-            runner = make_runner(stream)
+            runner, stream = make_runner()
         except BackendError as exc:   # e.g. the CUDA provider's libraries are missing
             results["ort_cuda"] = f"failed to load: {exc}"
             continue
@@ -289,6 +298,8 @@ def bench_pipeline(device, repeats: int) -> dict[str, Any]:
         finally:
             if isinstance(runner, ReplayRunner):
                 runner.free()
+            else:
+                runner.deactivate()
     results["cpu_decode_ms"] = stats_ms(host_times_ms(lambda: decoder(named, geometry), repeats))
     results["outputs_bytes"] = int(sum(a.nbytes for a in outputs.values()))
     results["outputs_to_host_ms"] = outputs_to_host_times(device, outputs, repeats)

@@ -9,7 +9,7 @@ import pytest
 from rclpy.parameter import Parameter
 
 from harness import LifecycleClient
-from trt_perception.core.gpu.gpu_pipeline import choose_preprocess
+from trt_perception.core.pipeline_factory import choose_preprocess
 from trt_perception.core.image import decode_compressed_image
 from trt_perception.ros.detector_node import DetectorNode
 from trt_perception.ros.frame_input import raw_image_of
@@ -45,13 +45,3 @@ def test_compressed_frame_as_raw_image_decodes_to_the_same_pixels(read):
     again, again_order = image.decode()
     assert again_order == order and image.encoding in ("bgr8", "mono8")
     np.testing.assert_array_equal(again, pixels)
-
-
-def test_device_id_reaches_the_tensorrt_backend() -> None:
-    """Review defect 2: the node's ``device_id`` chose the device of GPU preprocessing and ONNX
-    Runtime but never reached the TensorRT backend, whose engine then ran on GPU 0."""
-    from trt_perception.ros.perception_task import backend_options
-    params = {"precision": "fp16", "dla_core": -1, "engine_cache_dir": "", "allow_engine_build": True,
-              "threads": 0, "device_id": 1}
-    options = backend_options(params, "tensorrt", "model.yaml")
-    assert options.get("device_id") == 1, f"TensorRT backend options: {options}"

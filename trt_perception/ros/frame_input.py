@@ -31,33 +31,24 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CompressedImage, Image
 
 from trt_perception.core.image import ImageError, RawImage, decode_compressed_image
+from trt_perception.core.pipeline import SourceFrame
 from trt_perception.core.telemetry.latency_stats import InputStats, WindowSettings
 from trt_perception.core.telemetry.sequence_gaps import SequenceGaps
 from trt_perception.ros.serialized import read_image, reads_images
 from trt_perception.ros.subscription_reader import Batch, SubscriptionReader
 
 
-@dataclass(frozen=True)
-class Frame:
-    """One checked input frame. ``pixels``: uint8[H, W, 3] in ``order`` ("rgb"/"bgr") or uint8[H, W]
-    ("mono"), possibly a read-only view of the message's data (never write to it), or None when
-    only ``image`` (the raw buffer, for GPU preprocessing) was kept; ``received_ns``:
-    :func:`time.perf_counter_ns` when the message arrived; ``convert_ns``: from then to the end of
-    decoding (waiting for the worker included)."""
+@dataclass(frozen=True, kw_only=True)
+class Frame(SourceFrame):
+    """One checked input frame: the :class:`~trt_perception.core.pipeline.SourceFrame` a pipeline
+    takes (``pixels`` in ``order``, or only ``image``, the raw buffer, when a pipeline takes raw
+    images), with the message ``header``; ``received_ns``: :func:`time.perf_counter_ns` when the
+    message arrived; ``convert_ns``: from then to the end of decoding (waiting for the worker
+    included)."""
 
     header: Any
-    pixels: Optional[np.ndarray]
-    order: str
     received_ns: int
     convert_ns: int
-    image: Optional[RawImage] = None
-
-    def decoded(self) -> tuple[np.ndarray, str]:
-        """``(pixels, order)``, decoding the raw image on the CPU when only it was kept."""
-        if self.pixels is not None:
-            return self.pixels, self.order
-        assert self.image is not None
-        return self.image.decode()
 
 
 class FrameInput:
@@ -139,7 +130,8 @@ class FrameInput:
                 f"rejected frame ({self.stats.rejected.total} so far): {exc}", throttle_duration_sec=5.0)
             return
         self.stats.converted += 1
-        self._sink(Frame(msg.header, pixels, order, received, time.perf_counter_ns() - received, image))
+        self._sink(Frame(pixels, order, image, header=msg.header, received_ns=received,
+                         convert_ns=time.perf_counter_ns() - received))
 
     def _on_error(self, exc: BaseException) -> None:
         self._node.get_logger().error(f"frame handling failed: {exc!r}", throttle_duration_sec=5.0)

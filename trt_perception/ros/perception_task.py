@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from rclpy.lifecycle import LifecycleNode
 from sensor_msgs.msg import Image
@@ -27,16 +27,14 @@ from trt_perception.core.draw import to_bgr
 from trt_perception.core.telemetry.health import LATENCY_SOURCES, HealthBounds, Status, latency_status, rate_status
 from trt_perception.core.telemetry.latency import STAMP_OK, FrameCounters, StageClock, check_stamp
 from trt_perception.core.telemetry.latency_stats import InputStats, TaskStats, WindowSettings, snapshot, totals
-from trt_perception.core.pipeline import Pipeline, StageTimes
+from trt_perception.core.pipeline import PerceptionPipeline, StageTimes
+from trt_perception.core.pipeline_factory import PipelineOptions, create_pipeline
 from trt_perception.msg import FrameLatency
 from trt_perception.ros import parameters
 from trt_perception.ros.conversions import bgr_image_msg, frame_latency_msg, stamp_ns
 from trt_perception.ros.frame_input import Frame
 from trt_perception.ros.parameters import ParamSpec
 from trt_perception.ros.resources import share_dir
-
-if TYPE_CHECKING:
-    from trt_perception.core.gpu.gpu_pipeline import GpuPipeline
 
 #: parameters every task has (prefixed in the shared node); the health bounds change at runtime
 TASK_PARAMS: tuple[ParamSpec, ...] = (
@@ -69,16 +67,6 @@ def health_bounds(values: dict[str, Any]) -> HealthBounds:
                         min_output_rate_hz=values["min_output_rate_hz"])
 
 
-def backend_options(node_params: dict[str, Any], backend: str, config_path: str) -> dict[str, Any]:
-    """Constructor options of ``backend`` from the node's parameters."""
-    if backend == "tensorrt":
-        return {"precision": node_params["precision"], "dla_core": node_params["dla_core"],
-                "engine_cache_dir": node_params["engine_cache_dir"] or None,
-                "allow_build": node_params["allow_engine_build"], "model_config": config_path,
-                "device_id": node_params["device_id"]}
-    return {"threads": node_params["threads"]} if node_params["threads"] else {}
-
-
 class PerceptionTask(ABC):
     """One model on one node (see the module docstring)."""
 
@@ -104,7 +92,7 @@ class PerceptionTask(ABC):
         self.params: dict[str, Any] = {}
         self.node_params: dict[str, Any] = {}
         self.bounds = HealthBounds()
-        self.pipeline: Optional[Pipeline | GpuPipeline] = None
+        self.pipeline: Optional[PerceptionPipeline] = None
         self.stats = TaskStats(WindowSettings(), time.monotonic_ns())
         self._publishers: list[Any] = []
         self._result_pub: Any = None
@@ -137,25 +125,18 @@ class PerceptionTask(ABC):
         """The task's (unprefixed) name of node parameter ``name``, or None when not the task's."""
         return self._names.get(name)
 
-    def configure(self, node_params: dict[str, Any], backend: str, settings: WindowSettings,
-                  preprocess: str = "cpu") -> None:
-        """Read and check the task's parameters, load the model (with ``preprocess`` ``gpu``: a
-        :class:`~trt_perception.core.gpu.gpu_pipeline.GpuPipeline`), create the publishers. Raises
-        the node's expected configuration errors (ValueError, ModelConfigError, BackendError, ...)."""
+    def configure(self, node_params: dict[str, Any], settings: WindowSettings) -> None:
+        """Read and check the task's parameters, load the model with the node's backend and
+        preprocessing options (:func:`~trt_perception.core.pipeline_factory.create_pipeline`), create
+        the publishers. Raises the node's expected configuration errors (ValueError,
+        ModelConfigError, BackendError, ...)."""
         values = parameters.read(self.node, self.specs)
         self.params = {self._names[name]: value for name, value in values.items()}
         self.bounds = health_bounds(self.params)
         self.node_params = node_params
         config_path = self.params["model_config"] or str(share_dir() / self.DEFAULT_MODEL)
-        options = backend_options(node_params, backend, config_path)
-        if preprocess == "gpu":
-            from trt_perception.core.gpu.gpu_pipeline import GpuPipeline
-            self.pipeline = GpuPipeline.from_config(
-                config_path, backend, depth=node_params["pipeline_depth"],
-                zero_copy_input=node_params["zero_copy_input"], device_id=node_params["device_id"],
-                **(options if backend == "tensorrt" else {}))
-        else:
-            self.pipeline = Pipeline.from_config(config_path, backend, **options)
+        self.pipeline, why = create_pipeline(config_path, PipelineOptions.from_mapping(node_params))
+        self.logger.info(why)
         self.pipeline.decoder.set_params(self.decoder_params(
             {name: self.params[name] for name in self._decoder_names}))
         self._create_publishers()
@@ -222,23 +203,18 @@ class PerceptionTask(ABC):
         Inference errors are logged (rate limited) and counted as failed."""
         assert self.pipeline is not None  # frames flow only while active
         try:
-            if isinstance(self.pipeline, Pipeline):
-                finished = [(frame, *self.pipeline.run(*frame.decoded()))]
-            else:  # GPU preprocessing: the raw image (compressed ones: decoded, as bgr8/mono8) goes to the GPU
-                assert frame.image is not None  # FrameInput.keep_raw is set with GPU preprocessing
-                finished = [(done.tag, done.result, done.times)
-                            for done in self.pipeline.submit(frame.image, tag=frame)]
+            finished = self.pipeline.submit(frame, tag=frame)
         except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the node
             self.stats.failed.record(time.monotonic_ns())
             self.logger.error(f"inference failed ({self.stats.failed.total} so far): {exc}",
                               throttle_duration_sec=5.0)
             return
-        for done_frame, result, stages in finished:
-            self._finish(done_frame, result, stages)
+        for done in finished:
+            self._finish(done.tag, done.result, done.times)
 
     def flush(self) -> None:
-        """Publish the results of frames still in flight (GPU pipeline with depth > 1); at deactivate."""
-        if self.pipeline is None or isinstance(self.pipeline, Pipeline):
+        """Publish the results of frames still in flight (a pipeline with depth > 1); at deactivate."""
+        if self.pipeline is None:
             return
         try:
             finished = self.pipeline.drain()

@@ -39,9 +39,8 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from trt_perception.core.backends import BACKENDS, BackendError, resolve_backend
+from trt_perception.core.backends import BACKENDS, BackendError
 from trt_perception.core.telemetry.device_info import GpuMemoryProbe, describe_hardware, gpu_device_id
-from trt_perception.core.gpu.gpu_pipeline import choose_preprocess
 from trt_perception.core.telemetry.health import Status, device_status, summary_line
 from trt_perception.core.telemetry.latency import FrameCounters
 from trt_perception.core.telemetry.latency_stats import WindowSettings, snapshot
@@ -139,14 +138,12 @@ class PerceptionNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self.params = parameters.read(self, COMMON_PARAMS)
-            backend = resolve_backend(self.params["backend"])
-            preprocess, why = choose_preprocess(self.params["preprocess"], backend, self.params["device_id"])
-            self.get_logger().info(why)
             settings = WindowSettings(self.params["stats_window"], self.params["stats_window_frames"])
             self.input.reset(settings)
-            self.input.keep_raw = preprocess == "gpu"
             for task in self.tasks:
-                task.configure(self.params, backend, settings, preprocess)
+                task.configure(self.params, settings)
+            self.input.keep_raw = any(task.pipeline is not None and task.pipeline.takes_raw_images
+                                      for task in self.tasks)
             self._setup_diagnostics()
         except CONFIG_ERRORS as exc:
             self.get_logger().error(f"configure failed: {exc}")

@@ -7,12 +7,17 @@ A backend owns a loaded model. Lifecycle: construct (cheap, nothing loaded) -> :
 Public methods check state and inputs, then call the ``_*_impl`` methods a subclass provides.
 Arrays returned by :meth:`infer` may be buffers the backend reuses on the next call: copy what
 you keep (``Backend.outputs_reused`` says whether this backend does).
+
+Capability "on device buffers" (:attr:`Backend.runs_on_device`): the backend runs the network on a
+GPU and can :meth:`~Backend.enqueue` a run on device buffers someone else filled (GPU
+preprocessing) on its :attr:`~Backend.cuda_stream`, without waiting: the TensorRT backend, and
+the ONNX Runtime backend with ``device_buffers=True`` (its CUDA provider with IOBinding).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Mapping
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
@@ -26,10 +31,30 @@ class Backend(ABC):
 
     name: ClassVar[str] = "base"
 
+    #: the CUDA device the network runs on (backends that run on a GPU set it)
+    device_id: int = 0
+
     @property
     def outputs_reused(self) -> bool:
         """True when the arrays :meth:`infer` returns are overwritten by the next call."""
         return False
+
+    @property
+    def runs_on_device(self) -> bool:
+        """True when :meth:`enqueue` runs the network on device buffers (module docstring)."""
+        return False
+
+    @property
+    def cuda_stream(self) -> Any:
+        """The pycuda ``Stream`` :meth:`enqueue` runs on (needs :attr:`runs_on_device`)."""
+        raise BackendError(f"the {self.name} backend does not run on device buffers")
+
+    def enqueue(self, input_ptr: int, output_ptrs: Mapping[str, int], stream: Any) -> None:
+        """Enqueue one run of a single-input network on device buffers, without waiting, with the
+        device current: read the input tensor at ``input_ptr`` (the model's dtype and static shape),
+        write output ``name`` to ``output_ptrs[name]``. ``stream`` must be :attr:`cuda_stream`.
+        Needs :attr:`runs_on_device`."""
+        raise BackendError(f"the {self.name} backend does not run on device buffers")
 
     def __init__(self) -> None:
         self._active = False

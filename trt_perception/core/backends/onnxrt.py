@@ -4,9 +4,17 @@ Options: ``threads`` (intra-op threads; 0 = ONNX Runtime's default, one per core
 (execution providers in priority order, default CPU only; e.g. ``["CUDAExecutionProvider",
 "CPUExecutionProvider"]`` with ``onnxruntime-gpu``), ``io_binding`` (run through IOBinding into
 preallocated output buffers; ``None`` = only when the first provider is not the CPU, where it saves
-the per-frame output allocation and device copies -- on the CPU it measured no faster).
+the per-frame output allocation and device copies -- on the CPU it measured no faster),
+``device_buffers`` and ``device_id`` (below).
 
 With IOBinding the arrays :meth:`infer` returns are reused by the next call (``outputs_reused``).
+
+``device_buffers=True`` (``onnxruntime-gpu``): the session runs on the CUDA provider of device
+``device_id`` on a pycuda stream of its own (the provider's ``user_compute_stream``, TF32 off so
+float32 results stay as close to the CPU's as the CUDA kernels give), and :meth:`enqueue` runs it
+on device buffers the caller filled (GPU preprocessing): IOBinding binds the input and outputs to
+those buffers (no copy; one binding per set of buffers, made once) and a run only enqueues
+(``disable_synchronize_execution_providers``), so the caller's CUDA events order it.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ _ORT_TYPES = {
     "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
 }
 CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
 
 
 def _import_ort() -> ModuleType:
@@ -44,6 +53,18 @@ def _spec(node: Any) -> TensorSpec:
     return TensorSpec(node.name, np.dtype(_ORT_TYPES[node.type]), shape)
 
 
+def cuda_provider_available() -> tuple[bool, str]:
+    """(True, "") when onnxruntime imports and offers the CUDA execution provider, else (False, why)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return False, "onnxruntime is not installed"
+    providers = onnxruntime.get_available_providers()
+    if CUDA_PROVIDER not in providers:
+        return False, f"onnxruntime {onnxruntime.__version__} has no {CUDA_PROVIDER} (providers: {providers})"
+    return True, ""
+
+
 class OnnxRuntimeBackend(Backend):
     """Runs an ONNX model with ONNX Runtime (see the module docstring for the options)."""
 
@@ -51,19 +72,29 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self, model_path: str | Path, threads: int = 0,
                  providers: Optional[Sequence[str]] = None,
-                 io_binding: Optional[bool] = None) -> None:
+                 io_binding: Optional[bool] = None, device_buffers: bool = False,
+                 device_id: int = 0) -> None:
         super().__init__()
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
             raise BackendError(f"threads must be an integer >= 0 (0 = ONNX Runtime's default), got {threads!r}")
+        if isinstance(device_id, bool) or not isinstance(device_id, int) or device_id < 0:
+            raise BackendError(f"device_id must be an integer >= 0, got {device_id!r}")
+        if device_buffers and providers and list(providers)[0] != CUDA_PROVIDER:
+            raise BackendError(f"device_buffers runs on {CUDA_PROVIDER}, not on {list(providers)}")
         self.model_path = Path(model_path)
         self.threads = threads
-        self.providers = list(providers) if providers else [CPU_PROVIDER]
+        self.providers = [CUDA_PROVIDER] if device_buffers else list(providers) if providers else [CPU_PROVIDER]
         self.io_binding = io_binding
+        self.device_buffers = device_buffers
+        self.device_id = device_id
         self._session: Any = None
         self._binding: Any = None
         self._inputs: dict[str, TensorSpec] = {}
         self._outputs: dict[str, TensorSpec] = {}
         self._buffers: dict[str, np.ndarray] = {}
+        self._stream: Any = None
+        self._run_options: Any = None
+        self._device_bindings: dict[tuple[int, tuple[int, ...]], Any] = {}
 
     def _activate_impl(self) -> None:
         ort = _import_ort()
@@ -79,8 +110,11 @@ class OnnxRuntimeBackend(Backend):
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
+        providers: list[Any] = list(self.providers)
+        if self.device_buffers:
+            providers = [(CUDA_PROVIDER, self._device_provider_options(ort))]
         try:
-            session = ort.InferenceSession(str(self.model_path), options, providers=self.providers)
+            session = ort.InferenceSession(str(self.model_path), options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...)
             raise BackendError(f"cannot load ONNX model {self.model_path}: {exc}") from exc
         not_loaded = [p for p in self.providers if p not in session.get_providers()]
@@ -89,6 +123,9 @@ class OnnxRuntimeBackend(Backend):
                                "(for CUDA: are the CUDA and cuDNN libraries onnxruntime-gpu needs installed?)")
         inputs = {n.name: _spec(n) for n in session.get_inputs()}
         outputs = {n.name: _spec(n) for n in session.get_outputs()}
+        if self.device_buffers and (len(inputs) != 1 or any(None in s.shape for s in inputs.values())):
+            raise BackendError(f"device_buffers: {self.model_path} must have one input of static shape, has "
+                               f"{[(s.name, s.shape) for s in inputs.values()]}")
         use_binding = self.io_binding if self.io_binding is not None else self.providers[0] != CPU_PROVIDER
         if use_binding:
             dynamic = [s.name for s in outputs.values() if None in s.shape]
@@ -108,9 +145,58 @@ class OnnxRuntimeBackend(Backend):
         it each call returns new arrays."""
         return self._binding is not None
 
+    def _device_provider_options(self, ort: ModuleType) -> dict[str, str]:
+        """The CUDA provider's options for ``device_buffers``: a pycuda stream of the device's primary
+        context (the one GPU preprocessing uses) as the session's compute stream, TF32 off."""
+        from trt_perception.core.cuda.runtime import shared_device
+        device = shared_device(self.device_id)
+        with device.current():
+            self._stream = device.driver.Stream()
+        self._run_options = ort.RunOptions()
+        self._run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+        return {"device_id": str(self.device_id), "has_user_compute_stream": "1",
+                "user_compute_stream": str(self._stream.handle), "use_tf32": "0"}
+
+    @property
+    def runs_on_device(self) -> bool:
+        """With ``device_buffers`` (module docstring)."""
+        return self.device_buffers
+
+    @property
+    def cuda_stream(self) -> Any:
+        """The pycuda stream the session computes on (``device_buffers``)."""
+        self._require_active()
+        if self._stream is None:
+            return super().cuda_stream
+        return self._stream
+
+    def enqueue(self, input_ptr: int, output_ptrs: Mapping[str, int], stream: Any) -> None:
+        """Enqueue one run on device buffers (:meth:`Backend.enqueue`; ``device_buffers``)."""
+        self._require_active()
+        if not self.device_buffers:
+            super().enqueue(input_ptr, output_ptrs, stream)
+        if stream is not self._stream:
+            raise BackendError("the onnxruntime backend runs on its own stream; give the pipeline "
+                               "backend.cuda_stream as its inference stream")
+        key = (input_ptr, tuple(output_ptrs[name] for name in self._outputs))
+        binding = self._device_bindings.get(key)
+        if binding is None:   # one binding per set of buffers (the pipeline's slots), made once
+            binding = self._session.io_binding()
+            (spec,) = self._inputs.values()
+            binding.bind_input(spec.name, "cuda", self.device_id, spec.dtype, list(spec.shape), input_ptr)
+            for name, out in self._outputs.items():
+                binding.bind_output(name, "cuda", self.device_id, out.dtype, list(out.shape), output_ptrs[name])
+            self._device_bindings[key] = binding
+        try:
+            self._session.run_with_iobinding(binding, self._run_options)
+        except Exception as exc:
+            raise BackendError(f"ONNX Runtime (CUDA) failed to run: {exc}") from exc
+
     def _deactivate_impl(self) -> None:
-        self._session = self._binding = None
+        self._device_bindings = {}
+        self._session = self._binding = None   # the session before the stream it computes on
         self._inputs, self._outputs, self._buffers = {}, {}, {}
+        self._stream = self._run_options = None
 
     def _input_specs_impl(self) -> dict[str, TensorSpec]:
         return dict(self._inputs)

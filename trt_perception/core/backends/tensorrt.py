@@ -79,6 +79,11 @@ class TensorRTBackend(Backend):
         """Always: the arrays :meth:`infer` returns are views of the host output buffers."""
         return True
 
+    @property
+    def runs_on_device(self) -> bool:
+        """Always: the engine runs on the GPU and :meth:`enqueue` takes device buffers."""
+        return True
+
     def __init__(self, model_path: Union[str, Path], *, engine_cache_dir: Optional[Union[str, Path]] = None,
                  precision: str = "fp16", dla_core: int = -1, gpu_fallback: bool = True,
                  workspace_mb: Optional[int] = None, allow_build: bool = True, min_batch: int = 1,
@@ -283,11 +288,11 @@ class TensorRTBackend(Backend):
                     self._set_address(name, self._buffers[name].device_ptr)
 
     def enqueue(self, input_ptr: int, output_ptrs: Mapping[str, int], stream: Any) -> None:
-        """Enqueue one run of a single-input engine on device buffers, without waiting (the
-        :class:`~trt_perception.core.gpu.frame_pipeline.DeviceRunner` protocol, with the device
-        current): the engine reads its input at ``input_ptr`` (the engine's dtype; its static shape,
-        or for a dynamic input the optimization profile's opt shape) and writes output ``name`` to
-        ``output_ptrs[name]``. ``stream`` must be :attr:`cuda_stream`.
+        """Enqueue one run of a single-input engine on device buffers, without waiting
+        (:meth:`Backend.enqueue`, with the device current): the engine reads its input at
+        ``input_ptr`` (the engine's dtype; its static shape, or for a dynamic input the optimization
+        profile's opt shape) and writes output ``name`` to ``output_ptrs[name]``. ``stream`` must
+        be :attr:`cuda_stream`.
         """
         self._require_active()
         assert self._context is not None

@@ -1,4 +1,4 @@
-"""Whether the GPU path can run here, the process-wide device, and the kernels compiled for it.
+"""Whether a GPU can be used here, the process-wide device, and the kernels compiled for it.
 
 pycuda is imported only inside these functions, so the package imports without it. The device is
 :class:`~trt_perception.core.cuda.device.CudaDevice` (the GPU's primary context, which TensorRT
@@ -11,10 +11,8 @@ import threading
 from importlib import resources
 from typing import Any
 
-from trt_perception.core.tensor_spec import BackendError
 from trt_perception.core.cuda.device import CudaDevice
-
-PREPROCESS_MODES = ("auto", "gpu", "cpu")
+from trt_perception.core.tensor_spec import BackendError
 
 _LOCK = threading.Lock()
 _DEVICES: dict[int, CudaDevice] = {}
@@ -37,24 +35,6 @@ def gpu_available(device_id: int = 0) -> tuple[bool, str]:
     if not 0 <= device_id < count:
         return False, f"CUDA device {device_id} does not exist ({count} device(s))"
     return True, str(driver.Device(device_id).name())
-
-
-def resolve_preprocess_mode(mode: str, device_id: int = 0) -> tuple[str, str]:
-    """``gpu`` or ``cpu`` for a ``preprocess`` parameter of ``auto | gpu | cpu``, and why.
-
-    ``auto`` is ``gpu`` when :func:`gpu_available`; ``gpu`` without a usable GPU raises
-    :class:`BackendError` with the reason.
-    """
-    if mode not in PREPROCESS_MODES:
-        raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {mode!r}")
-    if mode == "cpu":
-        return "cpu", "preprocess: cpu"
-    ok, reason = gpu_available(device_id)
-    if ok:
-        return "gpu", f"GPU preprocessing on {reason}"
-    if mode == "gpu":
-        raise BackendError(f"preprocess: gpu was asked for but {reason}")
-    return "cpu", f"CPU preprocessing: {reason}"
 
 
 def shared_device(device_id: int = 0) -> CudaDevice:

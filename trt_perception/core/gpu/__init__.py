@@ -9,7 +9,9 @@ Modules (pycuda is imported only by those that touch the GPU, when they are used
   kernel, optional zero-copy input);
 - :mod:`.frame_pipeline`: preprocessing, a network run on device buffers and the copy of its
   outputs to the host, pipelined over ``depth`` frames with results in order;
-- :mod:`.ort_runner`: the network on ONNX Runtime's CUDA provider, bound to those device buffers;
+- :mod:`.gpu_pipeline`: :class:`~.gpu_pipeline.GpuPipeline`, the pipeline contract of
+  :mod:`trt_perception.core.pipeline` over a :class:`~.frame_pipeline.FramePipeline` and a backend
+  that runs on device buffers (TensorRT, or ONNX Runtime's CUDA provider).
 
 The device, buffers and kernel loading are :mod:`trt_perception.core.cuda`; the stand-in network
 and the parity cases of the tests are in :mod:`trt_perception.testing`.

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Protocol
 
 import numpy as np
@@ -34,7 +33,7 @@ from trt_perception.core.tensor_spec import BackendError, TensorSpec
 from trt_perception.core.geometry import ResizeGeometry
 from trt_perception.core.gpu.gpu_preprocess import GpuPreprocessor
 from trt_perception.core.image import BytesLike
-from trt_perception.core.pipeline import StageTimes
+from trt_perception.core.pipeline import FrameResult, StageTimes
 from trt_perception.core.preprocess import PreprocessConfig
 from trt_perception.core.cuda.device import CudaDevice, HostDeviceBuffer
 
@@ -42,8 +41,9 @@ Decode = Callable[[Mapping[str, np.ndarray], ResizeGeometry], Any]
 
 
 class DeviceRunner(Protocol):
-    """A network that reads and writes device buffers (an adapter of a TensorRT engine or of an
-    ONNX Runtime session with IOBinding). :meth:`enqueue` is called with the device current."""
+    """A network that reads and writes device buffers (a :class:`~trt_perception.core.backends.Backend`
+    that :attr:`~trt_perception.core.backends.Backend.runs_on_device`, or the tests' stand-in).
+    :meth:`enqueue` is called with the device current."""
 
     def output_specs(self) -> Mapping[str, TensorSpec]:
         """Outputs by name; every shape static."""
@@ -53,17 +53,6 @@ class DeviceRunner(Protocol):
         """Enqueue one inference on the pycuda ``stream``: read the input tensor at ``input_ptr``,
         write each output to ``output_ptrs[name]``. Returns without waiting for the GPU."""
         ...
-
-
-@dataclass(frozen=True)
-class FrameResult:
-    """What ``decode`` made of one frame, with the caller's ``tag``, the frame's geometry and how
-    long each stage took (module docstring)."""
-
-    tag: Any
-    result: Any
-    geometry: ResizeGeometry
-    times: StageTimes
 
 
 class _Slot:
@@ -91,8 +80,8 @@ class FramePipeline:
 
     runner: a :class:`DeviceRunner`; decode: ``decode(outputs by output name, geometry)`` -> the
     frame's result, run on the host (the output arrays are reused by later frames: copy what you
-    keep). infer_stream: the stream the runner must run on, if it has one (an
-    :class:`~trt_perception.core.gpu.ort_runner.OrtCudaRunner`'s); zero_copy_input: see
+    keep). infer_stream: the stream the runner must run on, if it has one (a
+    backend's :attr:`~trt_perception.core.backends.Backend.cuda_stream`); zero_copy_input: see
     :class:`GpuPreprocessor`. Raises :class:`BackendError` when the runner has an output of
     dynamic shape.
     """

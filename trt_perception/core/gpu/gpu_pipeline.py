@@ -1,15 +1,16 @@
-"""GpuPipeline: the GPU counterpart of :class:`~trt_perception.core.pipeline.Pipeline` for the nodes.
+"""GpuPipeline: the GPU implementation of :class:`~trt_perception.core.pipeline.PerceptionPipeline`.
 
-Raw camera frames (:class:`~trt_perception.core.image.RawImage`, the bytes of a ``sensor_msgs/Image``)
-go to the GPU once: fused preprocessing, the network on device buffers (a TensorRT engine, or ONNX
-Runtime's CUDA provider where TensorRT is absent), outputs to the host, the task's decoder there.
-:meth:`GpuPipeline.submit` returns the frames finished so far, in submission order: the frame itself
-with ``depth`` 1, the previous ones with ``depth`` > 1 (see
-:class:`~trt_perception.core.gpu.frame_pipeline.FramePipeline`). A change of frame format (encoding,
-size, step) finishes the frames in flight and re-plans the kernel.
+Raw camera frames (:attr:`SourceFrame.image <trt_perception.core.pipeline.SourceFrame.image>`, the
+bytes of a ``sensor_msgs/Image``) go to the GPU once: fused preprocessing, the network on device
+buffers (a :class:`~trt_perception.core.backends.Backend` that :attr:`runs_on_device
+<trt_perception.core.backends.Backend.runs_on_device>`: TensorRT, or ONNX Runtime's CUDA provider),
+outputs to the host, the task's decoder there. :meth:`GpuPipeline.submit` returns the frames
+finished so far, in submission order: the frame itself with ``depth`` 1, the previous ones with
+``depth`` > 1 (see :class:`~trt_perception.core.gpu.frame_pipeline.FramePipeline`). A change of
+frame format (encoding, size, step) finishes the frames in flight and re-plans the kernel.
 
-``preprocess: auto | gpu | cpu`` is decided by :func:`choose_preprocess`: the GPU path needs pycuda,
-the device, and a backend that runs on the GPU.
+Made by :func:`trt_perception.core.pipeline_factory.create_pipeline` (which decides whether the GPU
+path can run, ``preprocess: auto | gpu | cpu``).
 """
 
 from __future__ import annotations
@@ -19,58 +20,38 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from trt_perception.core.backends import BackendError, create_backend
+from trt_perception.core.backends import Backend, BackendError, create_backend
 from trt_perception.core.decode import Decoder, create_decoder
 from trt_perception.core.geometry import ResizeGeometry
-from trt_perception.core.cuda.runtime import resolve_preprocess_mode
-from trt_perception.core.gpu.frame_pipeline import FramePipeline, FrameResult
-from trt_perception.core.image import RawImage
+from trt_perception.core.gpu.frame_pipeline import FramePipeline
 from trt_perception.core.model_config import ModelConfig, load_model_config
-from trt_perception.core.pipeline import check_decoder_roles, outputs_by_role
-
-
-def choose_preprocess(mode: str, backend: str, device_id: int = 0) -> tuple[str, str]:
-    """``gpu`` or ``cpu`` for a ``preprocess`` parameter with the resolved ``backend``
-    (``tensorrt`` / ``onnxruntime``), and why.
-
-    GPU preprocessing needs pycuda, CUDA device ``device_id`` and a network on the GPU: TensorRT, or
-    ONNX Runtime with its CUDA provider. ``auto`` falls back to ``cpu`` otherwise; ``gpu`` raises
-    :class:`BackendError` with the reason.
-    """
-    resolved, reason = resolve_preprocess_mode(mode, device_id)
-    if resolved == "cpu" or backend == "tensorrt":
-        return resolved, reason
-    from trt_perception.core.gpu.ort_runner import cuda_provider_available
-    available, why = cuda_provider_available()
-    if available:
-        return "gpu", f"{reason}, ONNX Runtime on its CUDA provider"
-    if mode == "gpu":
-        raise BackendError(f"preprocess: gpu needs the network on the GPU, but {why} "
-                           "(use backend: tensorrt or install onnxruntime-gpu)")
-    return "cpu", f"CPU preprocessing: the onnxruntime backend runs on the CPU ({why})"
+from trt_perception.core.pipeline import FrameResult, SourceFrame, check_decoder_roles, outputs_by_role
 
 
 class GpuPipeline:
     """GPU preprocessing, a network on the device and a host decoder for one model configuration.
 
-    Made by :meth:`from_config`; :attr:`config`, :attr:`decoder` and :attr:`backend` (whose
-    ``name`` says what runs the network) as on :class:`~trt_perception.core.pipeline.Pipeline`.
+    Made by :meth:`from_config`; :attr:`config`, :attr:`decoder` and :attr:`backend` as on
+    :class:`~trt_perception.core.pipeline.Pipeline`.
     """
 
-    def __init__(self, config: ModelConfig, decoder: Decoder, backend: Any, frames: FramePipeline) -> None:
+    #: preprocessing reads the raw frame (:attr:`SourceFrame.image`), never decoded pixels
+    takes_raw_images = True
+
+    def __init__(self, config: ModelConfig, decoder: Decoder, backend: Backend, frames: FramePipeline) -> None:
         self.config = config
         self.decoder = decoder
         self.backend = backend
-        self._frames = frames
+        self._frames: Optional[FramePipeline] = frames
         self._layout: Optional[tuple[str, int, int, int, bool]] = None
         self._pending: list[FrameResult] = []   # finished before a format change, not handed out yet
 
     @classmethod
     def from_config(cls, path: str | Path, backend_kind: str, depth: int = 1, zero_copy_input: bool = False,
                     device_id: int = 0, **backend_options: Any) -> "GpuPipeline":
-        """Load the config at ``path`` and build the pipeline with the ``tensorrt`` backend (its
-        engine and stream) or, for ``onnxruntime``, ONNX Runtime's CUDA provider bound to the
-        pipeline's buffers. ``backend_options`` go to the TensorRT backend (onnxruntime: ignored).
+        """Load the config at ``path`` and build the pipeline on CUDA device ``device_id`` with the
+        backend ``backend_kind`` made with ``backend_options`` (with ``device_id``); the backend must
+        run on device buffers (``tensorrt``, or ``onnxruntime`` with ``device_buffers=True``).
         Raises ModelConfigError or BackendError.
         """
         from trt_perception.core.cuda.runtime import shared_device
@@ -78,31 +59,29 @@ class GpuPipeline:
         decoder = create_decoder(config)
         check_decoder_roles(config, decoder)
         device = shared_device(device_id)
-        backend: Any
-        if backend_kind == "tensorrt":
-            backend = create_backend("tensorrt", str(config.model_path),
-                                     **{**backend_options, "device_id": device_id})
-            backend.activate()
-            stream = backend.cuda_stream
-        elif backend_kind == "onnxruntime":
-            from trt_perception.core.gpu.ort_runner import OrtCudaRunner
-            with device.current():
-                stream = device.driver.Stream()
-            backend = OrtCudaRunner(config.model_path, stream, device_id)
-        else:
-            raise BackendError(f"GPU preprocessing runs with backend tensorrt or onnxruntime, not {backend_kind!r}")
+        backend = create_backend(backend_kind, str(config.model_path), **{**backend_options, "device_id": device_id})
+        backend.activate()
         try:
+            if not backend.runs_on_device:
+                raise BackendError(f"GPU preprocessing needs a network on device buffers; the {backend.name} "
+                                   "backend as configured runs on the CPU")
             config.check_io(backend.input_specs(), backend.output_specs())
             frames = FramePipeline(device, config.preprocess, backend, _decode_with(decoder, config),
-                                   depth=depth, zero_copy_input=zero_copy_input, infer_stream=stream)
+                                   depth=depth, zero_copy_input=zero_copy_input, infer_stream=backend.cuda_stream)
         except BaseException:
-            _close_backend(backend)
+            backend.deactivate()
             raise
         return cls(config, decoder, backend, frames)
 
-    def submit(self, image: RawImage, tag: Any = None) -> list[FrameResult]:
-        """Enqueue ``image``; the results finished now, in order (each with its ``tag`` and
-        :class:`~trt_perception.core.pipeline.StageTimes`)."""
+    def submit(self, frame: SourceFrame, tag: Any = None) -> list[FrameResult]:
+        """Enqueue ``frame.image``; the results finished now, in order (each with its ``tag`` and
+        :class:`~trt_perception.core.pipeline.StageTimes`). ValueError when the frame has no raw
+        image."""
+        image = frame.image
+        if image is None:
+            raise ValueError("GPU preprocessing takes raw images: the frame has only decoded pixels")
+        if self._frames is None:
+            raise BackendError("the GPU pipeline was closed")
         layout = (image.encoding, image.width, image.height, image.step, image.is_bigendian)
         if layout != self._layout:
             if self._layout is not None:  # kept until handed out, even if configure fails
@@ -117,14 +96,14 @@ class GpuPipeline:
     def drain(self) -> list[FrameResult]:
         """Wait for the frames in flight; their results in order."""
         finished, self._pending = self._pending, []
-        return finished + self._frames.drain()
+        return finished + (self._frames.drain() if self._frames is not None else [])
 
     def close(self) -> None:
         """Free the GPU buffers and the network. Safe to call twice."""
         if self._frames is not None:
             self._frames.close()
-            self._frames = None  # type: ignore[assignment]
-            _close_backend(self.backend)
+            self._frames = None
+            self.backend.deactivate()
 
 
 def _decode_with(decoder: Decoder, config: ModelConfig) -> Any:
@@ -132,9 +111,3 @@ def _decode_with(decoder: Decoder, config: ModelConfig) -> Any:
     def decode(tensors: Mapping[str, np.ndarray], geometry: ResizeGeometry) -> Any:
         return decoder(outputs_by_role(config, tensors), geometry)
     return decode
-
-
-def _close_backend(backend: Any) -> None:
-    deactivate = getattr(backend, "deactivate", None)
-    if deactivate is not None:
-        deactivate()

@@ -1,4 +1,4 @@
-"""GpuPipeline with OrtCudaRunner against the CPU pipeline, on the real SSD model and real
+"""GpuPipeline with the ONNX Runtime backend on device buffers (its CUDA provider) against the CPU pipeline, on the real SSD model and real
 frames (skipped without a GPU, pycuda or onnxruntime-gpu's CUDA provider)."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from trt_perception.core.cuda.runtime import gpu_available
-from trt_perception.core.gpu.ort_runner import cuda_provider_available
+from trt_perception.core.backends.onnxrt import cuda_provider_available
 from trt_perception.core.image import RawImage
+from trt_perception.core.pipeline import SourceFrame
+from trt_perception.core.pipeline_factory import PipelineOptions, create_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_CONFIG = ROOT / "models" / "ssdlite_pedestrian" / "ssdlite_pedestrian.yaml"
@@ -34,7 +36,8 @@ def _raw(image: np.ndarray, encoding: str, pad: int) -> RawImage:
 
 @pytest.mark.parametrize("depth", [1, 2])
 def test_gpu_pipeline_detections_match_the_cpu_pipeline(depth: int) -> None:
-    """GpuPipeline (ONNX Runtime CUDA provider): the CPU pipeline's detections, in order, across a
+    """create_pipeline with preprocess gpu and backend onnxruntime (GpuPipeline, ONNX Runtime's CUDA
+    provider on device buffers): the CPU pipeline's detections, in order, across a
     change of frame format in mid-stream (bgr8, then rgb8 with padded rows)."""
     from trt_perception.core.gpu.gpu_pipeline import GpuPipeline
     from trt_perception.core.pipeline import Pipeline
@@ -43,12 +46,14 @@ def test_gpu_pipeline_detections_match_the_cpu_pipeline(depth: int) -> None:
     frames = [_raw(image, "bgr8", 0) for image in images] + [_raw(image, "rgb8", 64) for image in images]
     with Pipeline.from_config(MODEL_CONFIG, "onnxruntime", threads=1) as cpu:
         want = [cpu.run(*frame.decode())[0] for frame in frames]
-    pipeline = GpuPipeline.from_config(MODEL_CONFIG, "onnxruntime", depth=depth)
+    pipeline, _ = create_pipeline(MODEL_CONFIG, PipelineOptions(backend="onnxruntime", preprocess="gpu",
+                                                                pipeline_depth=depth))
     try:
-        assert pipeline.backend.name == "onnxruntime (CUDA provider)"
+        assert isinstance(pipeline, GpuPipeline) and pipeline.takes_raw_images
+        assert pipeline.backend.name == "onnxruntime" and pipeline.backend.runs_on_device
         results = []
         for index, frame in enumerate(frames):
-            results += pipeline.submit(frame, tag=index)
+            results += pipeline.submit(SourceFrame(image=frame), tag=index)
         results += pipeline.drain()
     finally:
         pipeline.close()

@@ -1,0 +1,117 @@
+"""The one place that turns options into a running pipeline: backend, preprocessing, device.
+
+:func:`create_pipeline` resolves ``backend: auto``, decides where preprocessing runs
+(:func:`choose_preprocess`: ``preprocess: auto | gpu | cpu``), builds the backend's options
+(:func:`backend_options`) and returns a :class:`~trt_perception.core.pipeline.PerceptionPipeline`
+(the CPU :class:`~trt_perception.core.pipeline.Pipeline` or the
+:class:`~trt_perception.core.gpu.gpu_pipeline.GpuPipeline`) with the sentence saying what was
+chosen and why. Callers (the ROS nodes) drive the result through the pipeline contract only and
+never need to know whether a GPU is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from trt_perception.core.backends import BackendError, resolve_backend
+from trt_perception.core.backends.onnxrt import cuda_provider_available
+from trt_perception.core.pipeline import PerceptionPipeline, Pipeline
+
+PREPROCESS_MODES = ("auto", "gpu", "cpu")
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """How to run a model (the node parameters of the same names; see the README's tables)."""
+
+    #: ``auto`` | ``onnxruntime`` | ``tensorrt``
+    backend: str = "auto"
+    #: ``auto`` | ``gpu`` | ``cpu`` (:func:`choose_preprocess`)
+    preprocess: str = "auto"
+    #: CUDA device of the network and of GPU preprocessing
+    device_id: int = 0
+    #: ONNX Runtime CPU threads (0: its default)
+    threads: int = 0
+    #: TensorRT: engine precision, DLA core (-1: GPU), cache directory ("" : the default), build on a miss
+    precision: str = "fp16"
+    dla_core: int = -1
+    engine_cache_dir: str = ""
+    allow_engine_build: bool = True
+    #: GPU preprocessing: frames in flight, kernel reading mapped pinned memory
+    pipeline_depth: int = 1
+    zero_copy_input: bool = False
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "PipelineOptions":
+        """The options among ``values`` (e.g. a node's parameters; other keys are ignored)."""
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+
+def resolve_preprocess_mode(mode: str, device_id: int = 0) -> tuple[str, str]:
+    """``gpu`` or ``cpu`` for a ``preprocess`` parameter of ``auto | gpu | cpu``, and why.
+
+    ``auto`` is ``gpu`` when a GPU can be used (pycuda, device ``device_id``); ``gpu`` without a
+    usable GPU raises :class:`BackendError` with the reason.
+    """
+    if mode not in PREPROCESS_MODES:
+        raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {mode!r}")
+    if mode == "cpu":
+        return "cpu", "preprocess: cpu"
+    from trt_perception.core.cuda.runtime import gpu_available
+    ok, reason = gpu_available(device_id)
+    if ok:
+        return "gpu", f"GPU preprocessing on {reason}"
+    if mode == "gpu":
+        raise BackendError(f"preprocess: gpu was asked for but {reason}")
+    return "cpu", f"CPU preprocessing: {reason}"
+
+
+def choose_preprocess(mode: str, backend: str, device_id: int = 0) -> tuple[str, str]:
+    """``gpu`` or ``cpu`` for a ``preprocess`` parameter with the resolved ``backend``
+    (``tensorrt`` / ``onnxruntime``), and why.
+
+    GPU preprocessing needs pycuda, CUDA device ``device_id`` and a network on the GPU: TensorRT, or
+    ONNX Runtime with its CUDA provider. ``auto`` falls back to ``cpu`` otherwise; ``gpu`` raises
+    :class:`BackendError` with the reason.
+    """
+    resolved, reason = resolve_preprocess_mode(mode, device_id)
+    if resolved == "cpu" or backend == "tensorrt":
+        return resolved, reason
+    available, why = cuda_provider_available()
+    if available:
+        return "gpu", f"{reason}, ONNX Runtime on its CUDA provider"
+    if mode == "gpu":
+        raise BackendError(f"preprocess: gpu needs the network on the GPU, but {why} "
+                           "(use backend: tensorrt or install onnxruntime-gpu)")
+    return "cpu", f"CPU preprocessing: the onnxruntime backend runs on the CPU ({why})"
+
+
+def backend_options(options: PipelineOptions, backend: str, preprocess: str,
+                    config_path: Optional[str | Path] = None) -> dict[str, Any]:
+    """Constructor options of the resolved ``backend`` for ``preprocess`` (``cpu`` / ``gpu``)."""
+    if backend == "tensorrt":
+        return {"precision": options.precision, "dla_core": options.dla_core,
+                "engine_cache_dir": options.engine_cache_dir or None, "allow_build": options.allow_engine_build,
+                "model_config": None if config_path is None else str(config_path),
+                "device_id": options.device_id}
+    if preprocess == "gpu":
+        return {"device_buffers": True, "device_id": options.device_id}
+    return {"threads": options.threads} if options.threads else {}
+
+
+def create_pipeline(config_path: str | Path, options: PipelineOptions) -> tuple[PerceptionPipeline, str]:
+    """The pipeline for the model configuration at ``config_path`` run as ``options`` say, and a
+    sentence saying where it runs and why (for the log). Raises ModelConfigError, BackendError,
+    ValueError (a bad option) with the reason."""
+    backend = resolve_backend(options.backend)
+    preprocess, why = choose_preprocess(options.preprocess, backend, options.device_id)
+    backend_kwargs = backend_options(options, backend, preprocess, config_path)
+    if preprocess == "gpu":
+        from trt_perception.core.gpu.gpu_pipeline import GpuPipeline
+        device_id = backend_kwargs.pop("device_id")
+        return GpuPipeline.from_config(config_path, backend, depth=options.pipeline_depth,
+                                       zero_copy_input=options.zero_copy_input, device_id=device_id,
+                                       **backend_kwargs), why
+    return Pipeline.from_config(config_path, backend, **backend_kwargs), why
