@@ -21,7 +21,7 @@ from trt_perception.ros.conversions import box_markers, detections_to_msg
 from trt_perception.ros.serialized import detections_cdr, writes_detections
 from trt_perception.ros.node_main import run_node
 from trt_perception.ros.parameters import ParamSpec
-from trt_perception.ros.task_node import PerceptionNode
+from trt_perception.ros.task_node import TaskNode
 from trt_perception.ros.perception_task import PerceptionTask
 
 DEFAULT_MODEL = "models/ssdlite_pedestrian/ssdlite_pedestrian.yaml"
@@ -74,7 +74,7 @@ class DetectorTask(PerceptionTask):
         return box_markers(result, header)
 
 
-class DetectorNode(PerceptionNode):
+class DetectorNode(TaskNode):
     """SSD detection lifecycle node (see the module docstring)."""
 
     NODE_NAME = "detector_node"

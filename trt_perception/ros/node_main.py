@@ -6,11 +6,11 @@ from typing import Callable, Optional, Sequence
 
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-from trt_perception.ros.task_node import PerceptionNode
+from trt_perception.ros.task_node import TaskNode
 from trt_perception.ros.session import rclpy_session
 
 
-def run_node(factory: Callable[[], PerceptionNode], args: Optional[Sequence[str]] = None) -> int:
+def run_node(factory: Callable[[], TaskNode], args: Optional[Sequence[str]] = None) -> int:
     """Create the node and spin it until shutdown. The node starts unconfigured: transitions come
     from launch, ``ros2 lifecycle set`` or a lifecycle manager."""
     try:

@@ -1,6 +1,6 @@
 """One model run on a node's decoded frames: pipeline, publishers, runtime thresholds, health.
 
-A :class:`PerceptionTask` belongs to a :class:`~trt_perception.ros.task_node.PerceptionNode`
+A :class:`PerceptionTask` belongs to a :class:`~trt_perception.ros.task_node.TaskNode`
 and is driven by it: :meth:`~PerceptionTask.configure` loads the model
 (:class:`~trt_perception.core.pipeline.Pipeline`) and creates the task's lifecycle publishers,
 :meth:`~PerceptionTask.process` runs one frame and publishes its result, stage timings and

@@ -17,7 +17,7 @@ from trt_perception.msg import Skeleton2DArray
 from trt_perception.ros.conversions import skeleton_markers, skeletons_to_msg
 from trt_perception.ros.node_main import run_node
 from trt_perception.ros.parameters import ParamSpec
-from trt_perception.ros.task_node import PerceptionNode
+from trt_perception.ros.task_node import TaskNode
 from trt_perception.ros.perception_task import PerceptionTask
 
 DEFAULT_MODEL = "models/trt_pose/resnet18_baseline_att_224x224.yaml"
@@ -54,7 +54,7 @@ class PoseTask(PerceptionTask):
         return skeleton_markers(result, header)
 
 
-class PoseNode(PerceptionNode):
+class PoseNode(TaskNode):
     """PAF human-pose lifecycle node (see the module docstring)."""
 
     NODE_NAME = "pose_node"

@@ -21,11 +21,11 @@ from typing import Optional, Sequence
 
 from trt_perception.ros.detector_node import DetectorTask
 from trt_perception.ros.node_main import run_node
-from trt_perception.ros.task_node import PerceptionNode
+from trt_perception.ros.task_node import TaskNode
 from trt_perception.ros.pose_node import PoseTask
 
 
-class SharedPerceptionNode(PerceptionNode):
+class SharedPerceptionNode(TaskNode):
     """Detection and pose on one decoded image stream (see the module docstring)."""
 
     NODE_NAME = "perception_node"

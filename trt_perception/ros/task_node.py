@@ -1,4 +1,6 @@
-"""The lifecycle node of the package: one image input feeding one or more perception tasks.
+"""TaskNode, the base class of the package's lifecycle nodes: one image input feeding one or more
+perception tasks (the executables ``detector_node``, ``pose_node`` and ``perception_node`` run its
+subclasses DetectorNode, PoseNode and SharedPerceptionNode).
 
 A node is a composition: a :class:`~trt_perception.ros.frame_input.FrameInput` (subscription
 read by its own thread, newest frame, decoding once) and
@@ -99,7 +101,7 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
 CONFIG_ERRORS = (ModelConfigError, BackendError, ValueError, FileNotFoundError, PermissionError)
 
 
-class PerceptionNode(LifecycleNode):
+class TaskNode(LifecycleNode):
     """Base of the package's nodes; subclasses list their tasks (see the module docstring)."""
 
     #: (task class, prefix) of each task; prefix "" keeps parameter and topic names as they are
