@@ -197,3 +197,23 @@ def test_tensorrt_backend_without_tensorrt_fails_configure_with_the_reason(ros):
     lifecycle = LifecycleClient(ros, "detector_node")
     assert not lifecycle.set("configure")
     assert lifecycle.state() == "unconfigured" and node.pipeline is None
+
+
+def test_the_model_configs_decoder_thresholds_apply_unless_the_node_parameter_is_set(ros, tmp_path):
+    """Review defect 3: the node's parameter defaults silently replaced the model YAML's
+    ``decoder:`` values; an unset node parameter must leave the model's value, a set one wins."""
+    import shutil
+    model_dir = shutil.copytree(share_dir() / Path(DEFAULT_MODEL).parent, tmp_path / "model")
+    config = model_dir / Path(DEFAULT_MODEL).name
+    text = config.read_text().replace("score_threshold: 0.5", "score_threshold: 0.3")
+    config.write_text(text.replace("  top_k: 100\n", "  top_k: 7\n"))
+    node = ros.add(DetectorNode("detector_model", context=ros.context, parameter_overrides=[
+        Parameter("backend", value="onnxruntime"), Parameter("threads", value=1),
+        Parameter("model_config", value=str(config)), Parameter("nms_iou_threshold", value=0.4)]))
+    lifecycle = LifecycleClient(ros, "detector_model")
+    assert lifecycle.set("configure")
+    params = node.pipeline.decoder.runtime_params()
+    assert (params["score_threshold"], params["top_k"]) == (0.3, 7), params     # the model's
+    assert params["nms_iou_threshold"] == 0.4                                    # set on the node
+    assert node.set_parameters([Parameter("score_threshold", value=0.8)])[0].successful
+    assert node.pipeline.decoder.runtime_params()["score_threshold"] == 0.8
