@@ -16,11 +16,11 @@ from typing import Any, Optional, Sequence
 
 from vision_msgs.msg import Detection2DArray
 
+from trt_perception.core.decode.ssd.decoder import SSD_PARAMS
 from trt_perception.core.draw import draw_detections
 from trt_perception.ros.conversions import box_markers, detections_to_msg
 from trt_perception.ros.serialized import detections_cdr, writes_detections
 from trt_perception.ros.node_main import run_node
-from trt_perception.ros.parameters import ParamSpec
 from trt_perception.ros.task_node import TaskNode
 from trt_perception.ros.perception_task import PerceptionTask
 
@@ -35,17 +35,7 @@ class DetectorTask(PerceptionTask):
     DEFAULT_MODEL = DEFAULT_MODEL
     RESULT_TOPIC = "detections"
 
-    DECODER_PARAMS = (
-        ParamSpec("score_threshold", 0.5, "Minimum detection score.", float_range=(0.0, 1.0),
-                  runtime=True),
-        ParamSpec("nms_iou_threshold", 0.6, "Per-class NMS suppresses boxes overlapping a better one "
-                  "by more than this IoU.", float_range=(0.0, 1.0), runtime=True),
-        ParamSpec("pre_nms_top_k", 100, "Best candidates per class kept before NMS.",
-                  int_range=(1, 10000), runtime=True),
-        ParamSpec("top_k", 100, "Most detections reported per image (after NMS).",
-                  int_range=(1, 10000), runtime=True),
-        ParamSpec("class_filter", [], "Class labels or ids to report (empty: all).", runtime=True),
-    )
+    DECODER_PARAMS = SSD_PARAMS
 
     #: published as bytes from :func:`~trt_perception.ros.serialized.detections_cdr` (checked
     #: against the middleware at configure) rather than as rclpy message objects

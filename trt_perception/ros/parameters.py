@@ -1,9 +1,12 @@
-"""One table of node parameters: declaration with descriptors, and validation with reasons.
+"""Node parameters from :class:`~trt_perception.core.param_spec.ParamSpec` rows: declaration with
+descriptors, and validation with reasons.
 
-Each :class:`ParamSpec` becomes a ROS parameter with a ``ParameterDescriptor`` (description,
-integer/floating-point range, read-only flag, allowed values in ``additional_constraints``).
-Enumerations are strings checked against ``choices``. ``runtime=True`` marks the parameters that may
-change while the node runs (thresholds); every other parameter is read only.
+Each row becomes a ROS parameter with a ``ParameterDescriptor`` (description, integer/floating-point
+range, read-only flag, allowed values in ``additional_constraints``). Enumerations are strings
+checked against ``choices``. ``runtime=True`` marks the parameters that may change while the node
+runs (thresholds); every other parameter is read only. A ``from_model`` row (decoder thresholds)
+is declared without a value: until it is set, :func:`read` gives None and the model configuration's
+value applies.
 
 A startup value (parameter file, ``-p``, launch) that rclpy refuses, of the wrong type or out of
 range, does not stop the process: the parameter keeps its default, the refusal is logged, and
@@ -13,9 +16,7 @@ value (runtime parameters) or the node is started again with a corrected one.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Sequence
 from weakref import WeakKeyDictionary
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -24,45 +25,25 @@ from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterVal
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from trt_perception.core.param_spec import ParamSpec
 
-@dataclass(frozen=True)
-class ParamSpec:
-    """A parameter: name, default (its type is the parameter's type), description and bounds."""
+__all__ = ["ParamSpec", "declare", "descriptor", "plain", "read", "refused_startup_values"]
 
-    name: str
-    default: Any
-    description: str
-    int_range: Optional[tuple[int, int]] = None
-    float_range: Optional[tuple[float, float]] = None
-    choices: Optional[tuple[str, ...]] = None
-    runtime: bool = False
+_TYPES = {bool: Parameter.Type.BOOL, int: Parameter.Type.INTEGER, float: Parameter.Type.DOUBLE,
+          str: Parameter.Type.STRING, list: Parameter.Type.STRING_ARRAY}
 
-    def renamed(self, name: str) -> "ParamSpec":
-        """The same parameter under another name (e.g. with a task prefix)."""
-        return replace(self, name=name)
 
-    def descriptor(self) -> ParameterDescriptor:
-        desc = ParameterDescriptor(description=self.description, read_only=not self.runtime)
-        if self.int_range is not None:
-            desc.integer_range = [IntegerRange(from_value=self.int_range[0], to_value=self.int_range[1], step=0)]
-        if self.float_range is not None:
-            desc.floating_point_range = [FloatingPointRange(
-                from_value=float(self.float_range[0]), to_value=float(self.float_range[1]), step=0.0)]
-        if self.choices is not None:
-            desc.additional_constraints = "one of: " + ", ".join(self.choices)
-        return desc
-
-    def check(self, value: Any) -> Optional[str]:
-        """None when ``value`` is acceptable, else the reason (ranges, NaN, choices)."""
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"{self.name} must be a finite number, got {value}"
-        if self.float_range is not None and not self.float_range[0] <= value <= self.float_range[1]:
-            return f"{self.name} must be in [{self.float_range[0]}, {self.float_range[1]}], got {value}"
-        if self.int_range is not None and not self.int_range[0] <= value <= self.int_range[1]:
-            return f"{self.name} must be in [{self.int_range[0]}, {self.int_range[1]}], got {value}"
-        if self.choices is not None and value not in self.choices:
-            return f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}"
-        return None
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """The ROS descriptor of ``spec``: description, read-only flag, ranges, allowed values."""
+    desc = ParameterDescriptor(description=spec.description, read_only=not spec.runtime)
+    if spec.int_range is not None:
+        desc.integer_range = [IntegerRange(from_value=spec.int_range[0], to_value=spec.int_range[1], step=0)]
+    if spec.float_range is not None:
+        desc.floating_point_range = [FloatingPointRange(
+            from_value=float(spec.float_range[0]), to_value=float(spec.float_range[1]), step=0.0)]
+    if spec.choices is not None:
+        desc.additional_constraints = "one of: " + ", ".join(spec.choices)
+    return desc
 
 
 #: per node: parameter name -> why its startup value was refused (until it is set successfully)
@@ -100,11 +81,11 @@ def refused_startup_values(node: Node) -> list[str]:
 
 
 def _declare(node: Node, spec: ParamSpec, ignore_override: bool) -> None:
-    if isinstance(spec.default, list) and not spec.default:
-        # an empty list has no element type: declare typed (string array) and uninitialized
-        node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, spec.descriptor(), ignore_override)
+    if spec.from_model or (isinstance(spec.default, list) and not spec.default):
+        # typed and uninitialized: unset until given (an empty list has no element type either)
+        node.declare_parameter(spec.name, _TYPES[type(spec.default)], descriptor(spec), ignore_override)
     else:
-        node.declare_parameter(spec.name, spec.default, spec.descriptor(), ignore_override)
+        node.declare_parameter(spec.name, spec.default, descriptor(spec), ignore_override)
 
 
 def plain(value: Any) -> Any:
@@ -115,16 +96,19 @@ def plain(value: Any) -> Any:
 
 
 def read(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
-    """Current values by name, validated; raises ValueError naming every bad value (and every
-    refused startup value not corrected since)."""
+    """Current values by name, validated (None: a ``from_model`` parameter not set); raises
+    ValueError naming every bad value (and every refused startup value not corrected since)."""
     values: dict[str, Any] = {}
     refused = _REFUSED.get(node, {})
     problems = [refused[spec.name] for spec in specs if spec.name in refused]
     for spec in specs:
         try:
             value = plain(node.get_parameter(spec.name).value)
-        except ParameterUninitializedException:  # a list declared empty and never set
-            value = []
+        except ParameterUninitializedException:  # never set: the model's value, or a list declared empty
+            value = None if spec.from_model else []
+        if value is None:
+            values[spec.name] = value
+            continue
         problem = spec.check(value)
         if problem:
             problems.append(problem)

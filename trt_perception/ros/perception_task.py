@@ -24,6 +24,7 @@ from sensor_msgs.msg import Image
 from visualization_msgs.msg import MarkerArray
 
 from trt_perception.core.draw import to_bgr
+from trt_perception.core.param_spec import ParamSpec
 from trt_perception.core.telemetry.health import LATENCY_SOURCES, HealthBounds, Status, latency_status, rate_status
 from trt_perception.core.telemetry.latency import STAMP_OK, FrameCounters, StageClock, check_stamp
 from trt_perception.core.telemetry.latency_stats import InputStats, TaskStats, WindowSettings, snapshot, totals
@@ -33,7 +34,6 @@ from trt_perception.msg import FrameLatency
 from trt_perception.ros import parameters
 from trt_perception.ros.conversions import bgr_image_msg, frame_latency_msg, stamp_ns
 from trt_perception.ros.frame_input import Frame
-from trt_perception.ros.parameters import ParamSpec
 from trt_perception.ros.resources import share_dir
 
 #: parameters every task has (prefixed in the shared node); the health bounds change at runtime
@@ -77,7 +77,8 @@ class PerceptionTask(ABC):
     #: message type and topic of the task's result
     RESULT_TYPE: Any = None
     RESULT_TOPIC = ""
-    #: decoder thresholds (``runtime=True``), passed to the decoder's ``set_params``
+    #: decoder thresholds, the decoder's declarations (``runtime``, ``from_model``): passed to the
+    #: decoder's ``set_params`` once set, the model configuration's values until then
     DECODER_PARAMS: tuple[ParamSpec, ...] = ()
 
     def __init__(self, node: LifecycleNode, prefix: str = "") -> None:
@@ -137,8 +138,9 @@ class PerceptionTask(ABC):
         config_path = self.params["model_config"] or str(share_dir() / self.DEFAULT_MODEL)
         self.pipeline, why = create_pipeline(config_path, PipelineOptions.from_mapping(node_params))
         self.logger.info(why)
-        self.pipeline.decoder.set_params(self.decoder_params(
-            {name: self.params[name] for name in self._decoder_names}))
+        overrides = {name: self.params[name] for name in self._decoder_names if self.params[name] is not None}
+        if overrides:
+            self.pipeline.decoder.set_params(self.decoder_params(overrides))
         self._create_publishers()
         self.stats = TaskStats(settings, time.monotonic_ns())
 
@@ -184,6 +186,14 @@ class PerceptionTask(ABC):
     def reason(self, problem: object) -> str:
         """``problem`` as a parameter-change refusal: named after the task in a shared node."""
         return f"{self.LABEL}: {problem}" if self.param_prefix else str(problem)
+
+    def current_values(self, names: Any) -> dict[str, Any]:
+        """The values in effect of the task's (unprefixed) parameters ``names``: a decoder threshold's
+        is the decoder's (the model's while the parameter is unset), to restore with
+        :meth:`apply_changes`."""
+        decoder = self.pipeline.decoder.runtime_params() if self.pipeline is not None else {}
+        return {name: decoder[name] if name in decoder else self.params[name]
+                for name in names if name in decoder or name in self.params}
 
     def apply_changes(self, changes: dict[str, Any]) -> None:
         """Apply checked runtime ``changes``; ValueError from the decoder changes nothing."""

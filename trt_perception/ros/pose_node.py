@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
+from trt_perception.core.decode.pose import POSE_PARAMS
 from trt_perception.core.draw import draw_skeletons
 from trt_perception.msg import Skeleton2DArray
 from trt_perception.ros.conversions import skeleton_markers, skeletons_to_msg
 from trt_perception.ros.node_main import run_node
-from trt_perception.ros.parameters import ParamSpec
 from trt_perception.ros.task_node import TaskNode
 from trt_perception.ros.perception_task import PerceptionTask
 
@@ -31,18 +31,7 @@ class PoseTask(PerceptionTask):
     DEFAULT_MODEL = DEFAULT_MODEL
     RESULT_TOPIC = "skeletons"
 
-    DECODER_PARAMS = (
-        ParamSpec("peak_threshold", 0.1, "Minimum confidence-map value of a keypoint.",
-                  float_range=(0.0, 1.0), runtime=True),
-        ParamSpec("link_threshold", 0.1, "Minimum PAF score of a link between two keypoints.",
-                  float_range=(0.0, 1.0), runtime=True),
-        ParamSpec("min_parts", 3, "People with fewer keypoints are not reported.",
-                  int_range=(1, 1000), runtime=True),
-        ParamSpec("min_score", 0.0, "People with a lower score are not reported.",
-                  float_range=(0.0, 1.0), runtime=True),
-        ParamSpec("max_people", 100, "Most people reported per image (highest scores).",
-                  int_range=(1, 1000), runtime=True),
-    )
+    DECODER_PARAMS = POSE_PARAMS
 
     def result_msg(self, result: Any, header: Any) -> Any:
         return skeletons_to_msg(result, self.pipeline.decoder.topology.parts, header)

@@ -51,7 +51,7 @@ from trt_perception.core.model_config import ModelConfigError
 from trt_perception.ros import parameters
 from trt_perception.ros.diagnostics import TOPIC as DIAGNOSTICS_TOPIC, diagnostic_array
 from trt_perception.ros.frame_input import Frame, FrameInput
-from trt_perception.ros.parameters import ParamSpec
+from trt_perception.core.param_spec import ParamSpec
 from trt_perception.ros.perception_task import PerceptionTask
 
 COMMON_PARAMS: tuple[ParamSpec, ...] = (
@@ -308,7 +308,7 @@ class TaskNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=problem)
         applied: list[tuple[PerceptionTask, dict[str, Any]]] = []
         for task, changes in by_task:
-            previous = {name: task.params[name] for name in changes if name in task.params}
+            previous = task.current_values(changes)
             try:
                 task.apply_changes(changes)
             except ValueError as exc:

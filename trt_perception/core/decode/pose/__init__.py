@@ -40,8 +40,9 @@ from trt_perception.core.decode.pose.refine_peaks import refine_peaks
 from trt_perception.core.decode.pose.topology import COCO18, Topology, load_topology
 from trt_perception.core.geometry import ResizeGeometry
 from trt_perception.core.model_config import ModelConfig, ModelConfigError
+from trt_perception.core.param_spec import ParamSpec
 
-__all__ = ["PoseParams", "PoseFieldError", "Poses", "Skeleton", "PoseParser", "PoseDecoder",
+__all__ = ["POSE_PARAMS", "PoseParams", "PoseFieldError", "Poses", "Skeleton", "PoseParser", "PoseDecoder",
            "Topology", "COCO18", "load_topology"]
 
 
@@ -51,7 +52,7 @@ class PoseFieldError(ValueError):
 
 @dataclass(frozen=True)
 class PoseParams:
-    """Decoder parameters; ``RUNTIME`` names those that may change while running."""
+    """Decoder parameters; :data:`POSE_PARAMS` declares those that may change while running."""
 
     #: a peak's confidence map value must exceed this
     peak_threshold: float = 0.1
@@ -86,8 +87,6 @@ class PoseParams:
     min_score: float = 0.0
     #: at most this many people are returned (highest scores first)
     max_people: int = 100
-
-    RUNTIME = ("peak_threshold", "link_threshold", "min_parts", "min_score", "max_people")
 
     def __post_init__(self) -> None:
         problems = []
@@ -129,6 +128,22 @@ class PoseParams:
         if unknown:
             raise ValueError(f"unknown pose decoder parameters {sorted(unknown)}; allowed: {sorted(allowed)}")
         return cls(**dict(values))
+
+
+#: the runtime parameters (:meth:`PoseDecoder.set_params`): defaults those of :class:`PoseParams`
+POSE_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("peak_threshold", PoseParams.peak_threshold, "Minimum confidence-map value of a keypoint.",
+              float_range=(0.0, 1.0), runtime=True, from_model=True),
+    ParamSpec("link_threshold", PoseParams.link_threshold, "Minimum PAF score of a link between two "
+              "keypoints.", float_range=(0.0, 1.0), runtime=True, from_model=True),
+    ParamSpec("min_parts", PoseParams.min_parts, "People with fewer keypoints are not reported.",
+              int_range=(1, 1000), runtime=True, from_model=True),
+    ParamSpec("min_score", PoseParams.min_score, "People with a lower score are not reported.",
+              float_range=(0.0, 1.0), runtime=True, from_model=True),
+    ParamSpec("max_people", PoseParams.max_people, "Most people reported per image (highest scores).",
+              int_range=(1, 1000), runtime=True, from_model=True),
+)
+RUNTIME = tuple(spec.name for spec in POSE_PARAMS)
 
 
 @dataclass(frozen=True)
@@ -316,15 +331,15 @@ class PoseDecoder:
         return dataclasses.replace(poses, keypoints=keypoints).skeletons(self.topology)
 
     def runtime_params(self) -> dict[str, Any]:
-        """Current values of the parameters :meth:`set_params` accepts (``PoseParams.RUNTIME``)."""
-        return {name: getattr(self._parser.params, name) for name in PoseParams.RUNTIME}
+        """Current values of the parameters :meth:`set_params` accepts (:data:`POSE_PARAMS`)."""
+        return {name: getattr(self._parser.params, name) for name in RUNTIME}
 
     def set_params(self, params: Mapping[str, Any]) -> None:
         """Change runtime parameters; ValueError (and nothing changed) when any is unknown or invalid."""
-        fixed = set(params) - set(PoseParams.RUNTIME)
+        fixed = set(params) - set(RUNTIME)
         if fixed:
             raise ValueError(f"pose decoder parameters {sorted(fixed)} cannot change at runtime; "
-                             f"runtime parameters: {list(PoseParams.RUNTIME)}")
+                             f"runtime parameters: {list(RUNTIME)}")
         self._parser.params = dataclasses.replace(self._parser.params, **dict(params))
 
     @property

@@ -18,7 +18,7 @@ Config (the ``decoder`` section of a model config YAML)::
     box_coder: {order: yxhw | xywh, scale_factors: [10, 10, 5, 5]}
     score_converter: sigmoid | softmax | identity
     has_background: true         # class column 0 is background (never reported)
-    score_threshold: 0.5         # runtime parameters (set_params) and their defaults
+    score_threshold: 0.5         # runtime parameters (set_params), defaults: SSD_PARAMS
     nms_iou_threshold: 0.6
     pre_nms_top_k: 100
     top_k: 100
@@ -39,15 +39,24 @@ from trt_perception.core.decode.ssd.nms import nms
 from trt_perception.core.decode.ssd.scores import SCORE_CONVERTERS, CandidateSelector
 from trt_perception.core.geometry import ResizeGeometry
 from trt_perception.core.model_config import ModelConfig, ModelConfigError
+from trt_perception.core.param_spec import ParamSpec
 
 ClassRef = Union[int, str]
-RUNTIME_DEFAULTS: dict[str, Any] = {
-    "score_threshold": 0.5,
-    "nms_iou_threshold": 0.6,
-    "pre_nms_top_k": 100,
-    "top_k": 100,
-    "class_filter": [],
-}
+
+#: the runtime parameters (:meth:`SsdDecoder.set_params`), declared once: default, range, meaning
+SSD_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("score_threshold", 0.5, "Minimum detection score.", float_range=(0.0, 1.0),
+              runtime=True, from_model=True),
+    ParamSpec("nms_iou_threshold", 0.6, "Per-class NMS suppresses boxes overlapping a better one "
+              "by more than this IoU.", float_range=(0.0, 1.0), runtime=True, from_model=True),
+    ParamSpec("pre_nms_top_k", 100, "Best candidates per class kept before NMS.",
+              int_range=(1, 10000), runtime=True, from_model=True),
+    ParamSpec("top_k", 100, "Most detections reported per image (after NMS).",
+              int_range=(1, 10000), runtime=True, from_model=True),
+    ParamSpec("class_filter", [], "Class labels or ids to report (empty: all).", runtime=True,
+              from_model=True),
+)
+RUNTIME_DEFAULTS: dict[str, Any] = {spec.name: spec.default for spec in SSD_PARAMS}
 _STATIC_KEYS = {"anchors", "box_coder", "score_converter", "has_background"}
 
 
