@@ -3,13 +3,13 @@
 import pytest
 
 from trt_perception.core.backends.onnxrt import OnnxRuntimeBackend
-from trt_perception.core.telemetry.device_info import GpuMemoryProbe, describe_hardware, gpu_device_id
+from trt_perception.core.telemetry.device_info import GpuMemoryProbe, describe_hardware, gpu_device_id, memory_probe
 from trt_perception.core.cuda.runtime import gpu_available, shared_device
 
 
 def test_a_cpu_backend_has_no_gpu():
     backend = OnnxRuntimeBackend("model.onnx")
-    assert gpu_device_id(backend) is None
+    assert gpu_device_id(backend) is None and memory_probe(backend) is None
     assert describe_hardware(backend).startswith("onnxruntime on CPU (")
 
 

@@ -42,7 +42,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from trt_perception.core.backends import BACKENDS, BackendError
-from trt_perception.core.telemetry.device_info import GpuMemoryProbe, describe_hardware, gpu_device_id
+from trt_perception.core.telemetry.device_info import GpuMemoryProbe, describe_hardware, memory_probe
 from trt_perception.core.telemetry.health import Status, device_status, summary_line
 from trt_perception.core.telemetry.latency import FrameCounters
 from trt_perception.core.telemetry.latency_stats import WindowSettings, snapshot
@@ -161,8 +161,7 @@ class TaskNode(LifecycleNode):
         assert self.pipeline is not None  # the tasks were configured just before
         backend = self.pipeline.backend
         self.hardware_id = self.params["hardware_id"] or describe_hardware(backend)
-        device_id = gpu_device_id(backend)
-        self._memory_probe = GpuMemoryProbe(device_id) if device_id is not None else None
+        self._memory_probe = memory_probe(backend)
         if self.params["diagnostics_period"] > 0:
             self._diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
 

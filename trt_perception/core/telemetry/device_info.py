@@ -32,6 +32,12 @@ def describe_hardware(backend: Backend) -> str:
     return f"{backend.name} on {name if ok else 'an unknown GPU'} (CUDA device {device_id})"
 
 
+def memory_probe(backend: Backend) -> Optional["GpuMemoryProbe"]:
+    """The GPU memory probe of the device ``backend`` runs on; None when it runs on the CPU."""
+    device_id = gpu_device_id(backend)
+    return GpuMemoryProbe(device_id) if device_id is not None else None
+
+
 class GpuMemoryProbe:
     """``probe()`` -> (bytes in use, bytes total) of one CUDA device, as ``nvidia-smi`` reports them
     (every process's allocations). Uses the device's primary context, which TensorRT and ONNX
