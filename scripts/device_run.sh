@@ -19,7 +19,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu 
 python3 -c "import cv2, numpy, pycuda, onnxruntime as o; print('cv2', cv2.__version__, 'numpy', numpy.__version__,
   'pycuda', pycuda.VERSION_TEXT, 'onnxruntime', o.__version__, o.get_available_providers())"
 python3 -m pytest -q -p no:cacheprovider test/core/test_gpu_plan.py test/core/test_gpu_kernel_host.py \
-  test/core/test_gpu_preprocess.py test/core/test_gpu_pipeline.py test/core/test_gpu_ort_runner.py \
+  test/core/test_gpu_preprocess.py test/core/test_gpu_pipeline.py test/core/test_gpu_pipeline_onnxruntime.py \
   test/core/test_preprocess_choice.py test/core/test_image.py "$@" > "$OUT/pytest.log" 2>&1
 echo "pytest exit $?"; tail -15 "$OUT/pytest.log"
 python3 benchmarks/gpu_pipeline.py --out "$OUT" --repeats 300 2>&1 | tee "$OUT/bench.log" | tail -60
