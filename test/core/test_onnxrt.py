@@ -160,3 +160,21 @@ def test_outputs_reused_says_what_infer_does(tmp_path: Path, io_binding: bool) -
         assert backend.outputs_reused == overwritten, (
             f"outputs_reused={backend.outputs_reused} but the first result was "
             f"{'overwritten' if overwritten else 'kept'} by the second call")
+
+
+def test_on_the_cpu_the_backend_does_not_run_on_device_buffers() -> None:
+    with OnnxRuntimeBackend(MODEL, threads=1) as backend:
+        assert not backend.runs_on_device
+        with pytest.raises(BackendError, match="does not run on device buffers"):
+            backend.enqueue(0, {}, None)
+        with pytest.raises(BackendError, match="does not run on device buffers"):
+            _ = backend.cuda_stream
+
+
+def test_device_buffers_options_are_checked() -> None:
+    with pytest.raises(BackendError, match="device_buffers runs on CUDAExecutionProvider"):
+        OnnxRuntimeBackend(MODEL, providers=["CPUExecutionProvider"], device_buffers=True)
+    with pytest.raises(BackendError, match="device_id must be an integer >= 0"):
+        OnnxRuntimeBackend(MODEL, device_id=-1)
+    backend = OnnxRuntimeBackend(MODEL, device_buffers=True, device_id=1)
+    assert backend.providers == ["CUDAExecutionProvider"] and backend.runs_on_device and backend.device_id == 1

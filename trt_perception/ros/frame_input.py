@@ -3,7 +3,8 @@
 A :class:`~trt_perception.ros.subscription_reader.SubscriptionReader` thread takes the messages
 queued on the subscription (at most ``qos_depth`` wait while the node is busy), decodes the newest
 (:func:`~trt_perception.core.image.decode_image` / ``decode_compressed_image``) and calls
-``sink(frame)`` in the same thread. With :attr:`FrameInput.keep_raw` (GPU preprocessing) a raw
+``sink(frame)`` in the same thread. With :attr:`FrameInput.keep_raw` (set when a task's pipeline
+``takes_raw_images``: GPU preprocessing) a raw
 ``Image`` is only checked (:meth:`~trt_perception.core.image.RawImage.create_from`): its bytes go
 to the GPU as they are and pixels are decoded on the CPU only if something asks for them (a debug
 image). Raw images are taken serialized and read in place
