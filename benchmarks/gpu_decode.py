@@ -137,7 +137,7 @@ def bench_ssd(device, module, repeats: int) -> dict[str, Any]:
     encodings = np.ascontiguousarray(outputs["box_encodings"], np.float32)
     anchors = decoder.anchors.shape[0]
     columns = logits.size // anchors
-    selector = decoder._selector(columns)
+    selector = decoder._selector(decoder._state, columns)
     stream = drv.Stream()
     d_logits, d_enc = drv.to_device(logits), drv.to_device(encodings)
     h_logits, h_enc = drv.pagelocked_empty_like(logits), drv.pagelocked_empty_like(encodings)
