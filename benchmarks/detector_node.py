@@ -73,7 +73,8 @@ def ns(duration) -> int:
 
 def serialized_stamp_nanosec(data: bytes) -> int:
     """header.stamp.nanosec of a serialized message with a Header first: bytes 8-11 (after the
-    4-byte encapsulation header and stamp.sec)."""
+    4-byte encapsulation header and stamp.sec).
+    """
     return int.from_bytes(data[8:12], "little")
 
 
@@ -198,14 +199,15 @@ def main() -> int:
              "| quantity | median ms | p99 ms |", "|---|---:|---:|"]
     lines += ["| {} | {:.3f} | {:.3f} |".format(name, *stats(v)) for name, v in rows]
     lines += ["", f"Frames: {len(keep)} measured after {args.warmup} warm-up (768x576 bgr8 from vtest.avi, every "
-              f"{args.every}), one at a time; ONNX Runtime CPU, 1 thread; rmw_fastrtps_cpp, one process: the node in its own "
+              f"{args.every}), one at a time; ONNX Runtime CPU, 1 thread; rmw_fastrtps_cpp, one process: "
+              f"the node in its own "
               f"SingleThreadedExecutor (as run_node runs it; its image input read by its own thread), the test "
               f"client's publisher in another; "
               + ("the client publishes Image messages and receives the detections in an executor callback "
                  "(deserialized)." if args.client == "executor" else
                  "the client publishes frames serialized before the clock starts and receives the detections "
                  "in a SubscriptionReader thread (serialized bytes)."),
-              f"Targets: node overhead <= 2 ms p50, <= 4 ms p99.",
+              "Targets: node overhead <= 2 ms p50, <= 4 ms p99.",
               f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
               f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}; Python {platform.python_version()}."]
     text = "\n".join(lines) + "\n"

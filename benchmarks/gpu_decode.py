@@ -40,14 +40,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trt_perception.core.io.atomic_write import atomic_write_text  # noqa: E402
-from trt_perception.core.decode.pose.find_peaks import find_peaks, pad_maps  # noqa: E402
-from trt_perception.testing.pose_fields import random_scene  # noqa: E402
+from gpu_pipeline import host_times_ms, stats_ms  # noqa: E402  (benchmarks/, the script's directory)
+
 from trt_perception.core.cuda.runtime import gpu_available, shared_device  # noqa: E402
+from trt_perception.core.decode.pose.find_peaks import find_peaks, pad_maps  # noqa: E402
+from trt_perception.core.io.atomic_write import atomic_write_text  # noqa: E402
 from trt_perception.core.pipeline import outputs_by_role  # noqa: E402
 from trt_perception.core.preprocess import preprocess  # noqa: E402
-
-from gpu_pipeline import host_times_ms, stats_ms  # noqa: E402  (benchmarks/, the script's directory)
+from trt_perception.testing.pose_fields import random_scene  # noqa: E402
 
 MODEL_CONFIG = ROOT / "models" / "ssdlite_pedestrian" / "ssdlite_pedestrian.yaml"
 TEST_IMAGE = ROOT / "test" / "data" / "vtest_150.jpg"
@@ -96,7 +96,8 @@ extern "C" __global__ void cmap_peaks(const float* cmap, int parts, int height, 
 
 class Compacted:
     """A compacting kernel's output: an atomic row counter and up to MAX_CANDIDATES rows of ``columns``
-    values in device memory, and their pinned host copies."""
+    values in device memory, and their pinned host copies.
+    """
 
     def __init__(self, drv, columns: int, dtype) -> None:
         self.drv = drv
@@ -106,7 +107,8 @@ class Compacted:
 
     def run(self, stream, launch: Callable[[Any, Any], None]) -> np.ndarray:
         """Reset the counter, ``launch(counter, rows)`` on ``stream``, copy both back and wait; the
-        rows written."""
+        rows written.
+        """
         self.drv.memset_d32_async(self.d_count, 0, 1, stream)
         launch(self.d_count, self.d_rows)
         self.drv.memcpy_dtoh_async(self.h_count, self.d_count, stream)

@@ -39,18 +39,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trt_perception.core.io.atomic_write import atomic_write_text  # noqa: E402
 from trt_perception.core.backends.base import BackendError  # noqa: E402
+from trt_perception.core.backends.onnxrt import OnnxRuntimeBackend, cuda_provider_available  # noqa: E402
 from trt_perception.core.cuda.runtime import gpu_available, load_kernel, shared_device  # noqa: E402
 from trt_perception.core.gpu.frame_pipeline import FramePipeline  # noqa: E402
 from trt_perception.core.gpu.gpu_preprocess import GpuPreprocessor  # noqa: E402
-from trt_perception.core.backends.onnxrt import OnnxRuntimeBackend, cuda_provider_available  # noqa: E402
-from trt_perception.testing.gpu_parity import (SSD_CONFIG, make_frame, max_abs_error, parity_cases,  # noqa: E402
-                                            reference)
 from trt_perception.core.gpu.preprocess_plan import resize_tables  # noqa: E402
-from trt_perception.testing.stand_in_network import ReplayRunner  # noqa: E402
+from trt_perception.core.io.atomic_write import atomic_write_text  # noqa: E402
 from trt_perception.core.pipeline import outputs_by_role  # noqa: E402
 from trt_perception.core.preprocess import allocate_input, preprocess  # noqa: E402
+from trt_perception.testing.gpu_parity import SSD_CONFIG, make_frame, max_abs_error, parity_cases, reference  # noqa: E402
+from trt_perception.testing.stand_in_network import ReplayRunner  # noqa: E402
 
 SIZES = ((640, 480), (1280, 720), (1920, 1080))
 MODEL_CONFIG = ROOT / "models" / "ssdlite_pedestrian" / "ssdlite_pedestrian.yaml"
@@ -156,7 +155,8 @@ def ceilings(device, repeats: int) -> dict[str, float]:
 
 def kernel_bytes(width: int, height: int) -> int:
     """Bytes the kernel must move for a bgr8 frame -> SSD input: the source pixels it samples
-    (rows x columns used), each read once, and the float32 output written once."""
+    (rows x columns used), each read once, and the float32 output written once.
+    """
     cols, rows = resize_tables(width, height, SSD_CONFIG.width, SSD_CONFIG.height)
     used_rows, used_cols = np.unique(rows[:, :2]).size, np.unique(cols[:, :2]).size
     return int(used_rows * used_cols * 3 + 3 * SSD_CONFIG.width * SSD_CONFIG.height * 4)
@@ -307,7 +307,7 @@ def bench_pipeline(device, repeats: int) -> dict[str, Any]:
 
 
 def run_pipeline(pipeline: FramePipeline, source: str, data: bytes, repeats: int, want) -> dict[str, Any]:
-    """ms per frame (submit call to submit call) and whether every result matched ``want``."""
+    """Ms per frame (submit call to submit call) and whether every result matched ``want``."""
     if source == "staging":   # the producer wrote the frame into each slot's staging buffer
         for _ in range(pipeline.depth):
             pipeline.next_host_frame()[:] = np.frombuffer(data, np.uint8)
@@ -392,7 +392,8 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{fmt(row['opencv_cpu_ms'])} | {row['cpu_over_kernel']:.0f}x |")
     lines += ["", "The same with the GPU kept busy (200 us spin) before each run, so that every step is queued "
               "before the GPU reaches it: GPU time alone, without the host's launch gaps. Floor: max(bytes the "
-              f"kernel must move / copy bandwidth, GPU-bound empty kernel {lim['gpu_empty_kernel_ms'] * 1e3:.1f} us).", "",
+              "kernel must move / copy bandwidth, GPU-bound empty kernel "
+              f"{lim['gpu_empty_kernel_ms'] * 1e3:.1f} us).", "",
               "| source | pinned upload | kernel | upload + kernel | bytes moved | kernel floor | kernel / floor | "
               "(upload+kernel) / upload |", "|---|---|---|---|---|---|---|---|"]
     for row in report["preprocess"]:

@@ -27,9 +27,9 @@ from typing import Any, Sequence
 import numpy as np
 import onnxruntime
 
-from trt_perception.core.io.atomic_write import atomic_write_text
 from trt_perception.core.backends import create_backend
 from trt_perception.core.decode import create_decoder
+from trt_perception.core.io.atomic_write import atomic_write_text
 from trt_perception.core.io.frame_sources import open_frames
 from trt_perception.core.model_config import ModelConfig, load_model_config
 from trt_perception.core.pipeline import Pipeline
@@ -104,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append((method, report, seconds, agreement.summary(), diffs, statistics.median(times)))
 
     lines = ["# INT8 (Q/DQ) accuracy against FP32: SSDLite pedestrian, ONNX Runtime", "",
-             f"Calibration: {len(calibration)} frames of vtest.avi (frames {CALIBRATION.start}..{CALIBRATION.stop - 1}, "
+             f"Calibration: {len(calibration)} frames of vtest.avi "
+             f"(frames {CALIBRATION.start}..{CALIBRATION.stop - 1}, "
              f"every {CALIBRATION.step}); evaluation: {len(evaluation)} held-out frames "
              f"({EVALUATION.start}..{EVALUATION.stop - 1}, every {EVALUATION.step}); score threshold "
              f"{config.decoder.get('score_threshold')}, match at IoU >= 0.5, same class. FP32 finds "
@@ -117,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines.append(f"| {method} | {s['reference_detections']} | {s['test_detections']} | {s['matched']} | "
                      f"{s['precision']:.3f} | {s['recall']:.3f} | {s['mean_iou']:.3f} | {s['score_drift_mean']:+.4f} | "
                      f"{s['score_drift_mean_abs']:.4f} | {s['score_drift_max_abs']:.4f} | "
-                     f"{diffs.get('class_predictions', float('nan')):.3f} | {diffs.get('box_encodings', float('nan')):.3f} | "
+                     f"{diffs.get('class_predictions', float('nan')):.3f} | "
+                     f"{diffs.get('box_encodings', float('nan')):.3f} | "
                      f"{seconds:.0f} |")
     lines += ["", "CPU inference (ORT CPU EP, 1 thread), median over the evaluation frames: "
               f"FP32 {statistics.median(fp32_times):.2f} ms; "

@@ -25,10 +25,9 @@ import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from trt_perception.core.io.atomic_write import atomic_write_text  # noqa: E402
 from trt_perception.core.decode.pose import COCO18, PoseParams, PoseParser  # noqa: E402
-from trt_perception.testing.pose_fields import (expected_parts, random_scene, recovered,  # noqa: E402
-                                                       unresolvable_parts)
+from trt_perception.core.io.atomic_write import atomic_write_text  # noqa: E402
+from trt_perception.testing.pose_fields import expected_parts, random_scene, recovered, unresolvable_parts  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pose_decoder.md"
 TARGET_MS = {1: 0.3, 5: 0.5, 20: 1.0}
@@ -39,7 +38,8 @@ def time_decoder(num_people: int, runs: int, rng: np.random.Generator) -> np.nda
     """float64[2, runs, 2]: wall-clock and thread CPU seconds per call, ``runs`` calls over 10
     different scenes (after a warm-up pass), of the default decoder (row 0) and, interleaved with
     it, of the decoder without hidden peaks (``sigma=0``, row 1); which of the two decodes a scene
-    first alternates (the first one finds the scene's maps out of the cache)."""
+    first alternates (the first one finds the scene's maps out of the cache).
+    """
     parsers = [PoseParser(), PoseParser(params=PoseParams(sigma=0.0))]
     scenes = [random_scene(rng, num_people) for _ in range(10)]
     for scene in scenes:

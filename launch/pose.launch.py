@@ -1,6 +1,6 @@
 """Start pose_node with config/pose.yaml, remap its camera topic, drive it to active.
 
-    ros2 launch trt_perception pose.launch.py image_topic:=/camera/image_raw \
+ros2 launch trt_perception pose.launch.py image_topic:=/camera/image_raw \
         params_file:=/path/to/my_pose.yaml   # model_config: your exported trt_pose model
 """
 

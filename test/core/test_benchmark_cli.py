@@ -73,8 +73,8 @@ def test_bad_arguments_exit_with_2(argv, fragment, capsys):
 
 
 def test_tensorrt_backend_without_tensorrt_is_reported(capsys):
-    from trt_perception.core.backends.tensorrt import import_tensorrt
     from trt_perception.core.backends import BackendError
+    from trt_perception.core.backends.tensorrt import import_tensorrt
     try:
         import_tensorrt()
         pytest.skip("TensorRT is installed here")

@@ -13,9 +13,15 @@ from onnx import TensorProto, helper
 from trt_perception.core.io.bag_frame_reader import RosbagFrames
 from trt_perception.core.io.frame_sources import ImageFolderFrames
 from trt_perception.core.preprocess import PreprocessConfig, preprocess
-from trt_perception.core.tensorrt.calibration import (CalibrationBatches, CalibrationError, CalibrationSettings,
-                                                      has_qdq_nodes, open_source, preprocessed_frames,
-                                                      with_calibration_id)
+from trt_perception.core.tensorrt.calibration import (
+    CalibrationBatches,
+    CalibrationError,
+    CalibrationSettings,
+    has_qdq_nodes,
+    open_source,
+    preprocessed_frames,
+    with_calibration_id,
+)
 from trt_perception.core.tensorrt.options import BuildOptions
 
 DATA = Path(__file__).resolve().parents[1] / "data"

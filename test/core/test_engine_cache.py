@@ -9,8 +9,14 @@ import time
 import pytest
 
 from trt_perception.core.cuda.identity import GpuIdentity
-from trt_perception.core.tensorrt.cache import (CACHE_ENV, EngineCache, EngineCacheError, EngineKey,
-                                                default_cache_dir, file_sha256)
+from trt_perception.core.tensorrt.cache import (
+    CACHE_ENV,
+    EngineCache,
+    EngineCacheError,
+    EngineKey,
+    default_cache_dir,
+    file_sha256,
+)
 from trt_perception.core.tensorrt.options import BuildOptions
 
 ORIN = GpuIdentity("Orin", "8.7")

@@ -8,8 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from trt_perception.core.io.frame_sources import (FrameSourceError, ImageFileFrames, ImageFolderFrames,
-                                               VideoFrames, open_frames)
+from trt_perception.core.io.frame_sources import (
+    FrameSourceError,
+    ImageFileFrames,
+    ImageFolderFrames,
+    VideoFrames,
+    open_frames,
+)
 
 
 def _coded_frame(value: int) -> np.ndarray:

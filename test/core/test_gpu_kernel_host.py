@@ -16,8 +16,8 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from trt_perception.testing.gpu_parity import ParityCase, make_frame, parity_cases, reference
 from trt_perception.core.gpu.preprocess_plan import PreprocessPlan
+from trt_perception.testing.gpu_parity import ParityCase, make_frame, parity_cases, reference
 
 HARNESS = r"""
 #include "preprocess_kernel.cu"

@@ -8,8 +8,8 @@ from typing import Mapping
 import numpy as np
 import pytest
 
-from trt_perception.core.geometry import ResizeGeometry
 from trt_perception.core.cuda.runtime import gpu_available
+from trt_perception.core.geometry import ResizeGeometry
 from trt_perception.testing.gpu_parity import SSD_CONFIG, ParityCase, make_frame, reference
 
 GPU_OK, GPU_REASON = gpu_available()

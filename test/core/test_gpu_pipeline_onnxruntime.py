@@ -1,5 +1,5 @@
-"""GpuPipeline with the ONNX Runtime backend on device buffers (its CUDA provider) against the CPU pipeline, on the real SSD model and real
-frames (skipped without a GPU, pycuda or onnxruntime-gpu's CUDA provider)."""
+"""GpuPipeline with the ONNX Runtime backend on device buffers (its CUDA provider) against the CPU pipeline, on the
+real SSD model and real frames (skipped without a GPU, pycuda or onnxruntime-gpu's CUDA provider)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from trt_perception.core.cuda.runtime import gpu_available
 from trt_perception.core.backends.onnxrt import cuda_provider_available
+from trt_perception.core.cuda.runtime import gpu_available
 from trt_perception.core.image import RawImage
 from trt_perception.core.pipeline import SourceFrame
 from trt_perception.core.pipeline_factory import PipelineOptions, create_pipeline

@@ -8,10 +8,17 @@ import pytest
 
 from trt_perception.core.backends.base import BackendError
 from trt_perception.core.cuda.runtime import gpu_available
-from trt_perception.core.pipeline_factory import resolve_preprocess_mode
-from trt_perception.core.gpu.preprocess_plan import (BLOCK, COEF_ONE, PARAMS_DTYPE, FrameLayout,
-                                                     PreprocessPlan, launch_grid, resize_tables)
+from trt_perception.core.gpu.preprocess_plan import (
+    BLOCK,
+    COEF_ONE,
+    PARAMS_DTYPE,
+    FrameLayout,
+    PreprocessPlan,
+    launch_grid,
+    resize_tables,
+)
 from trt_perception.core.image import ImageError
+from trt_perception.core.pipeline_factory import resolve_preprocess_mode
 from trt_perception.core.preprocess import PreprocessConfig
 
 

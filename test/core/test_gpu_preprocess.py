@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 
 from trt_perception.core.cuda.runtime import gpu_available
-from trt_perception.testing.gpu_parity import (LETTERBOX_CONFIG, SSD_CONFIG, ParityCase, make_frame,
-                                            parity_cases, reference)
 from trt_perception.core.image import ImageError
+from trt_perception.testing.gpu_parity import (
+    LETTERBOX_CONFIG,
+    SSD_CONFIG,
+    ParityCase,
+    make_frame,
+    parity_cases,
+    reference,
+)
 
 GPU_OK, GPU_REASON = gpu_available()
 pytestmark = pytest.mark.skipif(not GPU_OK, reason=f"no usable GPU: {GPU_REASON}")

@@ -3,8 +3,8 @@
 import pytest
 
 from trt_perception.core.backends.onnxrt import OnnxRuntimeBackend
-from trt_perception.core.telemetry.device_info import GpuMemoryProbe, describe_hardware, gpu_device_id, memory_probe
 from trt_perception.core.cuda.runtime import gpu_available, shared_device
+from trt_perception.core.telemetry.device_info import GpuMemoryProbe, describe_hardware, gpu_device_id, memory_probe
 
 
 def test_a_cpu_backend_has_no_gpu():

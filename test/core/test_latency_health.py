@@ -2,8 +2,16 @@
 
 import pytest
 
-from trt_perception.core.telemetry.health import (ERROR, OK, WARN, HealthBounds, device_status, latency_status, rate_status,
-                                        summary_line)
+from trt_perception.core.telemetry.health import (
+    ERROR,
+    OK,
+    WARN,
+    HealthBounds,
+    device_status,
+    latency_status,
+    rate_status,
+    summary_line,
+)
 from trt_perception.core.telemetry.latency import STAGES
 from trt_perception.core.telemetry.latency_stats import InputStats, TaskStats, WindowSettings, snapshot
 

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from trt_perception.core.telemetry.latency import STAGES
-from trt_perception.core.telemetry.latency_stats import (LATENCY_SERIES, InputStats, RollingWindow, SeriesStats, TaskStats,
-                                               WindowSettings, snapshot, totals)
+from trt_perception.core.telemetry.latency_stats import (
+    LATENCY_SERIES,
+    InputStats,
+    RollingWindow,
+    SeriesStats,
+    TaskStats,
+    WindowSettings,
+    snapshot,
+    totals,
+)
 
 S = 1_000_000_000  # ns per second
 

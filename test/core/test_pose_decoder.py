@@ -4,12 +4,17 @@ import numpy as np
 import pytest
 
 from trt_perception.core.decode import create_decoder
-from trt_perception.core.decode.pose import (COCO18, PoseDecoder, PoseFieldError, PoseParams, PoseParser,
-                                             Topology)
-from trt_perception.testing.pose_fields import (expected_parts, random_person, random_scene,
-                                                       recovered, render_fields, unresolvable_parts)
+from trt_perception.core.decode.pose import COCO18, PoseDecoder, PoseFieldError, PoseParams, PoseParser, Topology
 from trt_perception.core.geometry import ResizeGeometry
 from trt_perception.core.model_config import ModelConfigError, model_config_from_dict
+from trt_perception.testing.pose_fields import (
+    expected_parts,
+    random_person,
+    random_scene,
+    recovered,
+    render_fields,
+    unresolvable_parts,
+)
 
 
 def _share(num_people, separated, scenes, seed):

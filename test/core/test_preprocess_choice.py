@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from trt_perception.core.backends import BackendError
-from trt_perception.core.cuda.runtime import gpu_available
 from trt_perception.core.backends.onnxrt import cuda_provider_available
+from trt_perception.core.cuda.runtime import gpu_available
 from trt_perception.core.pipeline_factory import PipelineOptions, backend_options, choose_preprocess, create_pipeline
 
 GPU_OK, GPU_REASON = gpu_available()

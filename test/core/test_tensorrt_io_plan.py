@@ -5,8 +5,15 @@ import re
 import numpy as np
 import pytest
 
-from trt_perception.core.tensorrt.io_plan import (DeviceTensor, EngineTensor, IOPlanError, check_engine_tensors,
-                                                  io_specs, numpy_dtype, plan_buffers)
+from trt_perception.core.tensorrt.io_plan import (
+    DeviceTensor,
+    EngineTensor,
+    IOPlanError,
+    check_engine_tensors,
+    io_specs,
+    numpy_dtype,
+    plan_buffers,
+)
 
 F32 = np.dtype(np.float32)
 IMAGES = EngineTensor("images", True, F32, (-1, 3, 300, 300),

@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ros"))
 
 from harness import RosHarness  # noqa: E402
+
 from trt_perception.core.cuda.identity import GpuIdentity  # noqa: E402
 from trt_perception.core.tensorrt.cache import EngineCache, EngineKey  # noqa: E402
 from trt_perception.core.tensorrt.options import BuildOptions  # noqa: E402

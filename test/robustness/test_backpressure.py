@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import cv2
+from harness import LifecycleClient, wait_for
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -20,7 +21,6 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
-from harness import LifecycleClient, wait_for
 from trt_perception.core.telemetry.process_stats import sample
 from trt_perception.ros.detector_node import DetectorNode
 

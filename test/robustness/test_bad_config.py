@@ -18,7 +18,9 @@ from pathlib import Path
 
 import cv2
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from harness import LifecycleClient, wait_for
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rcl_interfaces.msg import Log
 from rcl_interfaces.srv import SetParameters
 from rclpy.exceptions import ParameterUninitializedException
@@ -27,7 +29,6 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
-from harness import LifecycleClient, wait_for
 from trt_perception.ros.detector_node import DEFAULT_MODEL, DetectorNode
 from trt_perception.ros.resources import share_dir
 

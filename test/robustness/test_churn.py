@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import cv2
+from harness import LifecycleClient, wait_for
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from harness import LifecycleClient, wait_for
 from trt_perception.core.telemetry.process_stats import growth, sample
 from trt_perception.ros.detector_node import DetectorNode
 

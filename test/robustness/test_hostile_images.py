@@ -15,10 +15,16 @@ import textwrap
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
-from trt_perception.core.image import (ENCODINGS, MAX_COMPRESSED_PIXELS, ImageError, decode_compressed_image,
-                                       decode_image)
+from trt_perception.core.image import (
+    ENCODINGS,
+    MAX_COMPRESSED_PIXELS,
+    ImageError,
+    decode_compressed_image,
+    decode_image,
+)
 
 BYTES_PER_PIXEL = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "mono16": 2, "uyvy": 2,
                    "yuv422": 2, "yuyv": 2, "yuv422_yuy2": 2, "nv12": 1, "nv21": 1}
@@ -94,7 +100,7 @@ def test_raw_fields_give_the_declared_pixels_or_an_image_error(fields):
 def test_a_huge_header_with_ten_bytes_is_refused_without_allocating():
     """A child process whose address space allows only 256 MiB more than it holds after imports:
     an allocation sized by any of these headers would fail there with a non-ImageError."""
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import resource, struct, cv2, numpy as np
         from trt_perception.core.image import ImageError, decode_compressed_image, decode_image
         vm = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024

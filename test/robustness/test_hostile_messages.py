@@ -15,7 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from harness import LifecycleClient, RosHarness, wait_for
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rcl_interfaces.msg import Log
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -23,7 +25,6 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
-from harness import LifecycleClient, RosHarness, wait_for
 from trt_perception.core.image import ENCODINGS
 from trt_perception.core.pipeline import Pipeline
 from trt_perception.ros.detector_node import DEFAULT_MODEL, DetectorNode

@@ -5,13 +5,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from harness import LifecycleClient, wait_for
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
-from harness import LifecycleClient, wait_for
 from trt_perception.core.pipeline import Pipeline
 from trt_perception.msg import FrameLatency
 from trt_perception.ros.detector_node import DEFAULT_MODEL, DetectorNode

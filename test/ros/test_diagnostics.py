@@ -5,14 +5,13 @@ import time
 from pathlib import Path
 
 import cv2
-import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from harness import LifecycleClient, wait_for
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
-from harness import LifecycleClient, wait_for
 from trt_perception.ros.detector_node import DetectorNode
 
 DATA = Path(__file__).resolve().parents[1] / "data"

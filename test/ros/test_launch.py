@@ -12,18 +12,26 @@ from pathlib import Path
 
 import cv2
 import pytest
+from harness import LifecycleClient, wait_for
 from rclpy.lifecycle import LifecycleNode
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import Header
+from test_pose_node import model_config, people  # noqa: F401 - pytest fixtures (a pose model)
 from vision_msgs.msg import Detection2DArray
 
-from harness import LifecycleClient, wait_for
-from test_pose_node import model_config, people  # noqa: F401 - pytest fixtures (a pose model)
 from trt_perception.ros.parameters import plain
-from trt_perception.ros.system import (KINDS, answers, camera_namespaces, file_parameters, kinds_in_files,
-                                       output_namespace, read_params_file, system_plan)
+from trt_perception.ros.system import (
+    KINDS,
+    answers,
+    camera_namespaces,
+    file_parameters,
+    kinds_in_files,
+    output_namespace,
+    read_params_file,
+    system_plan,
+)
 from trt_perception.ros.system_runner import InProcessSystem, SystemStartError, node_class
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,8 +58,9 @@ def test_launch_files_build_their_nodes_from_the_plan():
         get_package_share_directory("trt_perception")
     except PackageNotFoundError:
         pytest.skip("trt_perception is not installed in an ament prefix (colcon build, source install/setup.bash)")
-    from launch import LaunchContext
     from launch_ros.actions import LifecycleNode as LaunchedLifecycleNode
+
+    from launch import LaunchContext
 
     expected = {"detector": ["detector_node"], "pose": ["pose_node"],
                 "perception": ["detector_node", "detector_node"],
@@ -107,7 +116,8 @@ def test_every_parameter_in_the_files_is_declared_and_reaches_the_node(ros, kind
 
 def test_a_misspelt_or_mistyped_parameter_stops_the_start(ros, tmp_path):
     typo = write_yaml(tmp_path / "typo.yaml", "/**/detector_node:\n  ros__parameters:\n    score_treshold: 0.3\n")
-    with pytest.raises(SystemStartError, match=r"/cam/detector_node .*score_treshold \(.*typo.yaml: /\*\*/detector_node\)"):
+    with pytest.raises(SystemStartError,
+                       match=r"/cam/detector_node .*score_treshold \(.*typo.yaml: /\*\*/detector_node\)"):
         InProcessSystem(system_plan(["detector"], "/cam", [str(CONFIG["detector"]), typo]), ros.context)
     mistyped = write_yaml(tmp_path / "type.yaml", "/**:\n  ros__parameters:\n    qos_depth: deep\n")
     with pytest.raises(SystemStartError, match="/cam/detector_node.*qos_depth"):
@@ -173,7 +183,7 @@ EXTRA = {"single": """
 
 
 @pytest.mark.parametrize("nodes, layout", [(["detector", "pose"], "single"), (["shared"], "shared")])
-def test_running_nodes_use_exactly_the_planned_topics(ros, tmp_path, model_config, nodes, layout):
+def test_running_nodes_use_exactly_the_planned_topics(ros, tmp_path, model_config, nodes, layout):  # noqa: F811 - fixture
     extra = write_yaml(tmp_path / "extra.yaml", EXTRA[layout].format(model=model_config))
     plan = system_plan(nodes, f"/topics_{layout}",  # a namespace of its own: graph look-ups go by name
                        [str(CONFIG[kind]) for kind in nodes] + [extra])

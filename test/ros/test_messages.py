@@ -4,11 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
+from harness import wait_for
 from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
-from harness import wait_for
 from trt_perception.msg import FrameLatency, Keypoint2D, Skeleton2D, Skeleton2DArray
 
 # Upstream vision_msgs 4.x Detection2DArray type hash (as generated from ros-perception/vision_msgs).

@@ -6,17 +6,17 @@ import numpy as np
 import onnx
 import pytest
 import yaml
+from harness import LifecycleClient, wait_for
 from onnx import TensorProto, helper, numpy_helper
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from harness import LifecycleClient, wait_for
-from trt_perception.testing.pose_fields import random_person, render_fields
 from trt_perception.core.decode.pose.topology import COCO18
 from trt_perception.msg import Skeleton2DArray
 from trt_perception.ros.pose_node import PoseNode
+from trt_perception.testing.pose_fields import random_person, render_fields
 
 TOPOLOGY = Path(__file__).resolve().parents[2] / "models" / "trt_pose" / "human_pose.json"
 MAP = 56

@@ -6,11 +6,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from harness import LifecycleClient
 from rclpy.parameter import Parameter
 
-from harness import LifecycleClient
-from trt_perception.core.pipeline_factory import choose_preprocess
 from trt_perception.core.image import decode_compressed_image
+from trt_perception.core.pipeline_factory import choose_preprocess
 from trt_perception.ros.detector_node import DetectorNode
 from trt_perception.ros.frame_input import raw_image_of
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from harness import RosHarness
 from rosbags.highlevel import AnyReader
 
-from harness import RosHarness
 from trt_perception.cli import main
 from trt_perception.core.io.bag_frame_reader import RosbagFrames
 from trt_perception.core.io.bag_writer import package_typestore

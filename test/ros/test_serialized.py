@@ -15,9 +15,9 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
 from trt_perception.core.decode.ssd.detections import Detections
+from trt_perception.core.image import ImageError
 from trt_perception.ros import serialized
 from trt_perception.ros.conversions import detections_to_msg
-from trt_perception.core.image import ImageError
 from trt_perception.ros.serialized import detections_cdr, matches_rclpy, read_image, reads_images, writes_detections
 
 

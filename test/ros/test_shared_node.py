@@ -8,20 +8,20 @@ import numpy as np
 import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
+from harness import LifecycleClient, wait_for
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
+from test_pose_node import MAP, fields_model, model_config, people  # noqa: F401 - pytest fixtures
 from vision_msgs.msg import Detection2DArray
 
-from harness import LifecycleClient, wait_for
-from test_pose_node import MAP, fields_model, model_config, people  # noqa: F401 - pytest fixtures
 from trt_perception.core.pipeline import Pipeline
 from trt_perception.msg import FrameLatency, Skeleton2DArray
 from trt_perception.ros.detector_node import DEFAULT_MODEL, DetectorNode
-from trt_perception.ros.task_node import COMMON_PARAMS
 from trt_perception.ros.pose_node import PoseNode
 from trt_perception.ros.resources import share_dir
 from trt_perception.ros.shared_node import SharedPerceptionNode
+from trt_perception.ros.task_node import COMMON_PARAMS
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "test" / "data"
@@ -36,7 +36,7 @@ def image_msg(pixels: np.ndarray, stamp_sec: int) -> Image:
 
 
 @pytest.fixture
-def shared(ros, model_config):
+def shared(ros, model_config):  # noqa: F811 - the imported fixture
     overrides = [Parameter("backend", value="onnxruntime"), Parameter("threads", value=1),
                  Parameter("qos_reliability", value="reliable"), Parameter("qos_depth", value=10),
                  Parameter("diagnostics_period", value=0.2),
@@ -52,10 +52,11 @@ def collect(ros, msg_type, topic):
     return got
 
 
-def test_both_models_on_each_frame_decoded_once(ros, shared, people):
+def test_both_models_on_each_frame_decoded_once(ros, shared, people):  # noqa: F811 - the imported fixture
     node, lifecycle = shared
     detections, skeletons = collect(ros, Detection2DArray, "detections"), collect(ros, Skeleton2DArray, "skeletons")
-    det_latency, pose_latency = collect(ros, FrameLatency, "detector/latency"), collect(ros, FrameLatency, "pose/latency")
+    det_latency = collect(ros, FrameLatency, "detector/latency")
+    pose_latency = collect(ros, FrameLatency, "pose/latency")
     images = ros.node.create_publisher(Image, "image", 10)
     assert lifecycle.set("configure") and lifecycle.set("activate")
     assert wait_for(lambda: images.get_subscription_count() > 0)

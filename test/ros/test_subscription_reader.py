@@ -3,11 +3,11 @@ and FrameInput's accounting on top of it (frames discarded by a full queue are c
 
 import threading
 
+from harness import wait_for
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from harness import wait_for
 from trt_perception.ros.frame_input import FrameInput
 from trt_perception.ros.subscription_reader import SubscriptionReader
 

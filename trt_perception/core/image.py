@@ -130,7 +130,8 @@ class ImageLayout:
     def create(cls: type[L], encoding: str, width: int, height: int, step: int,
                is_bigendian: Union[bool, int] = False) -> L:
         """Raises :class:`ImageError` for an unsupported encoding, a zero size, odd sizes where chroma
-        is subsampled, or a ``step`` shorter than a row."""
+        is subsampled, or a ``step`` shorter than a row.
+        """
         if encoding not in ENCODINGS:
             raise ImageError(f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
         if width <= 0 or height <= 0:
@@ -160,7 +161,8 @@ class ImageLayout:
 class RawImage(ImageLayout):
     """A raw image whose fields were checked against its buffer (:meth:`create_from`); decoding it
     (:meth:`decode`) cannot fail. ``data``: the message's bytes as a flat uint8 array of exactly
-    ``step * rows`` bytes (a view, no copy)."""
+    ``step * rows`` bytes (a view, no copy).
+    """
 
     data: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8), kw_only=True)
 

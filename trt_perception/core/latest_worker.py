@@ -17,7 +17,8 @@ T = TypeVar("T")
 
 class LatestWorker(Generic[T]):
     """``handle(item)`` runs in the worker thread, one item at a time. An exception it raises is
-    passed to ``on_error`` (the thread keeps serving)."""
+    passed to ``on_error`` (the thread keeps serving).
+    """
 
     def __init__(self, handle: Callable[[T], None], on_error: Callable[[BaseException], None], name: str) -> None:
         self._handle = handle

@@ -21,9 +21,9 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
-from trt_perception.core.tensor_spec import TensorSpec, format_shape
 from trt_perception.core.config_files import read_mapping
 from trt_perception.core.preprocess import PreprocessConfig
+from trt_perception.core.tensor_spec import TensorSpec, format_shape
 
 TASKS = ("ssd", "pose")
 _KEYS = {"task", "model", "input", "outputs", "labels", "preprocess", "decoder"}

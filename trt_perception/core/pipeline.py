@@ -77,7 +77,8 @@ class SourceFrame:
 class FrameResult:
     """What the decoder made of one frame (``result``: detections, skeletons, ...), with the caller's
     ``tag``, the frame's :class:`~trt_perception.core.geometry.ResizeGeometry` (source pixels <->
-    network input) and how long each stage took."""
+    network input) and how long each stage took.
+    """
 
     tag: Any
     result: Any

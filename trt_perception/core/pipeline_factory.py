@@ -104,7 +104,8 @@ def backend_options(options: PipelineOptions, backend: str, preprocess: str,
 def create_pipeline(config_path: str | Path, options: PipelineOptions) -> tuple[PerceptionPipeline, str]:
     """The pipeline for the model configuration at ``config_path`` run as ``options`` say, and a
     sentence saying where it runs and why (for the log). Raises ModelConfigError, BackendError,
-    ValueError (a bad option) with the reason."""
+    ValueError (a bad option) with the reason.
+    """
     backend = resolve_backend(options.backend)
     preprocess, why = choose_preprocess(options.preprocess, backend, options.device_id)
     backend_kwargs = backend_options(options, backend, preprocess, config_path)

@@ -149,7 +149,8 @@ def _normalize_into(target: np.ndarray, values: np.ndarray, scale: np.ndarray | 
 def _normalize_plane(target: np.ndarray, values: np.ndarray, cfg: PreprocessConfig, channel: int) -> None:
     """:func:`_normalize_into` for one uint8[H, W] channel: when ``target`` is a contiguous float32
     plane, a look-up of each value in the channel's table of the 256 results (one pass instead of
-    two, same values)."""
+    two, same values).
+    """
     if target.dtype == np.float32 and target.flags.c_contiguous and values.flags.c_contiguous:
         written = cv2.LUT(values, cfg._table[channel], dst=target)
         if written.ctypes.data != target.ctypes.data:  # OpenCV did not write in place

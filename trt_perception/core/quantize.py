@@ -80,11 +80,16 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
     :func:`~trt_perception.core.tensorrt.calibration.preprocessed_frames`); all are consumed.
     Raises :class:`QuantizeError` for bad settings, an already quantized model or no frames.
     """
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
-    from onnxruntime.quantization import quantize_static
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
-    import onnx
 
     if method not in METHODS:
         raise QuantizeError(f"calibration method must be one of {METHODS}, got {method!r}")
@@ -115,7 +120,8 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
         quantized = Path(work) / "quantized.onnx"
         ranges = Path(work) / "ranges.json"
         quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
-        calibrator = create_calibrator(prepared, list(op_types), augmented_model_path=str(Path(work) / "augmented.onnx"),
+        calibrator = create_calibrator(prepared, list(op_types),
+                                       augmented_model_path=str(Path(work) / "augmented.onnx"),
                                        calibrate_method=calibrate_method, extra_options=calib_options)
         try:
             calibrator.collect_data(reader)

@@ -26,7 +26,8 @@ def _duration(ns: int) -> Duration:
 
 def detections_to_msg(dets: Detections, header: Any) -> Detection2DArray:
     """vision_msgs 4.x Detection2DArray: bbox centre/size in source pixels, class_id = the label
-    (the class index when the model has no labels file), score in [0, 1]."""
+    (the class index when the model has no labels file), score in [0, 1].
+    """
     out = Detection2DArray(header=header)
     boxes = dets.boxes_xyxy.astype(np.float64)
     for box, score, label in zip(boxes, dets.scores.tolist(), dets.labels):
@@ -56,7 +57,8 @@ def bgr_image_msg(pixels: np.ndarray, header: Any) -> Image:
 
 def box_markers(dets: Detections, header: Any, namespace: str = "detections") -> MarkerArray:
     """One LINE_STRIP rectangle per box in image pixel coordinates (z = 0), plus a DELETEALL first
-    so that markers of the previous frame disappear."""
+    so that markers of the previous frame disappear.
+    """
     markers = MarkerArray()
     markers.markers.append(Marker(header=header, ns=namespace, action=Marker.DELETEALL))
     for i, box in enumerate(dets.boxes_xyxy.astype(np.float64)):
@@ -77,7 +79,8 @@ def stamp_ns(header: Any) -> int:
 
 def frame_latency_msg(header: Any, clock: StageClock, stamp_status: int, end_to_end_ns: int) -> FrameLatency:
     """FrameLatency for one frame: stage durations and the end-to-end latency checked by
-    :func:`~trt_perception.core.telemetry.latency.check_stamp` (its status and value)."""
+    :func:`~trt_perception.core.telemetry.latency.check_stamp` (its status and value).
+    """
     msg = FrameLatency(header=header, stamp_status=stamp_status, end_to_end=_duration(end_to_end_ns))
     for stage in STAGES:
         setattr(msg, stage, _duration(clock.stage_ns(stage)))
@@ -86,7 +89,8 @@ def frame_latency_msg(header: Any, clock: StageClock, stamp_status: int, end_to_
 
 def skeletons_to_msg(skeletons: Sequence[Any], part_names: Sequence[str], header: Any) -> Skeleton2DArray:
     """Skeleton2DArray from decoded skeletons (keypoints in source pixels): keypoint names from the
-    topology, links as indices into each skeleton's keypoints."""
+    topology, links as indices into each skeleton's keypoints.
+    """
     out = Skeleton2DArray(header=header)
     for index, person in enumerate(skeletons):
         msg = Skeleton2D(id=index, score=float(person.score))

@@ -19,10 +19,10 @@ from vision_msgs.msg import Detection2DArray
 from trt_perception.core.decode.ssd.decoder import SSD_PARAMS
 from trt_perception.core.draw import draw_detections
 from trt_perception.ros.conversions import box_markers, detections_to_msg
-from trt_perception.ros.serialized import detections_cdr, writes_detections
 from trt_perception.ros.node_main import run_node
-from trt_perception.ros.task_node import TaskNode
 from trt_perception.ros.perception_task import PerceptionTask
+from trt_perception.ros.serialized import detections_cdr, writes_detections
+from trt_perception.ros.task_node import TaskNode
 
 DEFAULT_MODEL = "models/ssdlite_pedestrian/ssdlite_pedestrian.yaml"
 

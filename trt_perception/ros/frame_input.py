@@ -45,7 +45,8 @@ class Frame(SourceFrame):
     takes (``pixels`` in ``order``, or only ``image``, the raw buffer, when a pipeline takes raw
     images), with the message ``header``; ``received_ns``: :func:`time.perf_counter_ns` when the
     message arrived; ``convert_ns``: from then to the end of decoding (waiting for the worker
-    included)."""
+    included).
+    """
 
     header: Any
     received_ns: int
@@ -54,7 +55,8 @@ class Frame(SourceFrame):
 
 class FrameInput:
     """Subscription + newest message + decoding for ``node``; ``sink`` gets every decoded frame in
-    the input's reader thread (frames wait in the subscription's queue while it runs)."""
+    the input's reader thread (frames wait in the subscription's queue while it runs).
+    """
 
     def __init__(self, node: Node, sink: Callable[[Frame], None]) -> None:
         self._node = node

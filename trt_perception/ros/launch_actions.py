@@ -11,7 +11,6 @@ import os
 from typing import Any, Callable
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
@@ -20,6 +19,7 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
+from launch import LaunchContext, LaunchDescription
 from trt_perception.ros.system import KINDS, NodeSpec, system_plan
 
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
@@ -105,7 +105,8 @@ def perception_launch() -> LaunchDescription:
 
 def shared_launch() -> LaunchDescription:
     """``launch/perception_shared.launch.py``: ``perception_node`` (detector and pose in one
-    process, each frame decoded once) on every camera namespace."""
+    process, each frame decoded once) on every camera namespace.
+    """
     def plan(context: LaunchContext) -> list[NodeSpec]:
         return _camera_plan(context, ["shared"], [_arg(context, "params_file")])
 
@@ -117,7 +118,8 @@ def shared_launch() -> LaunchDescription:
 
 def single_node_launch(kind: str, params_file: str) -> LaunchDescription:
     """One node of ``kind`` (detector, pose) with launch arguments ``params_file`` (default
-    ``config/<params_file>``), ``image_topic``, ``namespace`` and ``autostart``."""
+    ``config/<params_file>``), ``image_topic``, ``namespace`` and ``autostart``.
+    """
     def plan(context: LaunchContext) -> list[NodeSpec]:
         return system_plan([kind], [_arg(context, "namespace")], [_arg(context, "params_file")],
                            _arg(context, "image_topic"))

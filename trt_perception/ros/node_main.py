@@ -6,13 +6,14 @@ from typing import Callable, Optional, Sequence
 
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-from trt_perception.ros.task_node import TaskNode
 from trt_perception.ros.session import rclpy_session
+from trt_perception.ros.task_node import TaskNode
 
 
 def run_node(factory: Callable[[], TaskNode], args: Optional[Sequence[str]] = None) -> int:
     """Create the node and spin it until shutdown. The node starts unconfigured: transitions come
-    from launch, ``ros2 lifecycle set`` or a lifecycle manager."""
+    from launch, ``ros2 lifecycle set`` or a lifecycle manager.
+    """
     try:
         with rclpy_session(args):
             node = factory()

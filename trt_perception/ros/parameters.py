@@ -20,8 +20,11 @@ from typing import Any, Iterable, Sequence
 from weakref import WeakKeyDictionary
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
-                              ParameterUninitializedException)
+from rclpy.exceptions import (
+    InvalidParameterTypeException,
+    InvalidParameterValueException,
+    ParameterUninitializedException,
+)
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -52,7 +55,8 @@ _REFUSED: "WeakKeyDictionary[Node, dict[str, str]]" = WeakKeyDictionary()
 
 def declare(node: Node, specs: Iterable[ParamSpec]) -> None:
     """Declare every parameter of ``specs`` on ``node`` (overrides from YAML/launch apply; one
-    rclpy refuses is replaced by the default and reported by :func:`read`, see the module docstring)."""
+    rclpy refuses is replaced by the default and reported by :func:`read`, see the module docstring).
+    """
     if node not in _REFUSED:
         refused: dict[str, str] = {}
         _REFUSED[node] = refused
@@ -63,7 +67,8 @@ def declare(node: Node, specs: Iterable[ParamSpec]) -> None:
         if hasattr(node, "add_post_set_parameters_callback"):
             node.add_post_set_parameters_callback(forget)
         else:  # Humble: no post-set callbacks; an on-set callback that accepts everything
-            node.add_on_set_parameters_callback(lambda params: (forget(params), SetParametersResult(successful=True))[1])
+            node.add_on_set_parameters_callback(
+                lambda params: (forget(params), SetParametersResult(successful=True))[1])
     for spec in specs:
         try:
             _declare(node, spec, ignore_override=False)
@@ -97,7 +102,8 @@ def plain(value: Any) -> Any:
 
 def read(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
     """Current values by name, validated (None: a ``from_model`` parameter not set); raises
-    ValueError naming every bad value (and every refused startup value not corrected since)."""
+    ValueError naming every bad value (and every refused startup value not corrected since).
+    """
     values: dict[str, Any] = {}
     refused = _REFUSED.get(node, {})
     problems = [refused[spec.name] for spec in specs if spec.name in refused]

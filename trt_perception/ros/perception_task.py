@@ -25,11 +25,11 @@ from visualization_msgs.msg import MarkerArray
 
 from trt_perception.core.draw import to_bgr
 from trt_perception.core.param_spec import ParamSpec
+from trt_perception.core.pipeline import PerceptionPipeline, StageTimes
+from trt_perception.core.pipeline_factory import PipelineOptions, create_pipeline
 from trt_perception.core.telemetry.health import LATENCY_SOURCES, HealthBounds, Status, latency_status, rate_status
 from trt_perception.core.telemetry.latency import STAMP_OK, FrameCounters, StageClock, check_stamp
 from trt_perception.core.telemetry.latency_stats import InputStats, TaskStats, WindowSettings, snapshot, totals
-from trt_perception.core.pipeline import PerceptionPipeline, StageTimes
-from trt_perception.core.pipeline_factory import PipelineOptions, create_pipeline
 from trt_perception.msg import FrameLatency
 from trt_perception.ros import parameters
 from trt_perception.ros.conversions import bgr_image_msg, frame_latency_msg, stamp_ns
@@ -106,7 +106,8 @@ class PerceptionTask(ABC):
     @abstractmethod
     def result_msg(self, result: Any, header: Any) -> Any:
         """The ``RESULT_TYPE`` message of one frame's result, with the input ``header`` (or the
-        message's serialized bytes, which the publisher sends as they are)."""
+        message's serialized bytes, which the publisher sends as they are).
+        """
 
     @abstractmethod
     def draw(self, bgr: Any, result: Any) -> Any:
@@ -130,7 +131,8 @@ class PerceptionTask(ABC):
         """Read and check the task's parameters, load the model with the node's backend and
         preprocessing options (:func:`~trt_perception.core.pipeline_factory.create_pipeline`), create
         the publishers. Raises the node's expected configuration errors (ValueError,
-        ModelConfigError, BackendError, ...)."""
+        ModelConfigError, BackendError, ...).
+        """
         values = parameters.read(self.node, self.specs)
         self.params = {self._names[name]: value for name, value in values.items()}
         self.bounds = health_bounds(self.params)
@@ -175,7 +177,8 @@ class PerceptionTask(ABC):
 
     def check_changes(self, changes: dict[str, Any]) -> Optional[str]:
         """The reason why runtime ``changes`` (unprefixed names, each value in range) cannot apply
-        together with the current values, or None."""
+        together with the current values, or None.
+        """
         current = {name: self.node.get_parameter(self.param_prefix + name).value for name in HEALTH_PARAMS}
         try:
             health_bounds({**current, **changes})
@@ -190,7 +193,8 @@ class PerceptionTask(ABC):
     def current_values(self, names: Any) -> dict[str, Any]:
         """The values in effect of the task's (unprefixed) parameters ``names``: a decoder threshold's
         is the decoder's (the model's while the parameter is unset), to restore with
-        :meth:`apply_changes`."""
+        :meth:`apply_changes`.
+        """
         decoder = self.pipeline.decoder.runtime_params() if self.pipeline is not None else {}
         return {name: decoder[name] if name in decoder else self.params[name]
                 for name in names if name in decoder or name in self.params}
@@ -210,7 +214,8 @@ class PerceptionTask(ABC):
     def process(self, frame: Frame) -> None:
         """Run the model on ``frame`` and publish the results finished now (this frame's; pipelined
         on the GPU, earlier frames'), debug outputs and stage timings; record the latencies.
-        Inference errors are logged (rate limited) and counted as failed."""
+        Inference errors are logged (rate limited) and counted as failed.
+        """
         assert self.pipeline is not None  # frames flow only while active
         try:
             finished = self.pipeline.submit(frame, tag=frame)

@@ -17,8 +17,8 @@ from trt_perception.core.draw import draw_skeletons
 from trt_perception.msg import Skeleton2DArray
 from trt_perception.ros.conversions import skeleton_markers, skeletons_to_msg
 from trt_perception.ros.node_main import run_node
-from trt_perception.ros.task_node import TaskNode
 from trt_perception.ros.perception_task import PerceptionTask
+from trt_perception.ros.task_node import TaskNode
 
 DEFAULT_MODEL = "models/trt_pose/resnet18_baseline_att_224x224.yaml"
 

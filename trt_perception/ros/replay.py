@@ -31,9 +31,9 @@ from rclpy.serialization import deserialize_message
 
 from trt_perception.core.io.bag_message_reader import BagImage
 from trt_perception.core.telemetry.latency import STAGES, STAMP_OK
-from trt_perception.tools.replay_report import LATENCY_TYPE, RESULT_TYPES, OutputResult, ReplayedFrame
 from trt_perception.ros.conversions import stamp_ns
 from trt_perception.ros.system import answers
+from trt_perception.tools.replay_report import LATENCY_TYPE, RESULT_TYPES, OutputResult, ReplayedFrame
 
 #: input publishers: reliable (matches best-effort and reliable subscriptions), volatile
 INPUT_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
@@ -124,7 +124,8 @@ class Replayer:
     def connect(self, inputs: Mapping[str, str], outputs: Iterable[str] = (), wait: float = 60.0) -> None:
         """Publishers for ``inputs`` (topic -> message type), then subscriptions to ``outputs``
         (empty: discovered). Raises :class:`ReplayError` when an input gets no subscriber or no
-        output is found or matched within ``wait`` seconds."""
+        output is found or matched within ``wait`` seconds.
+        """
         for topic, msgtype in inputs.items():
             self.publishers[topic] = self.node.create_publisher(message_class(msgtype), topic, INPUT_QOS)
         deadline = time.monotonic() + wait
@@ -158,7 +159,8 @@ class Replayer:
 
     def _discover(self, wanted: list[str], deadline: float, settle: float = 1.0) -> dict[str, str]:
         """Output topics and types: ``wanted`` ones, or those that answer an input; polled until the
-        set has not changed for ``settle`` seconds (nodes of one camera start one after another)."""
+        set has not changed for ``settle`` seconds (nodes of one camera start one after another).
+        """
         types = RESULT_TYPES + (LATENCY_TYPE,)
         found: dict[str, str] = {}
         stable_since = time.monotonic()
@@ -193,7 +195,8 @@ class Replayer:
              remaps: Optional[Mapping[str, str]] = None) -> int:
         """Publish ``messages`` (one pass; ``loop`` numbers it in the records) and return how many
         frames timed out (rate 0). ``rate`` > 0: at the bag's receive-time pace times ``rate``;
-        0: as fast as processed, waiting up to ``timeout`` s for each frame's outputs."""
+        0: as fast as processed, waiting up to ``timeout`` s for each frame's outputs.
+        """
         remaps = remaps or {}
         timeouts = 0
         start_wall: Optional[float] = None

@@ -1,5 +1,6 @@
 """Where the package's installed files (models, configs) are: the ament share directory on a ROS
-install, else the source tree (developer setup)."""
+install, else the source tree (developer setup).
+"""
 
 from __future__ import annotations
 

@@ -76,7 +76,8 @@ class _Writer:
 
 def detections_cdr(dets: Detections, header: Any) -> bytes:
     """The serialized Detection2DArray of ``dets`` with ``header`` (std_msgs/Header) on it and on
-    every detection."""
+    every detection.
+    """
     stamp = (int(header.stamp.sec), int(header.stamp.nanosec))
     frame_id = str(header.frame_id).encode()
     writer = _Writer()
@@ -99,7 +100,8 @@ def detections_cdr(dets: Detections, header: Any) -> bytes:
 
 def matches_rclpy(sample: Detections, header: Any) -> bool:
     """Whether :func:`detections_cdr` is the serialization of the same message on this middleware
-    (padding bytes aside, which rmw_fastrtps leaves uninitialized)."""
+    (padding bytes aside, which rmw_fastrtps leaves uninitialized).
+    """
     from rclpy.serialization import deserialize_message, serialize_message
     from vision_msgs.msg import Detection2DArray
 
@@ -115,7 +117,8 @@ def matches_rclpy(sample: Detections, header: Any) -> bool:
 @functools.lru_cache(maxsize=1)
 def writes_detections() -> bool:
     """Whether :func:`detections_cdr` writes this middleware's serialized Detection2DArray (rclpy
-    initialized): :func:`matches_rclpy` on two detections with a non-ASCII label."""
+    initialized): :func:`matches_rclpy` on two detections with a non-ASCII label.
+    """
     sample = Detections(np.array([[1.5, 2.0, 30.25, 40.0], [0.0, 0.0, 7.0, 9.5]], np.float32),
                         np.array([0.9, 0.55], np.float32), np.array([1, 2], np.int32), ["person", "vélo"])
     return matches_rclpy(sample, Header(frame_id="camera"))
@@ -128,7 +131,8 @@ def writes_detections() -> bool:
 class SerializedImage:
     """The fields of a serialized sensor_msgs/Image (Header header, uint32 height, uint32 width,
     string encoding, uint8 is_bigendian, uint32 step, uint8[] data); ``data`` is a read-only view
-    into the serialized message, ``header`` a std_msgs/Header."""
+    into the serialized message, ``header`` a std_msgs/Header.
+    """
 
     header: Header
     height: int
@@ -170,7 +174,8 @@ class _Reader:
 
 def read_image(data: bytes) -> SerializedImage:
     """The Image in ``data`` (a raw take); :class:`~trt_perception.core.image.ImageError` when the
-    bytes are not a complete little-endian CDR Image."""
+    bytes are not a complete little-endian CDR Image.
+    """
     reader = _Reader(data)
     sec = int.from_bytes(reader.take(4, 4), "little", signed=True)
     nanosec = reader.u32()

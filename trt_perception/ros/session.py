@@ -1,6 +1,7 @@
 """``with rclpy_session(args):``: rclpy initialized for the block, shut down after it, on every ROS 2
 distribution (``rclpy.init()`` returns a context manager only from Kilted on; Humble and Jazzy
-return None)."""
+return None).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import rclpy
 @contextlib.contextmanager
 def rclpy_session(args: Optional[Sequence[str]] = None) -> Iterator[None]:
     """Initialize the default context with ``args`` (``--ros-args ...``); shut it down at exit,
-    unless something (Ctrl-C, a shutdown request) already did."""
+    unless something (Ctrl-C, a shutdown request) already did.
+    """
     rclpy.init(args=args)
     try:
         yield

@@ -21,8 +21,8 @@ from typing import Optional, Sequence
 
 from trt_perception.ros.detector_node import DetectorTask
 from trt_perception.ros.node_main import run_node
-from trt_perception.ros.task_node import TaskNode
 from trt_perception.ros.pose_node import PoseTask
+from trt_perception.ros.task_node import TaskNode
 
 
 class SharedPerceptionNode(TaskNode):

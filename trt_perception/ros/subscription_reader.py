@@ -53,7 +53,8 @@ class SubscriptionReader:
     :meth:`close`. The thread outlives subscriptions (a lifecycle node subscribes at every
     activation): one thread, and the memory its allocator arena holds, for the node's life.
     ``handle`` runs in that thread, one batch at a time; an exception it (or a take) raises goes to
-    ``on_error`` and the thread keeps reading."""
+    ``on_error`` and the thread keeps reading.
+    """
 
     def __init__(self, node: Node, handle: Callable[[Batch, int], None],
                  on_error: Callable[[BaseException], None], name: str) -> None:
@@ -75,7 +76,8 @@ class SubscriptionReader:
 
     def subscribe(self, msg_type: Any, topic: str, qos: QoSProfile, raw: bool = False) -> None:
         """Subscribe the node to ``topic`` and read it (after dropping any previous subscription).
-        ``raw``: messages come as their serialized bytes."""
+        ``raw``: messages come as their serialized bytes.
+        """
         self.unsubscribe()
         subscription = self._node.create_subscription(msg_type, topic, self._executed, qos,
                                                       callback_group=NotExecuted(), raw=raw)
@@ -96,7 +98,8 @@ class SubscriptionReader:
 
     def close(self) -> None:
         """Unsubscribe and stop the thread. Idempotent; also after the context was shut down (the
-        thread then notices within :data:`POLL_S`)."""
+        thread then notices within :data:`POLL_S`).
+        """
         if self._thread is None:
             return
         self.unsubscribe()
@@ -118,7 +121,7 @@ class SubscriptionReader:
                                     "MultiThreadedExecutor"))
 
     def _loop(self) -> None:
-        wake, context = self._wake, self._node.context
+        context = self._node.context
         wait_set = _rclpy.WaitSet(1, 1, 0, 0, 0, 0, context.handle)
         try:
             while True:
@@ -153,7 +156,8 @@ class SubscriptionReader:
     def _wait(self, wait_set: Any, subscription: Any) -> None:
         """Wait for a message on ``subscription`` (if any), the wake-up or :data:`POLL_S`, holding
         the handles in use while waited on, as rclpy's executors do (without it a context shut
-        down meanwhile leaves the wait hanging, or crashes the process)."""
+        down meanwhile leaves the wait hanging, or crashes the process).
+        """
         context, wake = self._node.context, self._wake
         with context.handle, wake.handle:
             wait_set.clear_entities()

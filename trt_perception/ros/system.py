@@ -39,7 +39,8 @@ PACKAGE = "trt_perception"
 @dataclass(frozen=True)
 class NodeKind:
     """An executable of the package: ``nodes/<executable>`` runs ``main`` of ``module``, which
-    spins ``node_class``; ``outputs`` are the node's own topics, remapped to ``<prefix>/<topic>``."""
+    spins ``node_class``; ``outputs`` are the node's own topics, remapped to ``<prefix>/<topic>``.
+    """
 
     executable: str
     module: str
@@ -83,7 +84,8 @@ class NodeSpec:
 
     def ros_args(self) -> list[str]:
         """``--ros-args`` arguments with the parameter files and remaps (not the overrides, which
-        the runner passes as parameter overrides and launch as a parameter dictionary)."""
+        the runner passes as parameter overrides and launch as a parameter dictionary).
+        """
         args = ["--ros-args"]
         for path in self.params_files:
             args += ["--params-file", path]
@@ -94,7 +96,8 @@ class NodeSpec:
 
 def camera_namespaces(cameras: Union[str, Sequence[str]]) -> list[str]:
     """Namespaces from a comma list or sequence: ``cam_front`` -> ``/cam_front``, ``/`` or ``""``
-    -> the root namespace ``""``. Raises ValueError for a bad or repeated name."""
+    -> the root namespace ``""``. Raises ValueError for a bad or repeated name.
+    """
     if isinstance(cameras, str):  # empty items of a comma list (a stray comma) are no cameras
         items = [i for i in cameras.split(",") if i.strip()] or [cameras]
     else:
@@ -117,7 +120,8 @@ def system_plan(nodes: Sequence[str], cameras: Union[str, Sequence[str]], params
     """The nodes of ``nodes`` (keys of :data:`KINDS`) on every camera namespace, each with all of
     ``params_files`` (sections apply by node name, see the module docstring), its image input
     remapped to ``image_topic`` (relative to the namespace; absolute only with one camera) and
-    ``input_type`` (raw, compressed; None: from the parameter files) as an override."""
+    ``input_type`` (raw, compressed; None: from the parameter files) as an override.
+    """
     unknown = [n for n in nodes if n not in KINDS]
     if unknown or not nodes or len(set(nodes)) < len(nodes):
         raise ValueError(f"unknown node kinds {unknown}; choose from {', '.join(KINDS)}" if unknown
@@ -219,7 +223,8 @@ def file_parameters(spec: NodeSpec) -> dict[str, tuple[Any, str]]:
 
 def kinds_in_files(params_files: Sequence[str]) -> list[str]:
     """The node kinds that some section of ``params_files`` names (wildcard-only sections, such as
-    ``/**``, name none), in :data:`KINDS` order."""
+    ``/**``, name none), in :data:`KINDS` order.
+    """
     keys = [key for path in params_files for key in read_params_file(path)]
     return [name for name, kind in KINDS.items()
             if any(key.rsplit("/", 1)[-1] == kind.executable for key in keys)]
@@ -227,7 +232,8 @@ def kinds_in_files(params_files: Sequence[str]) -> list[str]:
 
 def output_namespace(topic: str) -> str:
     """The camera namespace of an output topic of this layout: ``/cam/detections`` -> ``/cam``,
-    ``/cam/detector/latency`` -> ``/cam``; ``""`` for the root namespace."""
+    ``/cam/detector/latency`` -> ``/cam``; ``""`` for the root namespace.
+    """
     parent, name = topic.rsplit("/", 1)
     for kind in KINDS.values():
         if name in kind.outputs and parent.rsplit("/", 1)[-1] == kind.prefix:
@@ -237,5 +243,6 @@ def output_namespace(topic: str) -> str:
 
 def answers(output_topic: str, input_topic: str) -> bool:
     """Whether nodes publishing ``output_topic`` read ``input_topic`` in this layout: the output's
-    camera namespace contains the input topic (``/cam/image_raw``, ``/cam/image_raw/compressed``)."""
+    camera namespace contains the input topic (``/cam/image_raw``, ``/cam/image_raw/compressed``).
+    """
     return input_topic.startswith(output_namespace(output_topic) + "/")

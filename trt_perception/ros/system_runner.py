@@ -80,7 +80,8 @@ class InProcessSystem:
 
     def start(self) -> list[str]:
         """Configure, then activate every node; returns the names of the nodes that failed a
-        transition (each logs its reason; they stay unconfigured or inactive, the others run)."""
+        transition (each logs its reason; they stay unconfigured or inactive, the others run).
+        """
         failed = []
         for spec, node in self.nodes:
             if (node.trigger_configure() != TransitionCallbackReturn.SUCCESS

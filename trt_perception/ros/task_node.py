@@ -42,16 +42,17 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from trt_perception.core.backends import BACKENDS, BackendError
+from trt_perception.core.latest_worker import LatestWorker
+from trt_perception.core.model_config import ModelConfigError
+from trt_perception.core.param_spec import ParamSpec
 from trt_perception.core.telemetry.device_info import GpuMemoryProbe, describe_hardware, memory_probe
 from trt_perception.core.telemetry.health import Status, device_status, summary_line
 from trt_perception.core.telemetry.latency import FrameCounters
 from trt_perception.core.telemetry.latency_stats import WindowSettings, snapshot
-from trt_perception.core.latest_worker import LatestWorker
-from trt_perception.core.model_config import ModelConfigError
 from trt_perception.ros import parameters
-from trt_perception.ros.diagnostics import TOPIC as DIAGNOSTICS_TOPIC, diagnostic_array
+from trt_perception.ros.diagnostics import TOPIC as DIAGNOSTICS_TOPIC
+from trt_perception.ros.diagnostics import diagnostic_array
 from trt_perception.ros.frame_input import Frame, FrameInput
-from trt_perception.core.param_spec import ParamSpec
 from trt_perception.ros.perception_task import PerceptionTask
 
 COMMON_PARAMS: tuple[ParamSpec, ...] = (
@@ -207,7 +208,8 @@ class TaskNode(LifecycleNode):
 
     def close(self) -> None:
         """Stop input (ending its thread) and free the models and publishers, whatever the state
-        (idempotent)."""
+        (idempotent).
+        """
         self._stop()
         self.input.close()
         self._release()
@@ -281,7 +283,8 @@ class TaskNode(LifecycleNode):
 
     def _on_set_parameters(self, params: Sequence[Any]) -> SetParametersResult:
         """Validate every change (ranges, choices, bounds consistency), then apply the tasks'
-        runtime parameters; a decoder's refusal undoes what was applied and fails the whole set."""
+        runtime parameters; a decoder's refusal undoes what was applied and fails the whole set.
+        """
         specs = {s.name: s for s in COMMON_PARAMS}
         for task in self.tasks:
             specs.update({s.name: s for s in task.specs})

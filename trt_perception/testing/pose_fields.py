@@ -37,7 +37,7 @@ def render_fields(keypoints: np.ndarray, topology: Topology, height: int, width:
                   sigma: float = 1.5, paf_width: float = 1.0, noise: float = 0.0,
                   part_gain: Optional[np.ndarray] = None, link_gain: Optional[np.ndarray] = None,
                   rng: Optional[np.random.Generator] = None) -> tuple[np.ndarray, np.ndarray]:
-    """cmap float32[C, H, W] and paf float32[2L, H, W] of people ``keypoints``.
+    """Cmap float32[C, H, W] and paf float32[2L, H, W] of people ``keypoints``.
 
     keypoints: float[O, C, 2] (x, y) in map cells, NaN for parts not drawn; a link is drawn when
     both its parts are. part_gain: float[O, C] peak heights (default 1); link_gain: float[O, L]
@@ -130,7 +130,8 @@ def random_person(rng: np.random.Generator, height: float, centre: tuple[float, 
 @dataclass(frozen=True)
 class Scene:
     """keypoints: float64[O, 18, 2] of the parts drawn (NaN: missing or outside the map), in cells;
-    cmap: float32[18, H, W]; paf: float32[42, H, W]."""
+    cmap: float32[18, H, W]; paf: float32[42, H, W].
+    """
 
     keypoints: np.ndarray
     cmap: np.ndarray
@@ -185,7 +186,8 @@ def expected_parts(keypoints: np.ndarray, topology: Topology,
                    usable: Optional[np.ndarray] = None) -> np.ndarray:
     """bool[O, C]: the parts a decoder can attach to each person: the largest set of ``usable``
     parts (default: the drawn ones) connected through links whose both parts are usable (a part
-    cut off by missing neighbours cannot be attributed to anyone)."""
+    cut off by missing neighbours cannot be attributed to anyone).
+    """
     usable = ~np.isnan(keypoints[:, :, 0]) if usable is None else usable
     out = np.zeros_like(usable)
     for o in range(usable.shape[0]):
@@ -208,7 +210,8 @@ def expected_parts(keypoints: np.ndarray, topology: Topology,
 def unresolvable_parts(keypoints: np.ndarray, topology: Topology, sigma: float = 1.5) -> np.ndarray:
     """bool[O, C]: drawn parts no decoder can be sure to attach: those with the same part of
     another person closer than 2 sigma (two equal Gaussians then merge into one peak), and those
-    joined to the rest of their person only through such parts."""
+    joined to the rest of their person only through such parts.
+    """
     drawn = ~np.isnan(keypoints[:, :, 0])
     dist = np.hypot(keypoints[:, None, :, 0] - keypoints[None, :, :, 0],
                     keypoints[:, None, :, 1] - keypoints[None, :, :, 1])  # [O, O, C]

@@ -13,14 +13,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from trt_perception.core.tensor_spec import TensorSpec
-from trt_perception.core.cuda.runtime import load_kernel
 from trt_perception.core.cuda.device import CudaDevice
+from trt_perception.core.cuda.runtime import load_kernel
+from trt_perception.core.tensor_spec import TensorSpec
 
 
 class ReplayRunner:
     """See the module docstring. ``outputs``: name -> array (its values, or with ``echo_input``
-    only its shape and dtype). Call :meth:`free` when done."""
+    only its shape and dtype). Call :meth:`free` when done.
+    """
 
     def __init__(self, device: CudaDevice, outputs: Mapping[str, np.ndarray], busy_us: float = 0.0,
                  echo_input: bool = False) -> None:

@@ -22,8 +22,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from trt_perception.core.io.atomic_write import atomic_write_text
 from trt_perception.core.backends import BACKENDS, BackendError, resolve_backend
+from trt_perception.core.io.atomic_write import atomic_write_text
 from trt_perception.core.io.frame_sources import FrameSourceError, open_frames
 from trt_perception.core.model_config import ModelConfigError
 from trt_perception.core.pipeline import Pipeline

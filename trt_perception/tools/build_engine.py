@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from trt_perception.core.io.atomic_write import atomic_write_bytes, atomic_write_text
 from trt_perception.core.backends.base import BackendError
+from trt_perception.core.io.atomic_write import atomic_write_bytes, atomic_write_text
 from trt_perception.core.model_config import ModelConfig, ModelConfigError, load_model_config
 from trt_perception.core.tensorrt.cache import EngineCache, EngineCacheError, default_cache_dir
 from trt_perception.core.tensorrt.calibration import CalibrationError, CalibrationSettings
@@ -114,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         from trt_perception.core.backends.tensorrt import import_tensorrt
         trt = import_tensorrt()
-        from trt_perception.core.tensorrt import builder
         from trt_perception.core.cuda.device import CudaDevice
+        from trt_perception.core.tensorrt import builder
         device = CudaDevice(args.device_id)
     except BackendError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -133,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         device.release()
     print(f"{'built' if entry.built else 'found in the cache'}: {entry.path} "
-          f"({len(entry.engine) / 1e6:.1f} MB; TensorRT {trt.__version__}, {key.gpu.name} sm{key.gpu.compute_capability}, "
+          f"({len(entry.engine) / 1e6:.1f} MB; TensorRT {trt.__version__}, "
+          f"{key.gpu.name} sm{key.gpu.compute_capability}, "
           f"{key.options.describe()})")
     if result is not None:
         print(f"build took {result.seconds:.1f} s" + (", explicitly quantized (Q/DQ)" if result.explicit_int8 else "")

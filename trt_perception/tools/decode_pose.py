@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from trt_perception.core.io.atomic_write import atomic_write_text
 from trt_perception.core.decode.pose import COCO18, PoseParams, PoseParser, Skeleton, Topology, load_topology
+from trt_perception.core.io.atomic_write import atomic_write_text
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

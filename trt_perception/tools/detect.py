@@ -21,10 +21,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from trt_perception.core.io.atomic_write import atomic_write_text
 from trt_perception.core.backends import BACKENDS, BackendError, resolve_backend
 from trt_perception.core.decode.ssd import Detections
-from trt_perception.core.io.frame_sources import FrameSourceError, open_frames
+from trt_perception.core.io.atomic_write import atomic_write_text
+from trt_perception.core.io.frame_sources import open_frames
 from trt_perception.core.model_config import ModelConfigError, load_model_config
 from trt_perception.core.pipeline import Pipeline
 

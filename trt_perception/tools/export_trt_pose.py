@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from trt_perception.core.io.atomic_write import atomic_write_text
 from trt_perception.core.decode.pose import COCO18, Topology, load_topology
+from trt_perception.core.io.atomic_write import atomic_write_text
 
 MODELS = ("resnet18_baseline_att", "densenet121_baseline_att")
 SIZES = (224, 256)
@@ -74,7 +74,8 @@ def write_model_config(onnx_path: Path, size: int, topology: Topology) -> Path:
 
 def export_onnx(model: Any, size: int, onnx_path: Path, opset: int = 13) -> float:
     """Export a torch module returning (cmap, paf) for a [1, 3, size, size] input; check the file
-    with ONNX Runtime on a random input and return the largest absolute difference to PyTorch."""
+    with ONNX Runtime on a random input and return the largest absolute difference to PyTorch.
+    """
     import onnxruntime
     import torch
 

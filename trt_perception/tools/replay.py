@@ -73,7 +73,8 @@ def parse_remaps(items: Iterable[str]) -> dict[str, str]:
 
 def latency_series(frames: list[ReplayedFrame], outputs: dict[str, str]) -> dict[str, list[float]]:
     """Plot series (ms per frame, NaN where missing): the replay's round trip per result topic, the
-    node's inference and total (sum of stages) per latency topic."""
+    node's inference and total (sum of stages) per latency topic.
+    """
     series: dict[str, list[float]] = {}
     for topic, msgtype in outputs.items():
         answered = [f for f in frames if topic in f.expected]
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"trt-perception replay: error: {exc}", file=sys.stderr)
         return 1
     apply_local_defaults()
-    import rclpy   # after the environment defaults
+    import rclpy  # after the environment defaults
 
     from trt_perception.ros.replay import Replayer, ReplayError
     from trt_perception.ros.session import rclpy_session

@@ -64,7 +64,8 @@ class ReplayedFrame:
 
 def series_stats(values_ms: Sequence[float]) -> dict[str, Any]:
     """:class:`SeriesStats` of ``values_ms`` (NaN left out) as a JSON-ready dict: count, mean, p50,
-    p95, p99, max, each None when no value is left."""
+    p95, p99, max, each None when no value is left.
+    """
     stats = asdict(SeriesStats.of(np.asarray(values_ms, dtype=np.float64)))
     return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in stats.items()}
 
@@ -92,7 +93,8 @@ def replay_report(frames: Sequence[ReplayedFrame], outputs: Mapping[str, str], u
                   wall_s: float, settings: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON-ready report of a replay: ``outputs`` maps each recorded output topic to its type,
     ``unmatched`` counts output messages per topic that answered no published frame, ``settings``
-    (bag, rate, loops...) is copied in."""
+    (bag, rate, loops...) is copied in.
+    """
     inputs = sorted({f.input_topic for f in frames})
     result_topics = [t for t, msgtype in outputs.items() if msgtype in RESULT_TYPES]
     out = [f for f in frames if all(t in f.results for t in f.expected if t in result_topics)]

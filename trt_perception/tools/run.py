@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from trt_perception.tools.ros_env import apply_local_defaults
 from trt_perception.ros.resources import share_dir
 from trt_perception.ros.system import KINDS, kinds_in_files, system_plan
+from trt_perception.tools.ros_env import apply_local_defaults
 
 
 def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"trt-perception run: error: {exc}", file=sys.stderr)
         return 1
     apply_local_defaults()
-    import rclpy   # after the environment defaults
+    import rclpy  # after the environment defaults
     from rclpy.executors import ExternalShutdownException
 
     from trt_perception.ros.session import rclpy_session

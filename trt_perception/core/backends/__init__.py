@@ -18,7 +18,8 @@ __all__ = ["BACKENDS", "Backend", "BackendError", "TensorSpec", "create_backend"
 
 def tensorrt_available() -> bool:
     """True when both ``tensorrt`` and ``pycuda`` are installed as real packages (a stubs-only
-    ``tensorrt`` namespace package, with no ``__init__``, does not count)."""
+    ``tensorrt`` namespace package, with no ``__init__``, does not count).
+    """
     specs = [importlib.util.find_spec(m) for m in ("tensorrt", "pycuda")]
     return all(spec is not None and spec.origin is not None for spec in specs)
 

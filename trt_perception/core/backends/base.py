@@ -53,7 +53,8 @@ class Backend(ABC):
         """Enqueue one run of a single-input network on device buffers, without waiting, with the
         device current: read the input tensor at ``input_ptr`` (the model's dtype and static shape),
         write output ``name`` to ``output_ptrs[name]``. ``stream`` must be :attr:`cuda_stream`.
-        Needs :attr:`runs_on_device`."""
+        Needs :attr:`runs_on_device`.
+        """
         raise BackendError(f"the {self.name} backend does not run on device buffers")
 
     def __init__(self) -> None:

@@ -142,12 +142,14 @@ class OnnxRuntimeBackend(Backend):
     @property
     def outputs_reused(self) -> bool:
         """True with IOBinding (the bound output buffers are overwritten by the next call); without
-        it each call returns new arrays."""
+        it each call returns new arrays.
+        """
         return self._binding is not None
 
     def _device_provider_options(self, ort: ModuleType) -> dict[str, str]:
         """The CUDA provider's options for ``device_buffers``: a pycuda stream of the device's primary
-        context (the one GPU preprocessing uses) as the session's compute stream, TF32 off."""
+        context (the one GPU preprocessing uses) as the session's compute stream, TF32 off.
+        """
         from trt_perception.core.cuda.runtime import shared_device
         device = shared_device(self.device_id)
         with device.current():

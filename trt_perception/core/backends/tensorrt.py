@@ -43,8 +43,15 @@ from trt_perception.core.backends.base import Backend, BackendError, TensorSpec
 from trt_perception.core.model_config import ModelConfig, ModelConfigError, load_model_config
 from trt_perception.core.tensorrt.cache import EngineCache, EngineCacheError
 from trt_perception.core.tensorrt.calibration import CalibrationError, CalibrationSettings
-from trt_perception.core.tensorrt.io_plan import (DeviceTensor, EngineTensor, IOPlanError, check_engine_tensors,
-                                                  io_specs, numpy_dtype, plan_buffers)
+from trt_perception.core.tensorrt.io_plan import (
+    DeviceTensor,
+    EngineTensor,
+    IOPlanError,
+    check_engine_tensors,
+    io_specs,
+    numpy_dtype,
+    plan_buffers,
+)
 from trt_perception.core.tensorrt.options import BuildOptions, BuildOptionsError
 
 if TYPE_CHECKING:
@@ -58,7 +65,8 @@ ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 def import_tensorrt() -> ModuleType:
     """The ``tensorrt`` module; :class:`BackendError` when TensorRT is not installed (a bare
-    ``tensorrt`` namespace, e.g. from type stubs, does not count)."""
+    ``tensorrt`` namespace, e.g. from type stubs, does not count).
+    """
     try:
         import tensorrt
     except ImportError as exc:
@@ -168,8 +176,8 @@ class TensorRTBackend(Backend):
             raise BackendError(str(exc)) from exc
 
     def _load(self, trt_module: ModuleType, config: Optional[ModelConfig]) -> None:
-        from trt_perception.core.tensorrt import builder
         from trt_perception.core.cuda.device import HostDeviceBuffer
+        from trt_perception.core.tensorrt import builder
         assert self._device is not None
         logger = builder.TrtLogger()
         self._runtime = trt_module.Runtime(logger)
@@ -323,7 +331,8 @@ class TensorRTBackend(Backend):
 
     def device_timings_ms(self) -> dict[str, float]:
         """GPU times of the last inference from CUDA events: ``h2d`` (input copies), ``compute``
-        (the engine), ``d2h`` (output copies), in milliseconds; empty before the first one."""
+        (the engine), ``d2h`` (output copies), in milliseconds; empty before the first one.
+        """
         return dict(self._timings)
 
     def _run(self, use_graph: bool) -> dict[str, np.ndarray]:
@@ -359,7 +368,8 @@ class TensorRTBackend(Backend):
 
     def _graph(self) -> Optional[CudaGraph]:
         """The CUDA graph for the current input shapes, captured on first use; None (and CUDA
-        graphs off from then on, with a warning) when this engine's enqueue cannot be captured."""
+        graphs off from then on, with a warning) when this engine's enqueue cannot be captured.
+        """
         from trt_perception.core.cuda.device import CudaGraph
         key = tuple(self._shapes[name] for name, t in self._tensors.items() if t.is_input)
         graph = self._graphs.get(key)

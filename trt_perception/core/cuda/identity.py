@@ -8,7 +8,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class GpuIdentity:
     """The device an engine is built for: ``name`` as the driver reports it, compute capability
-    as ``"major.minor"`` (e.g. ``"8.7"`` for Orin)."""
+    as ``"major.minor"`` (e.g. ``"8.7"`` for Orin).
+    """
 
     name: str
     compute_capability: str

@@ -22,7 +22,8 @@ _KERNELS: dict[tuple[int, str, str], Any] = {}
 
 def gpu_available(device_id: int = 0) -> tuple[bool, str]:
     """(True, device name) when pycuda imports and CUDA device ``device_id`` exists, else
-    (False, the reason)."""
+    (False, the reason).
+    """
     try:
         import pycuda.driver as driver
     except ImportError as exc:

@@ -31,7 +31,8 @@ class Decoder(Protocol):
 
     def set_params(self, params: Mapping[str, Any]) -> None:
         """Change runtime parameters; raises ValueError (with the reason) and changes nothing
-        when any value is invalid."""
+        when any value is invalid.
+        """
         ...
 
 

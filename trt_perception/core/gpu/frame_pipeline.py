@@ -29,13 +29,13 @@ from typing import Any, Callable, Mapping, Optional, Protocol
 
 import numpy as np
 
-from trt_perception.core.tensor_spec import BackendError, TensorSpec
+from trt_perception.core.cuda.device import CudaDevice, HostDeviceBuffer
 from trt_perception.core.geometry import ResizeGeometry
 from trt_perception.core.gpu.gpu_preprocess import GpuPreprocessor
 from trt_perception.core.image import BytesLike
 from trt_perception.core.pipeline import FrameResult, StageTimes
 from trt_perception.core.preprocess import PreprocessConfig
-from trt_perception.core.cuda.device import CudaDevice, HostDeviceBuffer
+from trt_perception.core.tensor_spec import BackendError, TensorSpec
 
 Decode = Callable[[Mapping[str, np.ndarray], ResizeGeometry], Any]
 
@@ -43,7 +43,8 @@ Decode = Callable[[Mapping[str, np.ndarray], ResizeGeometry], Any]
 class DeviceRunner(Protocol):
     """A network that reads and writes device buffers (a :class:`~trt_perception.core.backends.Backend`
     that :attr:`~trt_perception.core.backends.Backend.runs_on_device`, or the tests' stand-in).
-    :meth:`enqueue` is called with the device current."""
+    :meth:`enqueue` is called with the device current.
+    """
 
     def output_specs(self) -> Mapping[str, TensorSpec]:
         """Outputs by name; every shape static."""
@@ -51,7 +52,8 @@ class DeviceRunner(Protocol):
 
     def enqueue(self, input_ptr: int, output_ptrs: Mapping[str, int], stream: Any) -> None:
         """Enqueue one inference on the pycuda ``stream``: read the input tensor at ``input_ptr``,
-        write each output to ``output_ptrs[name]``. Returns without waiting for the GPU."""
+        write each output to ``output_ptrs[name]``. Returns without waiting for the GPU.
+        """
         ...
 
 
@@ -110,7 +112,8 @@ class FramePipeline:
 
     def configure(self, encoding: str, width: int, height: int, step: int, is_bigendian: bool = False) -> None:
         """Prepare every slot for frames of this format (waits for frames in flight; their results
-        are dropped, so :meth:`drain` first to keep them)."""
+        are dropped, so :meth:`drain` first to keep them).
+        """
         with self.device.current():
             self.upload_stream.synchronize()
             self.infer_stream.synchronize()
@@ -121,7 +124,8 @@ class FramePipeline:
 
     def next_host_frame(self) -> np.ndarray:
         """The pinned staging buffer the next :meth:`submit` reads (free to write now): a producer
-        that writes the frame here and submits this array gets the fast, asynchronous upload."""
+        that writes the frame here and submits this array gets the fast, asynchronous upload.
+        """
         preprocessor = self._slots[self._next].preprocessor
         preprocessor.wait_frame_free()
         return preprocessor.host_frame

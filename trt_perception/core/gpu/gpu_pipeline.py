@@ -76,7 +76,8 @@ class GpuPipeline:
     def submit(self, frame: SourceFrame, tag: Any = None) -> list[FrameResult]:
         """Enqueue ``frame.image``; the results finished now, in order (each with its ``tag`` and
         :class:`~trt_perception.core.pipeline.StageTimes`). ValueError when the frame has no raw
-        image."""
+        image.
+        """
         image = frame.image
         if image is None:
             raise ValueError("GPU preprocessing takes raw images: the frame has only decoded pixels")

@@ -22,12 +22,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from trt_perception.core.geometry import ResizeGeometry
+from trt_perception.core.cuda.device import CudaDevice
 from trt_perception.core.cuda.runtime import load_kernel
+from trt_perception.core.geometry import ResizeGeometry
 from trt_perception.core.gpu.preprocess_plan import BLOCK, PARAMS_DTYPE, FrameLayout, PreprocessPlan
 from trt_perception.core.image import BytesLike, ImageError
 from trt_perception.core.preprocess import PreprocessConfig
-from trt_perception.core.cuda.device import CudaDevice
 
 KERNEL_SOURCE = "preprocess_kernel.cu"
 KERNEL_NAME = "preprocess_frame"
@@ -114,7 +114,8 @@ class GpuPreprocessor:
         """uint8[frame bytes], the page-locked staging buffer (mapped for zero-copy input). A
         producer may write the next frame here and pass this array to :meth:`__call__`: the
         fastest upload (asynchronous, from pinned memory), or none with zero-copy input. Call
-        :meth:`wait_frame_free` first, as the previous frame may still be read from it."""
+        :meth:`wait_frame_free` first, as the previous frame may still be read from it.
+        """
         self._require_plan()
         return self._staging
 
@@ -149,7 +150,8 @@ class GpuPreprocessor:
     def upload(self, data: BytesLike) -> None:
         """Enqueue the upload of one frame: :attr:`host_frame` asynchronously, other bytes from
         where they are (the call returns once the driver has staged them); with zero-copy input,
-        bytes are copied into :attr:`host_frame` and nothing is uploaded."""
+        bytes are copied into :attr:`host_frame` and nothing is uploaded.
+        """
         plan = self._require_plan()
         staging = self._staging
         with self.device.current():

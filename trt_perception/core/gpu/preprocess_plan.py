@@ -52,7 +52,8 @@ class FrameLayout(ImageLayout):
     def create(cls, encoding: str, width: int, height: int, step: int,
                is_bigendian: Union[bool, int] = False) -> "FrameLayout":
         """Raises :class:`ImageError` for an encoding the kernel lacks, or as
-        :meth:`~trt_perception.core.image.ImageLayout.create` does."""
+        :meth:`~trt_perception.core.image.ImageLayout.create` does.
+        """
         if encoding not in _BYTES_PER_PIXEL:
             raise ImageError(f"encoding {encoding!r} is not supported by the GPU preprocessing; "
                              f"supported: {', '.join(GPU_ENCODINGS)}")

@@ -20,8 +20,8 @@ from typing import Any, Iterator, Union
 import cv2
 import numpy as np
 
-from trt_perception.core.io.frame_sources import Frame, FrameSourceError
 from trt_perception.core.image import ImageError, decode_compressed_image, decode_image
+from trt_perception.core.io.frame_sources import Frame, FrameSourceError
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/Image")
 COMPRESSED_TYPES = ("sensor_msgs/msg/CompressedImage", "sensor_msgs/CompressedImage")
@@ -47,7 +47,8 @@ def message_pixels(msg: Any, msgtype: str) -> np.ndarray:
 @contextlib.contextmanager
 def open_bag(path: Path) -> Iterator[Any]:
     """An open ``rosbags`` ``AnyReader`` of the bag at ``path`` (standard message types of the
-    latest ROS 2 distribution); raises FrameSourceError when it cannot be opened."""
+    latest ROS 2 distribution); raises FrameSourceError when it cannot be opened.
+    """
     from rosbags.highlevel import AnyReader, AnyReaderError
     from rosbags.typesys import Stores, get_typestore
     try:

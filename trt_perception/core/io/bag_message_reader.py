@@ -20,7 +20,8 @@ from trt_perception.core.io.frame_sources import FrameSourceError
 class BagImage:
     """One image message: ``index`` counts its topic's messages from 0; ``log_ns`` is the bag's
     receive time and ``stamp_ns`` the header stamp (ns since the epoch); ``cdr`` the serialized
-    message."""
+    message.
+    """
 
     topic: str
     msgtype: str

@@ -46,7 +46,8 @@ class BagWriteError(ValueError):
 
 def msg_dir(package: str) -> Path:
     """The directory of ``package``'s ``.msg`` files: ``share/<package>/msg`` under an
-    ``AMENT_PREFIX_PATH`` prefix or this Python's prefix (pip setup), else the source tree."""
+    ``AMENT_PREFIX_PATH`` prefix or this Python's prefix (pip setup), else the source tree.
+    """
     prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [sys.prefix]
     for prefix in prefixes:
         candidate = Path(prefix) / "share" / package / "msg"
@@ -109,7 +110,8 @@ class BagRecorder:
     """Collects serialized messages from any thread and writes them into an open ``rosbags``
     writer on :meth:`flush`, from the thread that opened it (sqlite3 storage is bound to that
     thread); a connection is added for each topic on its first message (types from ``typestore``,
-    e.g. :func:`package_typestore`)."""
+    e.g. :func:`package_typestore`).
+    """
 
     def __init__(self, writer: Writer, typestore: Any) -> None:
         self.writer = writer

@@ -41,7 +41,8 @@ COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 class ImageBagOptions:
     """What :func:`write_image_bag` writes: topic, frame_id, rate (frames per second of the stamps),
     first stamp (ns since the epoch), and either ``compressed`` (jpeg, png; ``jpeg_quality`` 0..100)
-    or a raw ``encoding``; ``storage`` sqlite3 or mcap."""
+    or a raw ``encoding``; ``storage`` sqlite3 or mcap.
+    """
 
     topic: str = "/camera/image_raw"
     frame_id: str = "camera"

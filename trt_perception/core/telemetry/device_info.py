@@ -13,7 +13,8 @@ from trt_perception.core.backends import Backend
 
 def gpu_device_id(backend: Backend) -> Optional[int]:
     """The CUDA device the backend runs on (TensorRT, ONNX Runtime with a CUDA provider first), or
-    None when it runs on the CPU."""
+    None when it runs on the CPU.
+    """
     if backend.name == "tensorrt":
         return int(getattr(backend, "device_id", 0))
     providers = getattr(backend, "providers", [])
@@ -41,7 +42,8 @@ def memory_probe(backend: Backend) -> Optional["GpuMemoryProbe"]:
 class GpuMemoryProbe:
     """``probe()`` -> (bytes in use, bytes total) of one CUDA device, as ``nvidia-smi`` reports them
     (every process's allocations). Uses the device's primary context, which TensorRT and ONNX
-    Runtime's CUDA provider already hold, so probing allocates nothing."""
+    Runtime's CUDA provider already hold, so probing allocates nothing.
+    """
 
     def __init__(self, device_id: int) -> None:
         from trt_perception.core.cuda.runtime import shared_device

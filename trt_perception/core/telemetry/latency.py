@@ -22,7 +22,8 @@ STAMP_MISSING = 3
 @dataclass
 class FrameCounters:
     """What happened to every received frame: received = processed + dropped_busy + rejected
-    + failed (+ at most one frame in flight)."""
+    + failed (+ at most one frame in flight).
+    """
 
     received: int = 0
     processed: int = 0

@@ -48,7 +48,8 @@ class SeriesStats:
     @classmethod
     def of(cls, values_ms: np.ndarray) -> "SeriesStats":
         """Statistics of float[N] values (NaN ignored); percentiles as :func:`numpy.percentile`
-        (linear interpolation)."""
+        (linear interpolation).
+        """
         values = values_ms[~np.isnan(values_ms)]
         if values.size == 0:
             return cls(0, math.nan, math.nan, math.nan, math.nan, math.nan)
@@ -91,7 +92,8 @@ class RollingWindow:
 
     def record(self, now_ns: int, values: Sequence[float] = (), count: int = 1) -> None:
         """``count`` events at ``now_ns``, each with the row of ``columns`` values (none for pure
-        events); at most ``capacity`` rows are written, whatever ``count``."""
+        events); at most ``capacity`` rows are written, whatever ``count``.
+        """
         with self._lock:
             for i in range(min(count, self.capacity)):
                 row = (self._total + i) % self.capacity
@@ -126,7 +128,8 @@ class RollingWindow:
 
     def column_stats(self, now_ns: int, scale: float = 1e-6) -> list[SeriesStats]:
         """:class:`SeriesStats` of each value column in the window, values times ``scale``
-        (default: nanoseconds to milliseconds)."""
+        (default: nanoseconds to milliseconds).
+        """
         _, values, _ = self._in_window(now_ns)
         return [SeriesStats.of(values[:, i] * scale) for i in range(values.shape[1])]
 
@@ -141,7 +144,8 @@ class WindowSettings:
 
 class InputStats:
     """Events of one image input, shared by the tasks it feeds: frames received, dropped before
-    decoding because the decoder was busy, rejected as bad input; and frames decoded (total)."""
+    decoding because the decoder was busy, rejected as bad input; and frames decoded (total).
+    """
 
     def __init__(self, settings: WindowSettings, now_ns: int) -> None:
         self.received = RollingWindow(settings.capacity, settings.window_s, now_ns=now_ns)
@@ -156,7 +160,8 @@ class InputStats:
 
 class TaskStats:
     """Frames of one task: per-frame latencies of processed frames (:data:`LATENCY_SERIES`), frames
-    dropped because the task was busy, frames whose inference failed."""
+    dropped because the task was busy, frames whose inference failed.
+    """
 
     def __init__(self, settings: WindowSettings, now_ns: int) -> None:
         self.frames = RollingWindow(settings.capacity, settings.window_s, len(LATENCY_SERIES), now_ns)
@@ -171,7 +176,8 @@ class TaskStats:
     def record_frame(self, now_ns: int, stages_ns: Mapping[str, int], processing_ns: int,
                      end_to_end_ns: Optional[int]) -> None:
         """A processed frame: its stage durations, processing time and end-to-end latency
-        (None when the header stamp was flagged)."""
+        (None when the header stamp was flagged).
+        """
         row = [float(stages_ns.get(stage, 0)) for stage in STAGES]
         row += [float(processing_ns), math.nan if end_to_end_ns is None else float(end_to_end_ns)]
         self.frames.record(now_ns, row)
@@ -180,7 +186,8 @@ class TaskStats:
 @dataclass(frozen=True)
 class StatsSnapshot:
     """One task's health at one time: totals since configure, counts and rates in the window,
-    latency statistics (ms) by series name."""
+    latency statistics (ms) by series name.
+    """
 
     window_s: float
     totals: FrameCounters

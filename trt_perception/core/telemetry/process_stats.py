@@ -17,7 +17,8 @@ from typing import Sequence, Union
 @dataclass(frozen=True)
 class ProcessSample:
     """``rss_bytes``: resident set size (VmRSS); ``threads``: OS threads; ``fds``: open descriptors
-    (or, from :func:`growth`, how much each grew)."""
+    (or, from :func:`growth`, how much each grew).
+    """
 
     rss_bytes: int
     threads: int

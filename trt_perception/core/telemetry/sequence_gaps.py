@@ -21,7 +21,8 @@ class SequenceGaps:
 
     def missed(self, publisher: Optional[Hashable], sequence: Optional[int]) -> int:
         """Messages of ``publisher`` numbered between its previous message and ``sequence``
-        (0 when either is unknown, for its first message, or when the number did not advance)."""
+        (0 when either is unknown, for its first message, or when the number did not advance).
+        """
         if publisher is None or not sequence:
             return 0
         last = self._last.get(publisher)

@@ -37,7 +37,8 @@ def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def match_detections(ref_boxes: np.ndarray, ref_classes: np.ndarray, test_boxes: np.ndarray,
                      test_classes: np.ndarray, iou_threshold: float = 0.5) -> list[tuple[int, int, float]]:
     """One-to-one (ref index, test index, IoU) pairs of equal class with IoU >= ``iou_threshold``,
-    chosen greedily from the highest IoU down."""
+    chosen greedily from the highest IoU down.
+    """
     iou = pairwise_iou(ref_boxes, test_boxes)
     iou[np.asarray(ref_classes)[:, None] != np.asarray(test_classes)[None, :]] = 0.0
     pairs = []

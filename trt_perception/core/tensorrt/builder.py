@@ -23,19 +23,28 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import tensorrt as trt
 
+from trt_perception.core.cuda.device import HostDeviceBuffer, import_pycuda
+from trt_perception.core.cuda.identity import GpuIdentity
 from trt_perception.core.io.atomic_write import atomic_write_bytes
 from trt_perception.core.preprocess import PreprocessConfig
-from trt_perception.core.cuda.identity import GpuIdentity
 from trt_perception.core.tensorrt.cache import CachedEngine, EngineCache, EngineKey
-from trt_perception.core.tensorrt.calibration import (CalibrationBatches, CalibrationSettings,
-                                                      read_calibration_cache, with_calibration_id,
-                                                      write_calibration_cache)
-from trt_perception.core.cuda.device import HostDeviceBuffer, import_pycuda
+from trt_perception.core.tensorrt.calibration import (
+    CalibrationBatches,
+    CalibrationSettings,
+    read_calibration_cache,
+    with_calibration_id,
+    write_calibration_cache,
+)
 from trt_perception.core.tensorrt.io_plan import numpy_dtype
 from trt_perception.core.tensorrt.options import BuildOptions
 from trt_perception.core.tensorrt.profiles import ProfileShapes, batch_profile
-from trt_perception.core.tensorrt.reports import (DlaReport, LayerPlacement, ParseProblem,
-                                                  describe_parse_errors, onnx_nodes)
+from trt_perception.core.tensorrt.reports import (
+    DlaReport,
+    LayerPlacement,
+    ParseProblem,
+    describe_parse_errors,
+    onnx_nodes,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -47,7 +56,8 @@ class EngineBuildError(RuntimeError):
 @dataclass(frozen=True)
 class BuildResult:
     """A built engine: the serialized plan, the DLA placement (DLA builds) and whether the model
-    was explicitly quantized (Q/DQ) or calibrated."""
+    was explicitly quantized (Q/DQ) or calibrated.
+    """
 
     engine: bytes
     seconds: float
@@ -58,7 +68,8 @@ class BuildResult:
 
 class TrtLogger(trt.ILogger):
     """TensorRT's log -> Python logging (logger ``trt_perception.core.tensorrt.builder``);
-    keeps the last errors for error messages."""
+    keeps the last errors for error messages.
+    """
 
     def __init__(self, min_severity: trt.ILogger.Severity = trt.ILogger.WARNING) -> None:
         trt.ILogger.__init__(self)
@@ -77,7 +88,8 @@ class TrtLogger(trt.ILogger):
 
 def _progress_monitor() -> Optional[trt.IProgressMonitor]:
     """Build progress as tqdm bars, one per optimizer phase; None where TensorRT lacks
-    ``IProgressMonitor`` (before 8.6)."""
+    ``IProgressMonitor`` (before 8.6).
+    """
     if not hasattr(trt, "IProgressMonitor"):
         return None
     from tqdm import tqdm
@@ -112,7 +124,8 @@ def _progress_monitor() -> Optional[trt.IProgressMonitor]:
 
 class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
     """Feeds :class:`CalibrationBatches` to TensorRT through one device buffer; reads and writes
-    the calibration cache. Create it with the CUDA context current."""
+    the calibration cache. Create it with the CUDA context current.
+    """
 
     def __init__(self, input_name: str, batches: Optional[CalibrationBatches], batch_shape: tuple[int, ...],
                  dtype: np.dtype, cache: Optional[Path], progress: bool) -> None:
@@ -297,10 +310,12 @@ def build_engine(onnx_path: Path, options: BuildOptions, *,
                        calibrated=calibrator is not None and calibrator.batches_used > 0)
 
 
-def _calibrator(network: trt.INetworkDefinition, shapes: list[ProfileShapes], calibration: Optional[CalibrationSettings],
-                preprocess: Optional[PreprocessConfig], progress: bool) -> EntropyCalibrator:
+def _calibrator(network: trt.INetworkDefinition, shapes: list[ProfileShapes],
+                calibration: Optional[CalibrationSettings], preprocess: Optional[PreprocessConfig],
+                progress: bool) -> EntropyCalibrator:
     """The legacy calibrator for the network's single image input (calibration at the profile's
-    opt shape, which is what TensorRT calibrates with)."""
+    opt shape, which is what TensorRT calibrates with).
+    """
     settings = calibration or CalibrationSettings()
     if network.num_inputs != 1:
         raise EngineBuildError(f"legacy INT8 calibration supports one network input, this one has {network.num_inputs}")

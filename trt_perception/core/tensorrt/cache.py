@@ -114,7 +114,8 @@ class EngineKey:
 @dataclass(frozen=True)
 class CacheLookup:
     """Outcome of looking a key up: ``engine`` bytes on a hit, else ``None`` and the ``reason``
-    (``missing``, ``foreign: ...`` or ``corrupt: ...``)."""
+    (``missing``, ``foreign: ...`` or ``corrupt: ...``).
+    """
 
     engine: Optional[bytes]
     reason: str = "hit"

@@ -47,7 +47,8 @@ def open_source(spec: str, every: int = 1) -> FrameSource:
 def preprocessed_frames(sources: Iterable[FrameSource], cfg: PreprocessConfig,
                         max_frames: Optional[int] = None) -> Iterator[np.ndarray]:
     """Each frame of ``sources`` in turn (BGR pixels) as a ``cfg.input_shape`` tensor of
-    ``cfg.dtype``, at most ``max_frames`` of them."""
+    ``cfg.dtype``, at most ``max_frames`` of them.
+    """
     if max_frames is not None and max_frames < 1:
         raise CalibrationError(f"max_frames must be >= 1 or None, got {max_frames}")
     frames = (pixels for source in sources for _, pixels in source)
@@ -140,7 +141,8 @@ class CalibrationSettings:
     def identity(self) -> str:
         """Identity of the calibration input for the engine key: the content of the calibration
         cache when it exists (TensorRT then calibrates from it alone), else the source specs and
-        sampling. Different data -> a different engine entry."""
+        sampling. Different data -> a different engine entry.
+        """
         data = read_calibration_cache(self.cache)
         if data is not None:
             return f"cache:{hashlib.sha256(data).hexdigest()[:16]}"

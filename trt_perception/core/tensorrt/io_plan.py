@@ -35,7 +35,7 @@ class IOPlanError(ValueError):
 
 
 def numpy_dtype(trt_dtype_name: str, tensor_name: str) -> np.dtype:
-    """numpy dtype of a TensorRT ``DataType`` given by member name (``"FLOAT"``, ``"HALF"``, ...)."""
+    """Numpy dtype of a TensorRT ``DataType`` given by member name (``"FLOAT"``, ``"HALF"``, ...)."""
     try:
         return TRT_DTYPES[trt_dtype_name]
     except KeyError:

@@ -84,4 +84,4 @@ class DlaReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"dla_core": self.dla_core, "layers": len(self.layers),
-                "gpu_fallback": [{"name": l.name, "type": l.layer_type} for l in self.fallback]}
+                "gpu_fallback": [{"name": layer.name, "type": layer.layer_type} for layer in self.fallback]}

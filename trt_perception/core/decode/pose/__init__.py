@@ -277,7 +277,8 @@ class PoseParser:
 
 class PoseDecoder:
     """The pose :class:`~trt_perception.core.decode.Decoder`: outputs of one image -> skeletons in
-    source-image pixels."""
+    source-image pixels.
+    """
 
     roles = ("cmap", "paf")
 
@@ -292,7 +293,8 @@ class PoseDecoder:
     def from_config(cls, config: ModelConfig) -> "PoseDecoder":
         """From a model config: ``outputs`` names both roles; the ``decoder`` section holds
         :class:`PoseParams` fields and optionally ``topology`` (a trt_pose topology JSON path,
-        relative to the YAML file; COCO 18 parts when absent)."""
+        relative to the YAML file; COCO 18 parts when absent).
+        """
         where = str(config.source) if config.source else "model config"
         missing = [role for role in cls.roles if role not in config.outputs]
         if missing:
@@ -313,7 +315,8 @@ class PoseDecoder:
 
     def __call__(self, outputs: Mapping[str, np.ndarray], geometry: ResizeGeometry) -> list[Skeleton]:
         """``outputs["cmap"]``: float[1, C, H, W], ``outputs["paf"]``: float[1, 2L, H, W] -> skeletons
-        with keypoints in source-image pixels, highest score first."""
+        with keypoints in source-image pixels, highest score first.
+        """
         fields = []
         for role in self.roles:
             array = outputs.get(role)

@@ -18,7 +18,8 @@ import numpy as np
 
 class Peaks(NamedTuple):
     """M peaks. index: int64[M] flat indices into the padded maps, ascending (so grouped by part,
-    part 0 first); part: int64[M]; counts: int64[C] peaks per part."""
+    part 0 first); part: int64[M]; counts: int64[C] peaks per part.
+    """
 
     index: np.ndarray
     part: np.ndarray
@@ -43,7 +44,8 @@ def _neighbour_tests(row_stride: int, radius: int) -> tuple[tuple[tuple[int, np.
     """(flat offset, comparison a peak must pass against that neighbour) for the window's neighbours
     other than the two cells next to it in its row (offsets -1, +1), in stages (4-neighbours,
     diagonals, next ring...): ``greater`` for neighbours before the centre in raster order,
-    ``greater_equal`` after."""
+    ``greater_equal`` after.
+    """
     rings: dict[tuple[int, int], list[tuple[int, np.ufunc]]] = {}
     for di in range(-radius, radius + 1):
         for dj in range(-radius, radius + 1):

@@ -44,7 +44,8 @@ _CURVATURE = np.array([-1.0, 1.0, -1.0, 1.0])
 def _offsets(row_stride: int, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For a window of radius r around a peak: int64[(2r + 1)^2] flat offsets of its cells (dj, di);
     float32[4, (2r + 1)^2] their terms 2 dj, 2 di, -(dj^2 + di^2), 1 (see :func:`hidden_peaks`);
-    int64[9] flat offsets of the 3 x 3 cells, raster order."""
+    int64[9] flat offsets of the 3 x 3 cells, raster order.
+    """
     steps = np.arange(-radius, radius + 1)
     di, dj = (a.reshape(-1) for a in np.meshgrid(steps, steps, indexing="ij"))
     terms = np.stack([2.0 * dj, 2.0 * di, -(di * di + dj * dj), np.ones(di.size)])
@@ -55,7 +56,8 @@ def _offsets(row_stride: int, radius: int) -> tuple[np.ndarray, np.ndarray, np.n
 def measured_width(curvature: np.ndarray, sigma: float) -> float:
     """The bumps' width in cells, measured on the map: 1 / sqrt(-c), c the median of the found peaks'
     log-value curvatures (float[M, 2] from ``refine_peaks``) where negative; ``sigma`` (the width the
-    model was trained with) where none is; at least ``sigma / 2``."""
+    model was trained with) where none is; at least ``sigma / 2``.
+    """
     curvature = curvature[curvature < 0.0]
     if curvature.size == 0:
         return sigma

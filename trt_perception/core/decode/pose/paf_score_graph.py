@@ -39,7 +39,8 @@ _MIDPOINT_FIRST = 256
 @dataclass(frozen=True)
 class LinkCandidates:
     """T candidate connections. link: int64[T]; a, b: int64[T] peak indices (part_a, part_b);
-    score: float64[T] in (link_threshold, 1]."""
+    score: float64[T] in (link_threshold, 1].
+    """
 
     link: np.ndarray
     a: np.ndarray
@@ -54,7 +55,8 @@ class LinkCandidates:
 
 def _all_pairs(counts: np.ndarray, links: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every (link, a, b) with a a peak of part_a and b a peak of part_b (peaks grouped by part),
-    ordered by link, then a, then b."""
+    ordered by link, then a, then b.
+    """
     starts = counts.cumsum() - counts
     part_a, part_b = links.T
     count_a = counts[part_a]
@@ -73,7 +75,8 @@ def _all_pairs(counts: np.ndarray, links: np.ndarray) -> tuple[np.ndarray, np.nd
 @functools.lru_cache(maxsize=8)
 def _samples(num_samples: int, end_weight: float) -> tuple[np.ndarray, np.ndarray]:
     """float32[S + 1, 1]: t of each sample along the segment, then 0.5 (the midpoint); float32[S, 1]:
-    the samples' weights (they sum to 1)."""
+    the samples' weights (they sum to 1).
+    """
     t = (np.arange(num_samples) + 0.5) / num_samples
     weight = 1.0 + end_weight * (2.0 * t - 1.0) ** 2
     return np.append(t, 0.5).astype(np.float32)[:, None], (weight / weight.sum()).astype(np.float32)[:, None]
@@ -82,7 +85,8 @@ def _samples(num_samples: int, end_weight: float) -> tuple[np.ndarray, np.ndarra
 def _direction_values(field: np.ndarray, cells: np.ndarray, plane: int, ux: np.ndarray, uy: np.ndarray,
                       paf_floor: float) -> np.ndarray:
     """float32 f . u / max(|f|, paf_floor) at flat y-channel indices ``cells`` (int64; the x channel
-    is one ``plane`` on)."""
+    is one ``plane`` on).
+    """
     fy, fx = field.take(cells), field.take(cells + plane)
     value = fx * ux
     value += fy * uy

@@ -54,7 +54,8 @@ class BoxCoder:
 
     def decode(self, encodings: np.ndarray, anchors: np.ndarray) -> np.ndarray:
         """float[M, 4] encodings in ``order`` + float32[M, 4] (cx, cy, w, h) anchors ->
-        float32[M, 4] boxes (xmin, ymin, xmax, ymax) in the anchors' normalized units."""
+        float32[M, 4] boxes (xmin, ymin, xmax, ymax) in the anchors' normalized units.
+        """
         rel = encodings[:, self._columns].astype(np.float32, copy=False)
         rel /= self._divisors
         np.minimum(rel[:, 2:], _MAX_LOG_SIZE, out=rel[:, 2:])

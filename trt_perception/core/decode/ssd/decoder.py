@@ -65,7 +65,8 @@ class _RuntimeState:
     """The runtime parameters, the class ids they filter on and the candidate selectors built from
     them, replaced as one object by :meth:`SsdDecoder.set_params` (a single assignment), so a
     decode that read the old state keeps it to the end and caches selectors in it, never in the new
-    one."""
+    one.
+    """
 
     params: Mapping[str, Any]
     filter_ids: tuple[int, ...]
@@ -134,14 +135,16 @@ class SsdDecoder:
 
     def runtime_params(self) -> dict[str, Any]:
         """Current ``score_threshold``, ``nms_iou_threshold``, ``pre_nms_top_k``, ``top_k``,
-        ``class_filter``."""
+        ``class_filter``.
+        """
         return {key: (list(value) if isinstance(value, list) else value)
                 for key, value in self._state.params.items()}
 
     def set_params(self, params: Mapping[str, Any]) -> None:
         """Change runtime parameters; on any invalid value raise ValueError and change nothing.
 
-        Safe while another thread decodes: the new state replaces the old in one assignment."""
+        Safe while another thread decodes: the new state replaces the old in one assignment.
+        """
         new = {**self._state.params, **params}
         problems = [f"unknown parameter {key!r} (known: {sorted(RUNTIME_DEFAULTS)})"
                     for key in params if key not in RUNTIME_DEFAULTS]
@@ -194,7 +197,8 @@ class SsdDecoder:
 
     def _selector(self, state: _RuntimeState, num_columns: int) -> CandidateSelector:
         """The candidate selector of ``state`` for a class output of ``num_columns`` columns
-        (cached in ``state``)."""
+        (cached in ``state``).
+        """
         selector = state.selectors.get(num_columns)
         if selector is None:
             if self.labels and len(self.labels) != num_columns:

@@ -49,7 +49,8 @@ class CandidateSelector:
 
     def __call__(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """float[A, C] raw class outputs -> candidates in (anchor, class) order:
-        (anchor indices int64[M], class ids int64[M], scores float32[M])."""
+        (anchor indices int64[M], class ids int64[M], scores float32[M]).
+        """
         if self.classes.size == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
         sub = logits[:, self._columns]
