@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup_env.sh
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-77}
+echo "[test] ruff (ruff.toml)"; .venv/bin/ruff check trt_perception test benchmarks launch scripts nodes
 if [ -f mypy.ini ]; then
   echo "[test] mypy (TensorRT layer against tensorrt-stubs)"
   .venv/bin/python -m mypy --config-file mypy.ini

@@ -26,6 +26,7 @@ TOOLS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``trt-perception`` parser with one subcommand per module in :data:`TOOLS`."""
     parser = argparse.ArgumentParser(prog="trt-perception", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in TOOLS:
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the ``trt-perception`` command line on ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

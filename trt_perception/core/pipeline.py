@@ -46,6 +46,7 @@ class StageTimes:
 
     @property
     def total_ns(self) -> int:
+        """Preprocess + inference + postprocess time of this frame, in nanoseconds."""
         return self.preprocess_ns + self.inference_ns + self.postprocess_ns
 
 

@@ -100,6 +100,7 @@ class PreprocessConfig:
 
     @property
     def np_dtype(self) -> np.dtype:
+        """The input tensor's element type as a numpy dtype."""
         return np.dtype(self.dtype)
 
     def geometry(self, src_w: int, src_h: int) -> ResizeGeometry:

@@ -42,6 +42,7 @@ class DetectorTask(PerceptionTask):
     serialized = False
 
     def configure(self, *args: Any, **kwargs: Any) -> None:
+        """Configure the task and choose the detections writer (serialized CDR where the middleware allows)."""
         super().configure(*args, **kwargs)
         self.serialized = writes_detections()
         if not self.serialized:
@@ -49,18 +50,24 @@ class DetectorTask(PerceptionTask):
                              "Detection2DArray differs from the direct writer's")
 
     def decoder_params(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The decoder parameters from the node's ``values`` (class ids given as strings become ints; empty entries
+        dropped).
+        """
         if "class_filter" in values:  # ids may be given as strings in a string array
             values = dict(values, class_filter=[int(v) if str(v).isdigit() else v
                                                 for v in values["class_filter"] if v != ""])
         return values
 
     def result_msg(self, result: Any, header: Any) -> Any:
+        """The ``vision_msgs/Detection2DArray`` of ``result`` (serialized or an object) with ``header``."""
         return detections_cdr(result, header) if self.serialized else detections_to_msg(result, header)
 
     def draw(self, bgr: Any, result: Any) -> Any:
+        """``bgr`` with the detection boxes drawn on it."""
         return draw_detections(bgr, result)
 
     def markers(self, result: Any, header: Any) -> Any:
+        """The box outlines of ``result`` as a ``visualization_msgs/MarkerArray`` with ``header``."""
         return box_markers(result, header)
 
 

@@ -75,6 +75,7 @@ class FrameInput:
 
     @property
     def topic_name(self) -> Optional[str]:
+        """The resolved image topic while subscribed, else None."""
         return None if self._reader is None else self._reader.topic_name
 
     def start(self, input_type: str, qos: QoSProfile) -> None:

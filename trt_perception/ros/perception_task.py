@@ -147,6 +147,7 @@ class PerceptionTask(ABC):
         self.stats = TaskStats(settings, time.monotonic_ns())
 
     def describe(self) -> str:
+        """One line for the log: model file, task and backend (the task must be configured)."""
         assert self.pipeline is not None
         return f"{self.pipeline.config.model_path.name} ({self.pipeline.config.task}) on {self.pipeline.backend.name}"
 

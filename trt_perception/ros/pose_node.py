@@ -34,12 +34,15 @@ class PoseTask(PerceptionTask):
     DECODER_PARAMS = POSE_PARAMS
 
     def result_msg(self, result: Any, header: Any) -> Any:
+        """The ``Skeleton2DArray`` of ``result`` (keypoints named by the model's topology) with ``header``."""
         return skeletons_to_msg(result, self.pipeline.decoder.topology.parts, header)
 
     def draw(self, bgr: Any, result: Any) -> Any:
+        """``bgr`` with the skeletons drawn on it."""
         return draw_skeletons(bgr, result)
 
     def markers(self, result: Any, header: Any) -> Any:
+        """The skeletons of ``result`` as a ``visualization_msgs/MarkerArray`` with ``header``."""
         return skeleton_markers(result, header)
 
 

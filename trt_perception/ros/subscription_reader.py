@@ -39,12 +39,15 @@ class NotExecuted(CallbackGroup):
     """A callback group whose entities executors never wait on, take from or call back."""
 
     def can_execute(self, entity: Any) -> bool:
+        """Never: the executor must not take this group's subscription (the reader thread does)."""
         return False
 
     def beginning_execution(self, entity: Any) -> bool:
+        """Never: the executor must not take this group's subscription (the reader thread does)."""
         return False
 
     def ending_execution(self, entity: Any) -> None:
+        """Nothing to release: no execution ever began."""
         return None
 
 
@@ -71,6 +74,7 @@ class SubscriptionReader:
 
     @property
     def topic_name(self) -> Optional[str]:
+        """The resolved topic of the current subscription, or None when not subscribed."""
         subscription = self._subscription
         return None if subscription is None else str(subscription.topic_name)
 

@@ -139,6 +139,9 @@ class TaskNode(LifecycleNode):
     # ---- lifecycle ----------------------------------------------------------------------------
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Read and check the parameters, load the models and create publishers; FAILURE (logged reason) leaves the
+        node unconfigured.
+        """
         try:
             self.params = parameters.read(self, COMMON_PARAMS)
             settings = WindowSettings(self.params["stats_window"], self.params["stats_window_frames"])
@@ -167,6 +170,7 @@ class TaskNode(LifecycleNode):
             self._diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Activate the publishers, start the statistics windows and the image input."""
         result = super().on_activate(state)  # publishers first, so that no result is lost
         now = time.monotonic_ns()
         for task in self.tasks:
@@ -192,17 +196,20 @@ class TaskNode(LifecycleNode):
                          else ReliabilityPolicy.RELIABLE))
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the image input (frames in flight still publish), log each task's counters."""
         self._stop()  # before the publishers stop: frames still in flight publish their results
         for task in self.tasks:
             self.get_logger().info(f"inactive: {task.LABEL}: {task.counters(self.input.stats).summary()}")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Free the models and publishers; the node is unconfigured."""
         self._release()
         self.get_logger().info("cleaned up: models and publishers freed")
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop and free everything (:meth:`close`)."""
         self.close()
         return TransitionCallbackReturn.SUCCESS
 
@@ -215,6 +222,7 @@ class TaskNode(LifecycleNode):
         self._release()
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Recover from a failed transition: free everything, back to unconfigured."""
         self.close()
         self.get_logger().error("recovered from an error: everything freed, node is unconfigured")
         return TransitionCallbackReturn.SUCCESS

@@ -39,6 +39,7 @@ class ParityCase:
 
     @property
     def layout(self) -> FrameLayout:
+        """The frame layout of this case (its row step includes ``row_padding``)."""
         step = min_step(self.encoding, self.width) + self.row_padding
         return FrameLayout.create(self.encoding, self.width, self.height, step, self.is_bigendian)
 

@@ -37,9 +37,13 @@ class ReplayRunner:
                 name: device.driver.to_device(array) for name, array in self._arrays.items()}
 
     def output_specs(self) -> dict[str, TensorSpec]:
+        """Name, dtype and shape of each recorded output."""
         return {name: TensorSpec(name, array.dtype, array.shape) for name, array in self._arrays.items()}
 
     def enqueue(self, input_ptr: int, output_ptrs: Mapping[str, int], stream: Any) -> None:
+        """On ``stream``: spin ``busy_ns`` if set, then copy each output (the recorded array, or the input when
+        echoing) to ``output_ptrs``.
+        """
         if self.busy_ns:
             self._spin(self.busy_ns, block=(1, 1, 1), grid=(1, 1), stream=stream)
         for name, array in self._arrays.items():
@@ -47,6 +51,7 @@ class ReplayRunner:
             self.device.driver.memcpy_dtod_async(output_ptrs[name], source, array.nbytes, stream)
 
     def free(self) -> None:
+        """Free the recorded device outputs."""
         with self.device.current():
             for buffer in self._recorded.values():
                 buffer.free()

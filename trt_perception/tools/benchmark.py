@@ -53,6 +53,7 @@ def format_table(rows: Mapping[str, Mapping[str, float]], title: str) -> str:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register the ``benchmark`` subcommand and its options on ``subparsers`` (sets ``func`` to :func:`run`)."""
     parser = subparsers.add_parser(
         "benchmark", help="measure pipeline latency and throughput of a model on a backend",
         description="trtexec-like benchmark: warm-up, N measured iterations of preprocess + inference "
@@ -107,6 +108,7 @@ def measure(pipeline: Pipeline, frames: Sequence[np.ndarray], iterations: int, w
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``trt-perception benchmark`` with the parsed ``args``; returns the process exit status."""
     try:
         if args.iterations < 1 or args.warmup < 0:
             raise ValueError(f"--iterations must be >= 1 and --warmup >= 0, got {args.iterations}, {args.warmup}")

@@ -57,6 +57,7 @@ def tensorrt_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register the ``build-engine`` subcommand and its options on ``subparsers`` (sets ``func`` to :func:`run`)."""
     parser = subparsers.add_parser(
         "build-engine", help="build a TensorRT engine into the engine cache",
         description="Build the TensorRT engine of a model (FP32/FP16/INT8, optional DLA) into the engine "
@@ -86,6 +87,7 @@ def _list(cache: EngineCache) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``trt-perception build-engine`` with the parsed ``args``; returns the process exit status."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     cache = EngineCache(args.cache_dir)

@@ -27,6 +27,7 @@ from trt_perception.core.io.atomic_write import atomic_write_text
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``decode-pose`` subcommand and its options on ``subparsers`` (sets ``func`` to :func:`run`)."""
     parser = subparsers.add_parser(
         "decode-pose", help="decode saved trt_pose cmap/paf arrays into skeletons (JSON)",
         description="Decode confidence maps and part affinity fields saved as .npy files into "
@@ -68,6 +69,7 @@ def _load(path: str, name: str) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``trt-perception decode-pose`` with the parsed ``args``; returns the process exit status."""
     try:
         topology = load_topology(args.topology) if args.topology else COCO18
         params = PoseParams.from_dict({f.name: getattr(args, f.name) for f in dataclasses.fields(PoseParams)})

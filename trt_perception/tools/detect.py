@@ -30,6 +30,7 @@ from trt_perception.core.pipeline import Pipeline
 
 
 def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Register the ``detect`` subcommand and its options on ``subparsers`` (sets ``func`` to :func:`run`)."""
     parser = subparsers.add_parser(
         "detect", help="run an SSD detector over a video, image folder or image and write JSON",
         description="Run an SSD model over a video, an image folder or an image and write the "
@@ -67,6 +68,7 @@ def detections_to_json(detections: Detections, width: int, height: int) -> list[
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``trt-perception detect`` with the parsed ``args``; returns the process exit status."""
     try:
         if args.every < 1:
             raise ValueError(f"--every must be >= 1, got {args.every}")

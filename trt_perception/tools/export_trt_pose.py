@@ -34,6 +34,7 @@ class ExportError(RuntimeError):
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``export-trt-pose`` subcommand and its options on ``subparsers`` (sets ``func`` to :func:`run`)."""
     parser = subparsers.add_parser(
         "export-trt-pose", help="export a trt_pose checkpoint to ONNX with a model config",
         description="Export a trt_pose pose model (PyTorch .pth weights) to ONNX (input 'input', "
@@ -119,6 +120,7 @@ def _build_trt_pose_model(name: str, weights: Path, topology: Topology) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``trt-perception export-trt-pose`` with the parsed ``args``; returns the process exit status."""
     try:
         weights, onnx_path = Path(args.weights), Path(args.onnx)
         if not weights.is_file():

@@ -20,6 +20,7 @@ from trt_perception.core.io.frames_to_bag import COMPRESSIONS, ENCODINGS, ImageB
 
 
 def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Register the ``make-bag`` subcommand and its options on ``subparsers`` (sets ``func`` to :func:`run`)."""
     parser = subparsers.add_parser(
         "make-bag", help="write a video, image folder or image into a rosbag2 image bag",
         description="Write the frames of a video file, an image folder or an image into a new "
@@ -57,6 +58,7 @@ def compressed_topic(topic: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``trt-perception make-bag`` with the parsed ``args``; returns the process exit status."""
     try:
         if args.max_frames is not None and args.max_frames < 1:
             raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")

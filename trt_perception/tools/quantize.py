@@ -18,6 +18,7 @@ from trt_perception.core.tensorrt.calibration import CalibrationError, Calibrati
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register the ``quantize`` subcommand and its options on ``subparsers`` (sets ``func`` to :func:`run`)."""
     parser = subparsers.add_parser(
         "quantize", help="quantize a model to a Q/DQ INT8 ONNX with ONNX Runtime",
         description="Calibrate a model on frames and write a Q/DQ (explicitly quantized) INT8 ONNX "
@@ -37,6 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``trt-perception quantize`` with the parsed ``args``; returns the process exit status."""
     try:
         config = load_model_config(args.config)
         settings = CalibrationSettings(tuple(args.calib), args.calib_every, args.calib_max_frames)

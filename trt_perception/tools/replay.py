@@ -31,6 +31,7 @@ from trt_perception.tools.ros_env import apply_local_defaults
 
 
 def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Register the ``replay`` subcommand and its options on ``subparsers`` (sets ``func`` to :func:`run`)."""
     parser = subparsers.add_parser(
         "replay", help="replay a bag's images into the running nodes, record and report their outputs",
         description="Publish the image topics of a rosbag2 bag into the running perception nodes, "
@@ -98,6 +99,7 @@ def _counted(messages: Iterable[BagImage], bar: Any, recorder: Optional[BagRecor
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``trt-perception replay`` with the parsed ``args``; returns the process exit status."""
     try:
         if args.rate < 0 or args.loop < 1 or args.timeout <= 0 or args.wait <= 0:
             raise ValueError("--rate must be >= 0, --loop >= 1, --timeout and --wait > 0")

@@ -58,6 +58,7 @@ class ReplayedFrame:
         return all(topic in self.results for topic in self.expected)
 
     def round_trip_ms(self, topic: str) -> float:
+        """Milliseconds from this frame's publication to its result on ``topic`` (NaN when none came)."""
         result = self.results.get(topic)
         return math.nan if result is None else (result.received_ns - self.published_ns) / 1e6
 

@@ -19,6 +19,7 @@ from trt_perception.tools.ros_env import apply_local_defaults
 
 
 def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Register the ``run`` subcommand and its options on ``subparsers`` (sets ``func`` to :func:`run`)."""
     parser = subparsers.add_parser(
         "run", help="start the perception nodes in this process (what perception.launch.py starts)",
         description="Start the perception nodes of launch/perception.launch.py in this process, with "
@@ -44,6 +45,7 @@ def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``trt-perception run`` with the parsed ``args``; returns the process exit status."""
     params = args.params or [str(share_dir() / "config" / "detector.yaml")]
     try:
         nodes = [n.strip() for n in args.nodes.split(",")] if args.nodes else kinds_in_files(params)

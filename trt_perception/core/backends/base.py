@@ -62,6 +62,7 @@ class Backend(ABC):
 
     @property
     def is_active(self) -> bool:
+        """True between a successful :meth:`activate` and :meth:`deactivate`."""
         return self._active
 
     def activate(self) -> None:

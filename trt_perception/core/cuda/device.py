@@ -88,9 +88,13 @@ class HostDeviceBuffer:
 
     @property
     def device_ptr(self) -> int:
+        """The device allocation's address, as an int (for kernels and TensorRT bindings)."""
         return int(self.device)
 
     def host_view(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The first ``prod(shape)`` elements of the pinned host buffer viewed as ``shape`` (no copy); raises
+        :class:`BackendError` when they do not fit.
+        """
         size = int(np.prod(shape, dtype=np.int64))
         if size > self.host.size:
             raise BackendError(f"shape {list(shape)} does not fit a buffer of {self.host.size} elements")

@@ -23,7 +23,10 @@ class Decoder(Protocol):
     #: output roles the decoder reads; the model config's ``outputs`` must name each of them
     roles: tuple[str, ...]
 
-    def __call__(self, outputs: Mapping[str, np.ndarray], geometry: ResizeGeometry) -> Any: ...
+    def __call__(self, outputs: Mapping[str, np.ndarray], geometry: ResizeGeometry) -> Any:
+        """Decode one frame's raw ``outputs`` (by tensor name) into the task's result, in source-image pixels via
+        ``geometry``.
+        """
 
     def runtime_params(self) -> dict[str, Any]:
         """Current values of the parameters :meth:`set_params` accepts."""

@@ -61,6 +61,7 @@ class FrameLayout(ImageLayout):
 
     @property
     def encoding_id(self) -> int:
+        """The kernel's integer code for this frame's encoding (mono16 split by byte order)."""
         if self.encoding == "mono16":
             return ENCODING_IDS["mono16_be" if self.is_bigendian else "mono16_le"]
         return ENCODING_IDS[self.encoding]
@@ -123,6 +124,9 @@ class PreprocessPlan:
 
     @classmethod
     def create(cls, config: PreprocessConfig, frame: FrameLayout) -> "PreprocessPlan":
+        """The plan for frames of ``frame``'s layout into the input described by ``config`` (geometry, resize tables,
+        kernel parameters).
+        """
         geo = config.geometry(frame.width, frame.height)
         cols, rows = resize_tables(frame.width, frame.height, geo.content_w, geo.content_h)
         params = np.zeros((), dtype=PARAMS_DTYPE)

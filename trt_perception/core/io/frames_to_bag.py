@@ -70,6 +70,7 @@ class ImageBagOptions:
 
     @property
     def msgtype(self) -> str:
+        """The ROS message type written: ``sensor_msgs/msg/CompressedImage`` or ``sensor_msgs/msg/Image``."""
         return COMPRESSED_IMAGE if self.compressed else IMAGE
 
 

@@ -50,6 +50,7 @@ class GpuMemoryProbe:
         self._device = shared_device(device_id)
 
     def __call__(self) -> tuple[int, int]:
+        """Used and total device memory now, in bytes: ``(used, total)``."""
         with self._device.current():
             free, total = self._device.driver.mem_get_info()
         return int(total - free), int(total)

@@ -32,6 +32,7 @@ class FrameCounters:
     failed: int = 0
 
     def summary(self) -> str:
+        """The counters as one log line (received, processed, dropped busy, rejected, failed)."""
         return (f"{self.received} frames received, {self.processed} processed, "
                 f"{self.dropped_busy} dropped (busy), {self.rejected} rejected (bad input), "
                 f"{self.failed} failed")
@@ -60,6 +61,7 @@ class StageClock:
         self.last_ns = time.perf_counter_ns()
 
     def stage_ns(self, stage: str) -> int:
+        """This frame's time in ``stage``, in nanoseconds (0 when the stage did not run)."""
         return self.stages_ns.get(stage, 0)
 
 

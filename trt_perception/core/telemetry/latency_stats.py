@@ -154,6 +154,7 @@ class InputStats:
         self.converted = 0
 
     def start(self, now_ns: int) -> None:
+        """Start every window at ``now_ns`` (monotonic nanoseconds), forgetting what they held."""
         for window in (self.received, self.dropped, self.rejected):
             window.start(now_ns)
 
@@ -170,6 +171,7 @@ class TaskStats:
         self.window_s = settings.window_s
 
     def start(self, now_ns: int) -> None:
+        """Start every window at ``now_ns`` (monotonic nanoseconds), forgetting what they held."""
         for window in (self.frames, self.dropped, self.failed):
             window.start(now_ns)
 

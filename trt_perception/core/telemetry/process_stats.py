@@ -26,6 +26,7 @@ class ProcessSample:
 
     @property
     def rss_mib(self) -> float:
+        """Resident set size in MiB."""
         return self.rss_bytes / 2**20
 
 

@@ -79,6 +79,7 @@ class DetectionAgreement:
 
     @property
     def matched(self) -> int:
+        """Number of reference detections matched by a candidate detection."""
         return len(self.ious)
 
     def summary(self) -> dict[str, Any]:

@@ -77,6 +77,9 @@ class TrtLogger(trt.ILogger):
         self.errors: list[str] = []
 
     def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
+        """TensorRT's logger callback: keep the last 10 errors, forward messages at or above ``min_severity`` to the
+        log.
+        """
         if severity <= trt.ILogger.ERROR:
             self.errors = (self.errors + [msg])[-10:]
         if severity > self.min_severity:
@@ -144,9 +147,13 @@ class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
             self._bar = tqdm(total=batches.expected_batches, desc="calibration", unit="batch")
 
     def get_batch_size(self) -> int:
+        """Always 1: explicit-batch networks carry the batch in the input shape."""
         return 1  # explicit-batch networks: the batch is part of the input shape
 
     def get_batch(self, names: list[str]) -> list[int]:
+        """The device pointer of the next preprocessed calibration batch, or ``[]`` when done or on error (kept, raised
+        after the build).
+        """
         if self._batches is None:
             return []
         try:  # an exception must not escape into TensorRT: keep it, end calibration, raise later
@@ -164,17 +171,20 @@ class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         return [self._buffer.device_ptr for _ in names]
 
     def read_calibration_cache(self) -> Optional[bytes]:
+        """The calibration cache's bytes if one is configured and readable, else None (TensorRT then calibrates)."""
         data = read_calibration_cache(self.cache)
         if data is not None:
             LOG.info("using calibration cache %s", self.cache)
         return data
 
     def write_calibration_cache(self, cache: memoryview) -> None:
+        """Write TensorRT's calibration table to the configured cache file (atomically), if any."""
         if self.cache is not None:
             write_calibration_cache(self.cache, bytes(cache))
             LOG.info("wrote calibration cache %s", self.cache)
 
     def free(self) -> None:
+        """Close the progress bar and free the device batch buffer."""
         if self._bar is not None:
             self._bar.close()
         self._buffer.free()

@@ -122,6 +122,7 @@ class CacheLookup:
 
     @property
     def hit(self) -> bool:
+        """True when the lookup found a usable engine."""
         return self.engine is not None
 
 
@@ -141,12 +142,15 @@ class EngineCache:
         self.directory = Path(directory).expanduser() if directory is not None else default_cache_dir()
 
     def engine_path(self, key: EngineKey) -> Path:
+        """Where the serialized engine of ``key`` lives in this cache."""
         return self.directory / f"{key.entry_name}.engine"
 
     def sidecar_path(self, key: EngineKey) -> Path:
+        """Where the JSON sidecar (the key and checksum) of ``key``'s engine lives."""
         return self.directory / f"{key.entry_name}.engine.json"
 
     def lock_path(self, key: EngineKey) -> Path:
+        """The lock file that serializes builds of ``key`` across processes."""
         return self.directory / f"{key.entry_name}.lock"
 
     def lookup(self, key: EngineKey) -> CacheLookup:

@@ -62,6 +62,7 @@ class EngineTensor:
 
     @property
     def is_dynamic(self) -> bool:
+        """True when any dimension is dynamic (-1 in the engine's shape)."""
         return any(d < 0 for d in self.shape)
 
     def spec(self) -> TensorSpec:
@@ -121,6 +122,7 @@ class BufferPlan:
 
     @property
     def nbytes(self) -> int:
+        """Size of the buffer in bytes (its shape times the element size)."""
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
 
@@ -161,6 +163,7 @@ class DeviceTensor:
 
     @property
     def nbytes(self) -> int:
+        """Size of the device tensor in bytes (its shape times the element size)."""
         return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
 
     def check(self, tensor: EngineTensor) -> Optional[str]:

@@ -76,10 +76,12 @@ class BuildOptions:
 
     @property
     def uses_dla(self) -> bool:
+        """True when a DLA core is selected (``dla_core >= 0``)."""
         return self.dla_core >= 0
 
     @property
     def workspace_bytes(self) -> Optional[int]:
+        """The workspace limit in bytes, or None for TensorRT's default."""
         return None if self.workspace_mb is None else self.workspace_mb << 20
 
     def key_fields(self) -> dict[str, Any]:

@@ -83,5 +83,6 @@ class DlaReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON values: DLA core, layer count and the layers that fell back to the GPU."""
         return {"dla_core": self.dla_core, "layers": len(self.layers),
                 "gpu_fallback": [{"name": layer.name, "type": layer.layer_type} for layer in self.fallback]}

@@ -287,6 +287,7 @@ class PoseDecoder:
 
     @property
     def topology(self) -> Topology:
+        """The model's keypoint names and PAF links (from its model config)."""
         return self._parser.topology
 
     @classmethod
@@ -347,4 +348,5 @@ class PoseDecoder:
 
     @property
     def params(self) -> PoseParams:
+        """The parser's current decoding thresholds."""
         return self._parser.params

@@ -49,6 +49,7 @@ class LinkCandidates:
 
     @classmethod
     def empty(cls) -> "LinkCandidates":
+        """No candidates: zero-length int64 index arrays and float scores."""
         none = np.zeros(0, dtype=np.int64)
         return cls(none, none, none, np.zeros(0))
 

@@ -28,4 +28,5 @@ class Detections:
 
     @classmethod
     def empty(cls) -> "Detections":
+        """No detections: (0, 4) float32 boxes, (0,) float32 scores, (0,) int32 classes, no labels."""
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), [])
