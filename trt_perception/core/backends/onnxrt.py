@@ -4,7 +4,9 @@ Options: ``threads`` (intra-op threads; 0 = ONNX Runtime's default, one per core
 (execution providers in priority order, default CPU only; e.g. ``["CUDAExecutionProvider",
 "CPUExecutionProvider"]`` with ``onnxruntime-gpu``), ``io_binding`` (run through IOBinding into
 preallocated output buffers; ``None`` = only when the first provider is not the CPU, where it saves
-the per-frame output allocation and device copies -- on the CPU it measured no faster).
+the per-frame output allocation and device copies -- on the CPU it measured no faster). IOBinding
+needs static output shapes, so with it a batch-dynamic model (input dimension 0 named ``batch``,
+as ``trt-perception dynamic-batch`` writes) runs with a batch of 1.
 
 With IOBinding the arrays :meth:`infer` returns are reused by the next call (``outputs_reused``).
 """
@@ -18,6 +20,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from trt_perception.core.backends.base import Backend, BackendError, TensorSpec
+from trt_perception.core.dynamic_batch import BATCH_DIM
 
 _ORT_TYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -80,6 +83,9 @@ class OnnxRuntimeBackend(Backend):
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
+        use_binding = self.io_binding if self.io_binding is not None else self.providers[0] != CPU_PROVIDER
+        if use_binding:   # IOBinding needs static outputs: a batch-dynamic model runs batch 1
+            options.add_free_dimension_override_by_name(BATCH_DIM, 1)
         try:
             session = ort.InferenceSession(str(self.model_path), options, providers=self.providers)
         except Exception as exc:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...)
@@ -90,7 +96,6 @@ class OnnxRuntimeBackend(Backend):
                                "(for CUDA: are the CUDA and cuDNN libraries onnxruntime-gpu needs installed?)")
         inputs = {n.name: _spec(n) for n in session.get_inputs()}
         outputs = {n.name: _spec(n) for n in session.get_outputs()}
-        use_binding = self.io_binding if self.io_binding is not None else self.providers[0] != CPU_PROVIDER
         if use_binding:
             dynamic = [s.name for s in outputs.values() if None in s.shape]
             if dynamic:

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from trt_perception.core.backends.base import BackendError, TensorSpec
 from trt_perception.core.backends.onnxrt import _import_ort, _spec
+from trt_perception.core.dynamic_batch import BATCH_DIM
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 
@@ -45,6 +46,7 @@ class OrtCudaRunner:
         self.device_id = device_id
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        options.add_free_dimension_override_by_name(BATCH_DIM, 1)   # a batch-dynamic model: one frame
         # TF32 off: float32 results as close to the CPU path as the CUDA kernels give
         provider_options = {"device_id": str(device_id), "has_user_compute_stream": "1",
                             "user_compute_stream": str(stream.handle), "use_tf32": "0"}
