@@ -14,7 +14,7 @@ from trt_perception.cli import main
 from trt_perception.core.bag_frames import RosbagFrames
 from trt_perception.core.bag_writer import package_typestore
 from trt_perception.core.frame_sources import open_frames
-from trt_perception.core.image_bag import ImageBagOptions, write_image_bag
+from trt_perception.core.image_bag import ImageBagOptions, write_image_bag, write_image_topics
 from trt_perception.core.pipeline import Pipeline
 from trt_perception.ros.detector_node import DEFAULT_MODEL
 from trt_perception.ros.resources import share_dir
@@ -149,3 +149,33 @@ def test_named_outputs_are_expected_for_every_frame(system, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert set(report["outputs"]) == {"/raw_cam/detections"}
     assert report["frames_in"] == report["frames_out"] == 4 and report["dropped"] == 0
+
+
+def test_two_cameras_with_equal_stamps_and_frame_ids_are_matched_per_camera(system, tmp_path):
+    """One bag, two cameras (compressed /camera, raw /raw_cam) showing different frames under the
+    same stamps and frame_id: each frame is answered by its own camera's outputs only, with the
+    detections of its own image, discovered or named with --outputs."""
+    frames = [(i, px) for i, (_, px) in enumerate(open_frames(ROOT / "test" / "data"))]
+    shifted = frames[2:] + frames[:2]
+    bag = tmp_path / "two_cameras"
+    start = 1_700_000_000 * 10**9
+    write_image_topics([(ImageBagOptions(topic=TOPIC, frame_id="same", start_ns=start, compressed="jpeg"), frames),
+                        (ImageBagOptions(topic="/raw_cam/image_raw", frame_id="same", start_ns=start), shifted)],
+                       bag)
+    want = {}
+    with Pipeline.from_config(share_dir() / DEFAULT_MODEL, "onnxruntime", threads=1) as pipeline:
+        for topic in (TOPIC, "/raw_cam/image_raw"):
+            want[topic] = [len(pipeline.run(pixels, "bgr")[0].scores) for _, pixels in RosbagFrames(bag, topic)]
+    assert want[TOPIC] != want["/raw_cam/image_raw"]   # the cameras see different things
+    for named in ([], ["--outputs", "/camera/detections", "/raw_cam/detections"]):
+        out = tmp_path / f"out{len(named)}"
+        assert main(["replay", "--bag", str(bag), "--rate", "0", "--report", str(out / "report.json"),
+                     "--wait", "30", *named]) == 0
+        report = json.loads((out / "report.json").read_text())
+        assert (report["frames_in"], report["frames_out"], report["dropped"]) == (8, 8, 0)
+        assert all(section["unmatched"] == 0 for section in report["outputs"].values())
+        for frame in report["frames"]:
+            own = "/camera/detections" if frame["input"] == TOPIC else "/raw_cam/detections"
+            assert own in frame["results"] and not any(
+                t.endswith("detections") and t != own for t in frame["results"])
+            assert frame["results"][own]["objects"] == want[frame["input"]][frame["index"]]

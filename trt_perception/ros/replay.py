@@ -10,7 +10,8 @@ A :class:`Replayer` is a plain rclpy node (``bag_replay_<pid>``) spun in a backg
 * :meth:`Replayer.play` publishes the messages' original bytes (header stamps kept): at the bag's
   pace times ``rate``, or with ``rate`` 0 each frame only after every output expected for it
   arrived (or ``timeout`` passed, counted), which makes a replay deterministic. Outputs are matched
-  to published frames by header stamp and frame_id; ``recorder`` (if given) gets every output
+  to published frames by header stamp and frame_id among the frames of the inputs in the output's
+  camera namespace, so cameras with equal stamps and frame_ids are told apart; ``recorder`` (if given) gets every output
   message's bytes as they arrive, from the executor thread.
 """
 
@@ -206,7 +207,7 @@ class Replayer:
                 delay = start_wall + (image.log_ns - start_log) / 1e9 / rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            expected = tuple(t for t in self.outputs if self._named_outputs or answers(t, topic))
+            expected = self._expected(topic)
             frame = ReplayedFrame(topic, loop, image.index, image.stamp_ns, image.frame_id, 0, expected)
             self._matcher.add(frame)   # before publishing: an answer may come at once
             self.frames.append(frame)
@@ -215,6 +216,12 @@ class Replayer:
             if rate == 0 and not self._matcher.wait(lambda: frame.complete, timeout):
                 timeouts += 1
         return timeouts
+
+    def _expected(self, topic: str) -> tuple[str, ...]:
+        """The outputs that answer a frame of input ``topic``: those in its camera namespace; with
+        ``--outputs`` outside every input's namespace (a custom layout), all of them."""
+        own = tuple(t for t in self.outputs if answers(t, topic))
+        return own if own or not self._named_outputs else tuple(self.outputs)
 
     def drain(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for the outputs of every published frame; True when all came."""
