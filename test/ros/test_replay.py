@@ -2,6 +2,7 @@
 runner -> recorded bag and report; real-time pacing, raw images, loops and remaps; errors."""
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -179,3 +180,26 @@ def test_two_cameras_with_equal_stamps_and_frame_ids_are_matched_per_camera(syst
             assert own in frame["results"] and not any(
                 t.endswith("detections") and t != own for t in frame["results"])
             assert frame["results"][own]["objects"] == want[frame["input"]][frame["index"]]
+
+
+def test_fixed_rate_runs_and_peak_search_on_a_real_node(system, tmp_path, capsys):
+    """ros2_benchmark-style replay against the /camera node of this process: a 4 Hz run, then a
+    one-rate peak search; per-camera counts, the node's CPU and RSS, JSON, table and PNG."""
+    out = tmp_path / "bench"
+    assert main(["replay", "--bag", str(BAG), "--rate-hz", "4", "--trial-s", "1", "--timeout", "2",
+                 "--find-peak", "--peak-range", "2,2", "--repeats", "1", "--node-pid", str(os.getpid()),
+                 "--report", str(out / "bench.json"), "--plot", str(out / "bench.png"), "--wait", "30"]) == 0
+    report = json.loads((out / "bench.json").read_text())
+    (run,) = report["fixed_rate"]
+    camera = run["cameras"][TOPIC]
+    assert run["rate_hz"] == 4 and camera["published"] == 4
+    assert 0 <= camera["answered"] <= 4 and camera["unanswered"] == (4 - camera["answered"]) / 4
+    if camera["answered"]:
+        assert camera["round_trip_ms"]["p50"] > 0
+    assert run["cpu_percent"] > 0 and run["rss_mib"] > 50
+    (peak_trial,) = report["peak"]["trials"]
+    assert peak_trial["rate_hz"] == 2 and peak_trial["cameras"][TOPIC]["published"] == 2
+    assert report["peak"]["peak_hz"] == (2 if peak_trial["unanswered"] <= 0.05 else None)
+    printed = capsys.readouterr().out
+    assert "fixed-rate runs" in printed and "peak rate with <= 5 % unanswered" in printed
+    assert cv2.imread(str(out / "bench.png")).shape == (560, 1000, 3)

@@ -22,7 +22,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -207,15 +207,47 @@ class Replayer:
                 delay = start_wall + (image.log_ns - start_log) / 1e9 / rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            expected = self._expected(topic)
-            frame = ReplayedFrame(topic, loop, image.index, image.stamp_ns, image.frame_id, 0, expected)
-            self._matcher.add(frame)   # before publishing: an answer may come at once
-            self.frames.append(frame)
-            frame.published_ns = time.monotonic_ns()
-            self.publishers[topic].publish(image.cdr)
+            frame = self._publish(image, topic, loop)
             if rate == 0 and not self._matcher.wait(lambda: frame.complete, timeout):
                 timeouts += 1
         return timeouts
+
+    def play_at(self, messages: Sequence[BagImage], rate_hz: float, duration_s: float, loop: int = 0,
+                remaps: Optional[Mapping[str, str]] = None) -> None:
+        """Publish at a fixed rate for ``duration_s`` seconds: every ``1 / rate_hz`` s the messages
+        of one per-topic index (one frame of each camera) go out together, cycling through the bag
+        (each pass numbered from ``loop``), so every camera is published at ``rate_hz``."""
+        remaps = remaps or {}
+        slots: dict[int, list[BagImage]] = {}
+        for image in messages:
+            slots.setdefault(image.index, []).append(image)
+        rounds = [slots[i] for i in sorted(slots)]
+        if not rounds or not rate_hz > 0:
+            raise ReplayError(f"a fixed-rate run needs images and a rate > 0, got {len(rounds)} and {rate_hz}")
+        start = time.monotonic()
+        for k in range(max(1, round(duration_s * rate_hz))):
+            delay = start + k / rate_hz - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            for image in rounds[k % len(rounds)]:
+                self._publish(image, remaps.get(image.topic, image.topic), loop + k // len(rounds))
+
+    def _publish(self, image: BagImage, topic: str, loop: int) -> ReplayedFrame:
+        """Publish ``image`` on ``topic`` and record it as a frame waiting for its outputs."""
+        frame = ReplayedFrame(topic, loop, image.index, image.stamp_ns, image.frame_id, 0, self._expected(topic))
+        self._matcher.add(frame)   # before publishing: an answer may come at once
+        self.frames.append(frame)
+        frame.published_ns = time.monotonic_ns()
+        self.publishers[topic].publish(image.cdr)
+        return frame
+
+    def take_frames(self) -> list[ReplayedFrame]:
+        """The frames published so far, forgetting them: outputs that still come for them count as
+        unmatched (a new trial starts clean)."""
+        with self._matcher.changed:
+            frames, self.frames = self.frames, []
+            self._matcher.pending.clear()
+        return frames
 
     def _expected(self, topic: str) -> tuple[str, ...]:
         """The outputs that answer a frame of input ``topic``: those in its camera namespace; with
