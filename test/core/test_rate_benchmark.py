@@ -1,7 +1,10 @@
 """Rate benchmark maths: per-camera trial statistics and jitter, the peak-rate search."""
 
+from pathlib import Path
+
 import pytest
 
+from trt_perception.cli import main
 from trt_perception.core.rate_benchmark import CameraTrial, TrialStats, find_peak, format_trials, trial_stats
 from trt_perception.core.replay_report import OutputResult, ReplayedFrame
 
@@ -64,3 +67,16 @@ def test_peak_search_ends_at_once_when_high_passes_or_low_fails():
 def test_bad_search_settings_are_refused(low, high, steps, repeats):
     with pytest.raises(ValueError):
         find_peak(node_with_capacity(5, []), low, high, steps, repeats)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--rate-hz", "10,x"], "--rate-hz takes numbers"),
+    (["--rate-hz", "0"], "rates > 0 Hz"),
+    (["--find-peak", "--peak-range", "30,10"], "LOW <= HIGH"),
+    (["--find-peak", "--repeats", "0"], "--repeats >= 1"),
+    (["--rate-hz", "10", "--node-pid", "999999999"], "no such process"),
+])
+def test_bad_benchmark_options_are_refused_before_anything_starts(capsys, extra, message):
+    bag = Path(__file__).resolve().parents[2] / "data" / "vtest_bag"
+    assert main(["replay", "--bag", str(bag), *extra]) == 1
+    assert message in capsys.readouterr().err

@@ -203,3 +203,22 @@ def test_fixed_rate_runs_and_peak_search_on_a_real_node(system, tmp_path, capsys
     printed = capsys.readouterr().out
     assert "fixed-rate runs" in printed and "peak rate with <= 5 % unanswered" in printed
     assert cv2.imread(str(out / "bench.png")).shape == (560, 1000, 3)
+
+
+def test_fixed_rate_run_publishes_every_camera_at_the_rate(system, tmp_path):
+    """Two cameras of different lengths (4 and 2 frames) at 3 Hz for 2 s: 6 frames each, the
+    shorter one cycled; each answered by its own node."""
+    frames = [(i, px) for i, (_, px) in enumerate(open_frames(ROOT / "test" / "data"))]
+    bag = tmp_path / "two_cameras"
+    start = 1_700_000_000 * 10**9
+    write_image_topics([(ImageBagOptions(topic=TOPIC, frame_id="a", start_ns=start, compressed="jpeg"), frames),
+                        (ImageBagOptions(topic="/raw_cam/image_raw", frame_id="b", start_ns=start), frames[:2])],
+                       bag)
+    out = tmp_path / "bench.json"
+    assert main(["replay", "--bag", str(bag), "--rate-hz", "3", "--trial-s", "2", "--timeout", "3",
+                 "--report", str(out), "--wait", "30"]) == 0
+    (run,) = json.loads(out.read_text())["fixed_rate"]
+    assert set(run["cameras"]) == {TOPIC, "/raw_cam/image_raw"}
+    for camera in run["cameras"].values():
+        assert camera["published"] == 6 and camera["answered"] >= 1
+    assert run["cpu_percent"] is None and run["rss_mib"] is None   # no --node-pid

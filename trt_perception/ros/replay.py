@@ -214,23 +214,22 @@ class Replayer:
 
     def play_at(self, messages: Sequence[BagImage], rate_hz: float, duration_s: float, loop: int = 0,
                 remaps: Optional[Mapping[str, str]] = None) -> None:
-        """Publish at a fixed rate for ``duration_s`` seconds: every ``1 / rate_hz`` s the messages
-        of one per-topic index (one frame of each camera) go out together, cycling through the bag
+        """Publish at a fixed rate for ``duration_s`` seconds: every ``1 / rate_hz`` s the next
+        frame of each camera (image topic) goes out, each camera cycling through its own frames
         (each pass numbered from ``loop``), so every camera is published at ``rate_hz``."""
         remaps = remaps or {}
-        slots: dict[int, list[BagImage]] = {}
+        cameras: dict[str, list[BagImage]] = {}
         for image in messages:
-            slots.setdefault(image.index, []).append(image)
-        rounds = [slots[i] for i in sorted(slots)]
-        if not rounds or not rate_hz > 0:
-            raise ReplayError(f"a fixed-rate run needs images and a rate > 0, got {len(rounds)} and {rate_hz}")
+            cameras.setdefault(image.topic, []).append(image)
+        if not cameras or not rate_hz > 0:
+            raise ReplayError(f"a fixed-rate run needs images and a rate > 0, got {len(cameras)} topics and {rate_hz}")
         start = time.monotonic()
         for k in range(max(1, round(duration_s * rate_hz))):
             delay = start + k / rate_hz - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            for image in rounds[k % len(rounds)]:
-                self._publish(image, remaps.get(image.topic, image.topic), loop + k // len(rounds))
+            for topic, images in cameras.items():
+                self._publish(images[k % len(images)], remaps.get(topic, topic), loop + k // len(images))
 
     def _publish(self, image: BagImage, topic: str, loop: int) -> ReplayedFrame:
         """Publish ``image`` on ``topic`` and record it as a frame waiting for its outputs."""
