@@ -18,6 +18,7 @@ TOOLS = [
     "export_trt_pose",
     "build_engine",
     "quantize",
+    "dynamic_batch",
     "benchmark",
     "make_bag",
     "run",

@@ -37,10 +37,10 @@ def test_shipped_model_specs_and_inference() -> None:
     assert isinstance(backend, OnnxRuntimeBackend) and not backend.is_active
     with backend:
         inputs, outputs = backend.input_specs(), backend.output_specs()
-        assert list(inputs) == [INPUT] and inputs[INPUT].shape == (1, 3, 300, 300)
+        assert list(inputs) == [INPUT] and inputs[INPUT].shape == (None, 3, 300, 300)  # batch-dynamic
         assert inputs[INPUT].dtype == np.float32
-        assert {n: s.shape for n, s in outputs.items()} == {"box_encodings": (1, 1917, 4),
-                                                            "class_predictions": (1, 1917, 2)}
+        assert {n: s.shape for n, s in outputs.items()} == {"box_encodings": (None, 1917, 4),
+                                                            "class_predictions": (None, 1917, 2)}
         x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 300, 300)).astype(np.float32)
         first = {k: v.copy() for k, v in backend.infer({INPUT: x}).items()}
         assert first["box_encodings"].shape == (1, 1917, 4) and np.isfinite(first["box_encodings"]).all()
@@ -66,7 +66,7 @@ def test_io_binding_gives_the_same_outputs_in_reused_buffers() -> None:
 
 def test_feeds_that_do_not_fit_the_model_are_rejected() -> None:
     with OnnxRuntimeBackend(MODEL, threads=1) as backend:
-        with pytest.raises(BackendError, match=r"must have shape \[1, 3, 300, 300\], got \[1, 3, 300, 301\]"):
+        with pytest.raises(BackendError, match=r"must have shape \[\?, 3, 300, 300\], got \[1, 3, 300, 301\]"):
             backend.infer({INPUT: np.zeros((1, 3, 300, 301), np.float32)})
         with pytest.raises(BackendError, match="must be float32, got float64"):
             backend.infer({INPUT: np.zeros((1, 3, 300, 300))})
@@ -137,7 +137,7 @@ def test_wrong_model_for_the_config(tmp_path: Path) -> None:
 
 
 def test_config_with_wrong_input_size_or_output_name(tmp_path: Path) -> None:
-    with pytest.raises(ModelConfigError, match=r"has shape \[1, 3, 300, 300\] but the preprocess section "
+    with pytest.raises(ModelConfigError, match=r"has shape \[\?, 3, 300, 300\] but the preprocess section "
                                                r"makes \[1, 3, 300, 320\]"):
         Pipeline.from_config(_config_for(tmp_path, MODEL, width=320), "onnxruntime")
     with pytest.raises(ModelConfigError, match="output 'boxes' .* is not a model output"):

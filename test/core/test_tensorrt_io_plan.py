@@ -37,6 +37,18 @@ def test_specs_mark_dynamic_dimensions_as_none():
     assert outputs["scores"].dtype == np.float16
 
 
+def test_an_engine_built_for_one_batch_reports_static_specs():
+    """A batch-dynamic model built with the profile 1..1 takes one shape: single-frame callers (the
+    GPU pipeline) get static specs; outputs whose resolved shape is unknown stay dynamic."""
+    one = EngineTensor("images", True, F32, (-1, 3, 300, 300),
+                       profile=((1, 3, 300, 300), (1, 3, 300, 300), (1, 3, 300, 300)))
+    inputs, outputs = io_specs([one, BOXES, SCORES], {"boxes": (1, 1917, 4)})
+    assert inputs["images"].shape == (1, 3, 300, 300)
+    assert outputs["boxes"].shape == (1, 1917, 4) and outputs["scores"].shape == (None, 1917, 2)
+    _, outputs = io_specs([IMAGES, BOXES, SCORES], {"boxes": (8, 1917, 4)})   # a real range: dynamic
+    assert outputs["boxes"].shape == (None, 1917, 4)
+
+
 def test_buffers_are_sized_for_the_profile_maximum():
     plans = plan_buffers([IMAGES, BOXES, SCORES], {"boxes": (8, 1917, 4), "scores": (8, 1917, 2)})
     sizes = {p.name: (p.shape, p.nbytes) for p in plans}

@@ -119,7 +119,7 @@ CASES = {  # name: (file, break it, fix it, reason in the log)
     "wrong input name": (CONFIG, edit_config("input: normalized_input_image_tensor", "input: images"), fix_config,
                          "model has no input 'images'"),
     "wrong input size": (CONFIG, edit_config("width: 300", "width: 320"), fix_config,
-                         "has shape [1, 3, 300, 300] but the preprocess section makes [1, 3, 300, 320]"),
+                         "has shape [?, 3, 300, 300] but the preprocess section makes [1, 3, 300, 320]"),
     "wrong input dtype": (CONFIG, edit_config("dtype: float32", "dtype: float16"), fix_config,
                           "is float32 but preprocess.dtype is float16"),
     "wrong output name": (CONFIG, edit_config("box_encodings: box_encodings", "box_encodings: boxes"), fix_config,

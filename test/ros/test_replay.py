@@ -2,6 +2,7 @@
 runner -> recorded bag and report; real-time pacing, raw images, loops and remaps; errors."""
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -14,7 +15,7 @@ from trt_perception.cli import main
 from trt_perception.core.io.bag_frame_reader import RosbagFrames
 from trt_perception.core.io.bag_writer import package_typestore
 from trt_perception.core.io.frame_sources import open_frames
-from trt_perception.core.io.frames_to_bag import ImageBagOptions, write_image_bag
+from trt_perception.core.io.frames_to_bag import ImageBagOptions, write_image_bag, write_image_topics
 from trt_perception.core.pipeline import Pipeline
 from trt_perception.ros.detector_node import DEFAULT_MODEL
 from trt_perception.ros.resources import share_dir
@@ -149,3 +150,75 @@ def test_named_outputs_are_expected_for_every_frame(system, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert set(report["outputs"]) == {"/raw_cam/detections"}
     assert report["frames_in"] == report["frames_out"] == 4 and report["dropped"] == 0
+
+
+def test_two_cameras_with_equal_stamps_and_frame_ids_are_matched_per_camera(system, tmp_path):
+    """One bag, two cameras (compressed /camera, raw /raw_cam) showing different frames under the
+    same stamps and frame_id: each frame is answered by its own camera's outputs only, with the
+    detections of its own image, discovered or named with --outputs."""
+    frames = [(i, px) for i, (_, px) in enumerate(open_frames(ROOT / "test" / "data"))]
+    shifted = frames[2:] + frames[:2]
+    bag = tmp_path / "two_cameras"
+    start = 1_700_000_000 * 10**9
+    write_image_topics([(ImageBagOptions(topic=TOPIC, frame_id="same", start_ns=start, compressed="jpeg"), frames),
+                        (ImageBagOptions(topic="/raw_cam/image_raw", frame_id="same", start_ns=start), shifted)],
+                       bag)
+    want = {}
+    with Pipeline.from_config(share_dir() / DEFAULT_MODEL, "onnxruntime", threads=1) as pipeline:
+        for topic in (TOPIC, "/raw_cam/image_raw"):
+            want[topic] = [len(pipeline.run(pixels, "bgr")[0].scores) for _, pixels in RosbagFrames(bag, topic)]
+    assert want[TOPIC] != want["/raw_cam/image_raw"]   # the cameras see different things
+    for named in ([], ["--outputs", "/camera/detections", "/raw_cam/detections"]):
+        out = tmp_path / f"out{len(named)}"
+        assert main(["replay", "--bag", str(bag), "--rate", "0", "--report", str(out / "report.json"),
+                     "--wait", "30", *named]) == 0
+        report = json.loads((out / "report.json").read_text())
+        assert (report["frames_in"], report["frames_out"], report["dropped"]) == (8, 8, 0)
+        assert all(section["unmatched"] == 0 for section in report["outputs"].values())
+        for frame in report["frames"]:
+            own = "/camera/detections" if frame["input"] == TOPIC else "/raw_cam/detections"
+            assert own in frame["results"] and not any(
+                t.endswith("detections") and t != own for t in frame["results"])
+            assert frame["results"][own]["objects"] == want[frame["input"]][frame["index"]]
+
+
+def test_fixed_rate_runs_and_peak_search_on_a_real_node(system, tmp_path, capsys):
+    """ros2_benchmark-style replay against the /camera node of this process: a 4 Hz run, then a
+    one-rate peak search; per-camera counts, the node's CPU and RSS, JSON, table and PNG."""
+    out = tmp_path / "bench"
+    assert main(["replay", "--bag", str(BAG), "--rate-hz", "4", "--trial-s", "1", "--timeout", "2",
+                 "--find-peak", "--peak-range", "2,2", "--repeats", "1", "--node-pid", str(os.getpid()),
+                 "--report", str(out / "bench.json"), "--plot", str(out / "bench.png"), "--wait", "30"]) == 0
+    report = json.loads((out / "bench.json").read_text())
+    (run,) = report["fixed_rate"]
+    camera = run["cameras"][TOPIC]
+    assert run["rate_hz"] == 4 and camera["published"] == 4
+    assert 0 <= camera["answered"] <= 4 and camera["unanswered"] == (4 - camera["answered"]) / 4
+    if camera["answered"]:
+        assert camera["round_trip_ms"]["p50"] > 0
+    assert run["cpu_percent"] > 0 and run["rss_mib"] > 50
+    (peak_trial,) = report["peak"]["trials"]
+    assert peak_trial["rate_hz"] == 2 and peak_trial["cameras"][TOPIC]["published"] == 2
+    assert report["peak"]["peak_hz"] == (2 if peak_trial["unanswered"] <= 0.05 else None)
+    printed = capsys.readouterr().out
+    assert "fixed-rate runs" in printed and "peak rate with <= 5 % unanswered" in printed
+    assert cv2.imread(str(out / "bench.png")).shape == (560, 1000, 3)
+
+
+def test_fixed_rate_run_publishes_every_camera_at_the_rate(system, tmp_path):
+    """Two cameras of different lengths (4 and 2 frames) at 3 Hz for 2 s: 6 frames each, the
+    shorter one cycled; each answered by its own node."""
+    frames = [(i, px) for i, (_, px) in enumerate(open_frames(ROOT / "test" / "data"))]
+    bag = tmp_path / "two_cameras"
+    start = 1_700_000_000 * 10**9
+    write_image_topics([(ImageBagOptions(topic=TOPIC, frame_id="a", start_ns=start, compressed="jpeg"), frames),
+                        (ImageBagOptions(topic="/raw_cam/image_raw", frame_id="b", start_ns=start), frames[:2])],
+                       bag)
+    out = tmp_path / "bench.json"
+    assert main(["replay", "--bag", str(bag), "--rate-hz", "3", "--trial-s", "2", "--timeout", "3",
+                 "--report", str(out), "--wait", "30"]) == 0
+    (run,) = json.loads(out.read_text())["fixed_rate"]
+    assert set(run["cameras"]) == {TOPIC, "/raw_cam/image_raw"}
+    for camera in run["cameras"].values():
+        assert camera["published"] == 6 and camera["answered"] >= 1
+    assert run["cpu_percent"] is None and run["rss_mib"] is None   # no --node-pid

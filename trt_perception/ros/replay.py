@@ -10,7 +10,8 @@ A :class:`Replayer` is a plain rclpy node (``bag_replay_<pid>``) spun in a backg
 * :meth:`Replayer.play` publishes the messages' original bytes (header stamps kept): at the bag's
   pace times ``rate``, or with ``rate`` 0 each frame only after every output expected for it
   arrived (or ``timeout`` passed, counted), which makes a replay deterministic. Outputs are matched
-  to published frames by header stamp and frame_id; ``recorder`` (if given) gets every output
+  to published frames by header stamp and frame_id among the frames of the inputs in the output's
+  camera namespace, so cameras with equal stamps and frame_ids are told apart; ``recorder`` (if given) gets every output
   message's bytes as they arrive, from the executor thread.
 """
 
@@ -21,7 +22,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -209,15 +210,52 @@ class Replayer:
                 delay = start_wall + (image.log_ns - start_log) / 1e9 / rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            expected = tuple(t for t in self.outputs if self._named_outputs or answers(t, topic))
-            frame = ReplayedFrame(topic, loop, image.index, image.stamp_ns, image.frame_id, 0, expected)
-            self._matcher.add(frame)   # before publishing: an answer may come at once
-            self.frames.append(frame)
-            frame.published_ns = time.monotonic_ns()
-            self.publishers[topic].publish(image.cdr)
+            frame = self._publish(image, topic, loop)
             if rate == 0 and not self._matcher.wait(lambda: frame.complete, timeout):
                 timeouts += 1
         return timeouts
+
+    def play_at(self, messages: Sequence[BagImage], rate_hz: float, duration_s: float, loop: int = 0,
+                remaps: Optional[Mapping[str, str]] = None) -> None:
+        """Publish at a fixed rate for ``duration_s`` seconds: every ``1 / rate_hz`` s the next
+        frame of each camera (image topic) goes out, each camera cycling through its own frames
+        (each pass numbered from ``loop``), so every camera is published at ``rate_hz``."""
+        remaps = remaps or {}
+        cameras: dict[str, list[BagImage]] = {}
+        for image in messages:
+            cameras.setdefault(image.topic, []).append(image)
+        if not cameras or not rate_hz > 0:
+            raise ReplayError(f"a fixed-rate run needs images and a rate > 0, got {len(cameras)} topics and {rate_hz}")
+        start = time.monotonic()
+        for k in range(max(1, round(duration_s * rate_hz))):
+            delay = start + k / rate_hz - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            for topic, images in cameras.items():
+                self._publish(images[k % len(images)], remaps.get(topic, topic), loop + k // len(images))
+
+    def _publish(self, image: BagImage, topic: str, loop: int) -> ReplayedFrame:
+        """Publish ``image`` on ``topic`` and record it as a frame waiting for its outputs."""
+        frame = ReplayedFrame(topic, loop, image.index, image.stamp_ns, image.frame_id, 0, self._expected(topic))
+        self._matcher.add(frame)   # before publishing: an answer may come at once
+        self.frames.append(frame)
+        frame.published_ns = time.monotonic_ns()
+        self.publishers[topic].publish(image.cdr)
+        return frame
+
+    def take_frames(self) -> list[ReplayedFrame]:
+        """The frames published so far, forgetting them: outputs that still come for them count as
+        unmatched (a new trial starts clean)."""
+        with self._matcher.changed:
+            frames, self.frames = self.frames, []
+            self._matcher.pending.clear()
+        return frames
+
+    def _expected(self, topic: str) -> tuple[str, ...]:
+        """The outputs that answer a frame of input ``topic``: those in its camera namespace; with
+        ``--outputs`` outside every input's namespace (a custom layout), all of them."""
+        own = tuple(t for t in self.outputs if answers(t, topic))
+        return own if own or not self._named_outputs else tuple(self.outputs)
 
     def drain(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for the outputs of every published frame; True when all came."""

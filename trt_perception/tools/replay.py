@@ -7,7 +7,8 @@ Images are published with their original bytes and header stamps, at the bag's p
 Outputs (detections, skeletons, latency) are found by type in the cameras' namespaces, or named
 with ``--outputs``. ``--record`` writes them into a new bag, atomically; ``--report`` the report
 as JSON (see :func:`~trt_perception.tools.replay_report.replay_report`); ``--plot`` a PNG of the
-latency of every frame.
+latency of every frame. ``--rate-hz`` / ``--find-peak`` measure instead as NVIDIA's ros2_benchmark
+does (:mod:`.replay_benchmark`): fixed-rate runs and the peak rate, with the node's CPU and RSS.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from trt_perception.core.io.atomic_write import atomic_write_text
 from trt_perception.core.io.bag_message_reader import BagImage, BagImageMessages
 from trt_perception.core.io.bag_writer import STORAGES, BagRecorder, atomic_bag, package_typestore
 from trt_perception.core.io.frame_sources import FrameSourceError
+from trt_perception.tools import replay_benchmark
 from trt_perception.tools.latency_plot import write_plot
 from trt_perception.tools.replay_report import LATENCY_TYPE, ReplayedFrame, format_report, replay_report
 from trt_perception.tools.ros_env import apply_local_defaults
@@ -58,6 +60,7 @@ def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]"
                         help="storage of the --record bag (default sqlite3)")
     parser.add_argument("--report", metavar="JSON", help="write the report as JSON")
     parser.add_argument("--plot", metavar="PNG", help="draw the latency of every frame into a PNG")
+    replay_benchmark.add_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -98,12 +101,32 @@ def _counted(messages: Iterable[BagImage], bar: Any, recorder: Optional[BagRecor
             recorder.flush()
 
 
+def _benchmark(args: argparse.Namespace, replayer: Any, messages: list[BagImage], remaps: dict[str, str],
+               rates: list[float], peak_range: tuple[float, float], settings: dict[str, Any]) -> int:
+    """The rate benchmark (:mod:`.replay_benchmark`) instead of a plain replay."""
+    trial = replay_benchmark.trial_runner(replayer, messages, args, remaps)
+    fixed, peak = replay_benchmark.run_benchmark(trial, rates, peak_range if args.find_peak else None, args)
+    print(replay_benchmark.format_benchmark(fixed, peak, args.max_unanswered))
+    settings = {**settings, "trial_s": args.trial_s, "node_pid": args.node_pid, "repeats": args.repeats,
+                "peak_range_hz": list(peak_range), "max_unanswered": args.max_unanswered}
+    if args.report:
+        report = replay_benchmark.benchmark_report(fixed, peak, settings)
+        atomic_write_text(args.report, json.dumps(report, indent=1) + "\n")
+    if args.plot:
+        title = "round trip by fixed rate" if fixed else "peak search trials"
+        write_plot(args.plot, replay_benchmark.plot_series(fixed, peak), f"{title}: {args.bag}",
+                   "trial" if not fixed else "fixed-rate run (" + ", ".join(f"{r:g}" for r in rates) + " Hz)",
+                   "ms" if fixed else "% / Hz")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``trt-perception replay`` with the parsed ``args``; returns the process exit status."""
     try:
         if args.rate < 0 or args.loop < 1 or args.timeout <= 0 or args.wait <= 0:
             raise ValueError("--rate must be >= 0, --loop >= 1, --timeout and --wait > 0")
         remaps = parse_remaps(args.remap)
+        rates, peak_range = replay_benchmark.parse_rates(args)
         messages = BagImageMessages(args.bag, args.topics)
         inputs = {remaps.get(topic, topic): msgtype for topic, msgtype in messages.msgtypes.items()}
     except (ValueError, FrameSourceError) as exc:
@@ -125,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
             replayer = Replayer(rclpy.get_default_context(), recorder)
             try:
                 replayer.connect(inputs, args.outputs, args.wait)
+                if replay_benchmark.wanted(args):
+                    return _benchmark(args, replayer, list(messages), remaps, rates, peak_range, settings)
                 print(f"replaying {len(messages)} frames x {args.loop} of {', '.join(inputs)}; outputs: "
                       f"{', '.join(replayer.outputs)}", flush=True)
                 start = time.monotonic()

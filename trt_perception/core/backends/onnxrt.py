@@ -5,7 +5,9 @@ Options: ``threads`` (intra-op threads; 0 = ONNX Runtime's default, one per core
 "CPUExecutionProvider"]`` with ``onnxruntime-gpu``), ``io_binding`` (run through IOBinding into
 preallocated output buffers; ``None`` = only when the first provider is not the CPU, where it saves
 the per-frame output allocation and device copies -- on the CPU it measured no faster),
-``device_buffers`` and ``device_id`` (below).
+``device_buffers`` and ``device_id`` (below). IOBinding needs static output shapes, so with it (and
+with ``device_buffers``) a batch-dynamic model (input dimension 0 named ``batch``, as
+``trt-perception dynamic-batch`` writes) runs with a batch of 1.
 
 With IOBinding the arrays :meth:`infer` returns are reused by the next call (``outputs_reused``).
 
@@ -26,6 +28,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from trt_perception.core.backends.base import Backend, BackendError, TensorSpec
+from trt_perception.core.dynamic_batch import BATCH_DIM
 
 _ORT_TYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -113,6 +116,9 @@ class OnnxRuntimeBackend(Backend):
         providers: list[Any] = list(self.providers)
         if self.device_buffers:
             providers = [(CUDA_PROVIDER, self._device_provider_options(ort))]
+        use_binding = self.io_binding if self.io_binding is not None else self.providers[0] != CPU_PROVIDER
+        if use_binding or self.device_buffers:   # static shapes needed: a batch-dynamic model runs batch 1
+            options.add_free_dimension_override_by_name(BATCH_DIM, 1)
         try:
             session = ort.InferenceSession(str(self.model_path), options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...)
@@ -126,7 +132,6 @@ class OnnxRuntimeBackend(Backend):
         if self.device_buffers and (len(inputs) != 1 or any(None in s.shape for s in inputs.values())):
             raise BackendError(f"device_buffers: {self.model_path} must have one input of static shape, has "
                                f"{[(s.name, s.shape) for s in inputs.values()]}")
-        use_binding = self.io_binding if self.io_binding is not None else self.providers[0] != CPU_PROVIDER
         if use_binding:
             dynamic = [s.name for s in outputs.values() if None in s.shape]
             if dynamic:

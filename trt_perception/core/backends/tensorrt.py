@@ -249,10 +249,10 @@ class TensorRTBackend(Backend):
     # -- inference --------------------------------------------------------------------------------
 
     def _input_specs_impl(self) -> dict[str, TensorSpec]:
-        return io_specs(self._tensors.values())[0]
+        return io_specs(self._tensors.values(), self._shapes)[0]
 
     def _output_specs_impl(self) -> dict[str, TensorSpec]:
-        return io_specs(self._tensors.values())[1]
+        return io_specs(self._tensors.values(), self._shapes)[1]
 
     def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         assert self._device is not None

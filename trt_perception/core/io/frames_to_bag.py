@@ -1,4 +1,5 @@
-"""Frames -> a rosbag2 bag of one image topic (``sensor_msgs/Image`` or ``CompressedImage``).
+"""Frames -> a rosbag2 bag of image topics (``sensor_msgs/Image`` or ``CompressedImage``), one or
+one per camera (:func:`write_image_topics`).
 
 Frames are ``(frame_index, uint8[H, W, 3] BGR)`` items as :mod:`~trt_perception.core.io.frame_sources`
 yields them. The k-th frame written (k = 0, 1, ...) gets the header stamp
@@ -11,9 +12,10 @@ The bag is written atomically (:func:`~trt_perception.core.io.bag_writer.atomic_
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -103,14 +105,41 @@ def write_image_bag(frames: Iterable[Frame], output: Union[str, Path], options: 
     Raises ValueError for bad options, :class:`~trt_perception.core.io.bag_writer.BagWriteError` when
     ``output`` exists, and whatever the frame source raises (nothing is left at ``output`` then).
     """
-    options.check()
+    return write_image_topics([(options, frames)], output)[options.topic]
+
+
+def write_image_topics(topics: Sequence[tuple[ImageBagOptions, Iterable[Frame]]],
+                       output: Union[str, Path]) -> dict[str, int]:
+    """Several image topics (e.g. one per camera) into one new bag at ``output``, as
+    :func:`write_image_bag` writes one: each topic's k-th frame gets the stamp of its own options.
+    Messages are written in stamp order (equal stamps: in the order of ``topics``), frames read
+    lazily. All topics must be distinct and share one ``storage``. Returns messages per topic.
+    """
+    if not topics:
+        raise ValueError("no image topic to write")
+    names = [options.topic for options, _ in topics]
+    if len(set(names)) != len(names):
+        raise ValueError(f"image topics must be distinct, got {names}")
+    storages = {options.storage for options, _ in topics}
+    if len(storages) != 1:
+        raise ValueError(f"all topics go into one bag of one storage, got {sorted(storages)}")
+    for options, _ in topics:
+        options.check()
     typestore = package_typestore(())
-    count = 0
-    with atomic_bag(output, options.storage) as writer:
-        connection = writer.add_connection(options.topic, options.msgtype, typestore=typestore)
-        for _, bgr in frames:
-            stamp_ns = options.start_ns + round(count * 1e9 / options.rate)
+    counts = dict.fromkeys(names, 0)
+
+    def stamped(position: int, options: ImageBagOptions, frames: Iterable[Frame]) -> Iterator[tuple[int, int, np.ndarray]]:
+        for k, (_, bgr) in enumerate(frames):
+            yield options.start_ns + round(k * 1e9 / options.rate), position, bgr
+
+    with atomic_bag(output, storages.pop()) as writer:
+        connections = [writer.add_connection(options.topic, options.msgtype, typestore=typestore)
+                       for options, _ in topics]
+        merged = heapq.merge(*(stamped(i, options, frames) for i, (options, frames) in enumerate(topics)),
+                             key=lambda item: item[:2])
+        for stamp_ns, position, bgr in merged:
+            options = topics[position][0]
             msg = image_message(typestore, bgr, _header(typestore, stamp_ns, options.frame_id), options)
-            writer.write(connection, stamp_ns, typestore.serialize_cdr(msg, options.msgtype))
-            count += 1
-    return count
+            writer.write(connections[position], stamp_ns, typestore.serialize_cdr(msg, options.msgtype))
+            counts[options.topic] += 1
+    return counts

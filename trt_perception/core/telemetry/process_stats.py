@@ -1,7 +1,7 @@
 """Resource usage of a process (Linux ``/proc``), for leak checks in tests and benchmarks.
 
 :func:`sample` reads resident memory, thread count and open file descriptors of this process or
-another one; :func:`growth` compares samples taken after a warm-up, which is how the churn and
+another one, :func:`cpu_seconds` the CPU time it used; :func:`growth` compares samples taken after a warm-up, which is how the churn and
 soak checks bound leaks (allocators and DDS settle during the first cycles/frames, so those are
 not compared).
 """
@@ -40,6 +40,13 @@ def sample(pid: Union[int, str] = "self") -> ProcessSample:
             elif line.startswith("Threads:"):
                 threads = int(line.split()[1])
     return ProcessSample(rss, threads, len(os.listdir(f"/proc/{pid}/fd")))
+
+
+def cpu_seconds(pid: Union[int, str] = "self") -> float:
+    """CPU time (user + system, seconds) process ``pid`` has used so far; Linux ``/proc/<pid>/stat``."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()   # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime, stime: fields 14, 15
 
 
 def growth(samples: Sequence[ProcessSample], warmup: int) -> ProcessSample:

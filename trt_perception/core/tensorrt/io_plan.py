@@ -104,11 +104,27 @@ def check_engine_tensors(tensors: Iterable[EngineTensor]) -> None:
         raise IOPlanError("engine I/O not supported: " + "; ".join(problems))
 
 
-def io_specs(tensors: Iterable[EngineTensor]) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec]]:
-    """(input specs, output specs) by name, in engine order."""
+def io_specs(tensors: Iterable[EngineTensor], output_shapes: Optional[Mapping[str, Sequence[int]]] = None
+             ) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec]]:
+    """(input specs, output specs) by name, in engine order.
+
+    When every dynamic input's profile has min == max (e.g. a batch-dynamic ONNX built for batch
+    1..1), the engine takes one shape only: the inputs report it, and the outputs their shapes in
+    ``output_shapes`` (what the context reports for it), so single-shape callers see static specs.
+    """
     tensors = list(tensors)
-    return ({t.name: t.spec() for t in tensors if t.is_input},
-            {t.name: t.spec() for t in tensors if not t.is_input})
+    pinned = all(t.profile is not None and t.profile[0] == t.profile[2]
+                 for t in tensors if t.is_input and t.is_dynamic)
+
+    def spec(t: EngineTensor) -> TensorSpec:
+        if pinned and t.is_dynamic:
+            shape = t.profile[0] if t.is_input and t.profile else (output_shapes or {}).get(t.name)
+            if shape is not None:
+                return TensorSpec(t.name, t.dtype, tuple(int(d) for d in shape))
+        return t.spec()
+
+    return ({t.name: spec(t) for t in tensors if t.is_input},
+            {t.name: spec(t) for t in tensors if not t.is_input})
 
 
 @dataclass(frozen=True)
