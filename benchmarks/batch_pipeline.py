@@ -23,7 +23,7 @@ import onnxruntime
 from trt_perception.core.io.atomic_write import atomic_write_text
 from trt_perception.core.batching.batch_pipeline import BatchPipeline
 from trt_perception.core.io.frame_sources import open_frames
-from trt_perception.core.pipeline import Pipeline
+from trt_perception.core.pipeline import Pipeline, SourceFrame
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_YAML = ROOT / "models" / "ssdlite_pedestrian" / "ssdlite_pedestrian.yaml"
@@ -53,7 +53,7 @@ def main() -> None:
                 single.run(pixels, "bgr")
 
         def together(n: int) -> None:
-            batched.submit_batch([((pixels, "bgr"), i) for i, pixels in enumerate(frames[:n])])
+            batched.submit_batch([(SourceFrame(pixels, "bgr"), i) for i, pixels in enumerate(frames[:n])])
 
         for n in (1, 2, 4):
             separate(n), together(n)   # warm-up

@@ -1,7 +1,7 @@
 """The README parameter tables say what the declarations say.
 
 Every node parameter is declared once, as a :class:`~trt_perception.core.param_spec.ParamSpec` row
-(the nodes' ``COMMON_PARAMS`` and ``TASK_PARAMS``, the decoders' ``SSD_PARAMS`` and ``POSE_PARAMS``).
+(the nodes' ``COMMON_PARAMS``, ``TASK_PARAMS`` and ``MULTI_CAMERA_PARAMS``, the decoders' ``SSD_PARAMS`` and ``POSE_PARAMS``).
 This fails when a README table row disagrees with its row (unknown name, other default, range or
 choices) or a parameter has no row. ``config/*.yaml`` are checked against the nodes' declarations
 by ``test/ros/test_shared_node.py`` (every parameter with its default, no decoder threshold set).
@@ -15,11 +15,12 @@ from pathlib import Path
 from trt_perception.core.decode.pose import POSE_PARAMS
 from trt_perception.core.decode.ssd.decoder import SSD_PARAMS
 from trt_perception.core.param_spec import ParamSpec
+from trt_perception.ros.multi_camera_node import MULTI_CAMERA_PARAMS
 from trt_perception.ros.perception_task import TASK_PARAMS
 from trt_perception.ros.task_node import COMMON_PARAMS
 
 ROOT = Path(__file__).resolve().parents[1]
-ALL_SPECS = {spec.name: spec for spec in COMMON_PARAMS + TASK_PARAMS + SSD_PARAMS + POSE_PARAMS}
+ALL_SPECS = {spec.name: spec for spec in COMMON_PARAMS + TASK_PARAMS + SSD_PARAMS + POSE_PARAMS + MULTI_CAMERA_PARAMS}
 
 
 def readme_rows() -> list[list[str]]:

@@ -14,7 +14,7 @@ from trt_perception.core.batching.batch_pipeline import BatchPipeline, BatchStag
 from trt_perception.core.batching.batch_plan import BatchCalls, BatchPlanError, plan_engine_batches
 from trt_perception.core.decode import create_decoder
 from trt_perception.core.model_config import load_model_config
-from trt_perception.core.pipeline import Pipeline
+from trt_perception.core.pipeline import Pipeline, SourceFrame
 from trt_perception.core.tensorrt.options import BuildOptions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,10 +25,10 @@ DATA = ROOT / "test" / "data"
 def camera_frames():
     """Four cameras: full-size BGR, half-size RGB, a 300x300 crop, and grey (mono)."""
     frames = [cv2.imread(str(p)) for p in sorted(DATA.glob("vtest_*.jpg"))]
-    return [((frames[0], "bgr"), "cam_a"),
-            ((cv2.cvtColor(cv2.resize(frames[1], (384, 288)), cv2.COLOR_BGR2RGB), "rgb"), "cam_b"),
-            ((np.ascontiguousarray(frames[2][100:400, 200:500]), "bgr"), "cam_c"),
-            ((cv2.cvtColor(frames[3], cv2.COLOR_BGR2GRAY), "mono"), "cam_d")]
+    return [(SourceFrame(frames[0], "bgr"), "cam_a"),
+            (SourceFrame(cv2.cvtColor(cv2.resize(frames[1], (384, 288)), cv2.COLOR_BGR2RGB), "rgb"), "cam_b"),
+            (SourceFrame(np.ascontiguousarray(frames[2][100:400, 200:500]), "bgr"), "cam_c"),
+            (SourceFrame(cv2.cvtColor(frames[3], cv2.COLOR_BGR2GRAY), "mono"), "cam_d")]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,8 @@ def test_batched_results_equal_per_frame_results_in_each_cameras_own_pixels(sing
         assert batch.drain() == []
     assert [r.tag for r in results] == [tag for _, tag in items]
     found = 0
-    for result, ((pixels, order), _) in zip(results, items):
+    for result, (frame, _) in zip(results, items):
+        pixels, order = frame.decoded()
         alone, _ = single.run(pixels, order)
         assert_same(result.result, alone)
         assert result.geometry.src_w == pixels.shape[1] and result.geometry.src_h == pixels.shape[0]
@@ -81,7 +82,8 @@ def test_a_fixed_batch_model_pads_and_splits(single, tmp_path):
         batch.decoder.set_params({"score_threshold": 0.3})
         assert batch.calls == BatchCalls(1, fixed=True)
         results = batch.submit_batch(items)
-    for result, ((pixels, order), _) in zip(results, items):
+    for result, (frame, _) in zip(results, items):
+        pixels, order = frame.decoded()
         assert_same(result.result, single.run(pixels, order)[0])
     assert results[0].times.batch_size == 3
 
@@ -89,7 +91,7 @@ def test_a_fixed_batch_model_pads_and_splits(single, tmp_path):
 def test_bad_pixels_are_refused_before_inference():
     with BatchPipeline.from_config(MODEL_YAML, max_batch=2, backend_kind="onnxruntime", threads=1) as batch:
         with pytest.raises(ValueError, match="pixels must be uint8"):
-            batch.submit_batch([((np.zeros((10, 10, 3), np.float32), "bgr"), "a")])
+            batch.submit_batch([(SourceFrame(np.zeros((10, 10, 3), np.float32), "bgr"), "a")])
         assert batch.submit_batch([]) == []
     with pytest.raises(ValueError, match="max_batch"):
         BatchPipeline.from_config(MODEL_YAML, max_batch=0, backend_kind="onnxruntime")

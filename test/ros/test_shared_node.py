@@ -18,6 +18,7 @@ from vision_msgs.msg import Detection2DArray
 from trt_perception.core.pipeline import Pipeline
 from trt_perception.msg import FrameLatency, Skeleton2DArray
 from trt_perception.ros.detector_node import DEFAULT_MODEL, DetectorNode
+from trt_perception.ros.multi_camera_node import MultiCameraNode
 from trt_perception.ros.pose_node import PoseNode
 from trt_perception.ros.resources import share_dir
 from trt_perception.ros.shared_node import SharedPerceptionNode
@@ -164,14 +165,15 @@ def flatten(mapping, prefix=""):
 
 
 @pytest.mark.parametrize("node_type, config", [(DetectorNode, "detector.yaml"), (PoseNode, "pose.yaml"),
-                                               (SharedPerceptionNode, "perception.yaml")])
+                                               (SharedPerceptionNode, "perception.yaml"),
+                                               (MultiCameraNode, "multi_camera.yaml")])
 def test_parameter_files_list_every_parameter_with_its_default(ros, node_type, config):
     """Every parameter with its declared default, except the decoder thresholds (``from_model``):
     set in a shipped file, they would override every model config's ``decoder:`` values."""
     node = ros.add(node_type(context=ros.context))
     (section,) = yaml.safe_load((ROOT / "config" / config).read_text()).values()
     in_file = flatten(section["ros__parameters"])
-    specs = COMMON_PARAMS + tuple(s for t in node.tasks for s in t.specs)
+    specs = COMMON_PARAMS + node.EXTRA_PARAMS + tuple(s for t in node.tasks for s in t.specs)
     defaults = {spec.name: spec.default for spec in specs if not spec.from_model}
     assert set(in_file) == set(defaults)
     for name, value in in_file.items():

@@ -17,7 +17,10 @@ from typing import Any, Mapping, Optional
 
 from trt_perception.core.backends import BackendError, resolve_backend
 from trt_perception.core.backends.onnxrt import cuda_provider_available
+from trt_perception.core.batching.batch_pipeline import BatchPipeline
+from trt_perception.core.batching.batch_plan import plan_engine_batches
 from trt_perception.core.pipeline import PerceptionPipeline, Pipeline
+from trt_perception.core.tensorrt.options import BuildOptions
 
 PREPROCESS_MODES = ("auto", "gpu", "cpu")
 
@@ -116,3 +119,29 @@ def create_pipeline(config_path: str | Path, options: PipelineOptions) -> tuple[
                                        zero_copy_input=options.zero_copy_input, device_id=device_id,
                                        **backend_kwargs), why
     return Pipeline.from_config(config_path, backend, **backend_kwargs), why
+
+
+def create_batch_pipeline(config_path: str | Path, options: PipelineOptions,
+                          cameras: int) -> tuple[BatchPipeline, str]:
+    """The pipeline that runs the frames of ``cameras`` cameras in one inference call per batch
+    (:class:`~trt_perception.core.batching.batch_pipeline.BatchPipeline`), and the sentence for
+    the log. TensorRT engines are built for the batch plan of ``cameras``
+    (:func:`~trt_perception.core.batching.batch_plan.plan_engine_batches`: profile 1 / N / N on the
+    GPU; the engine cache key holds it). Preprocessing is on the CPU: ``preprocess: gpu`` raises
+    BackendError (no batched GPU preprocessing yet), ``auto`` says so in the sentence.
+    """
+    backend = resolve_backend(options.backend)
+    if options.preprocess not in PREPROCESS_MODES:
+        raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {options.preprocess!r}")
+    if options.preprocess == "gpu":
+        raise BackendError("preprocess: gpu is not available for a batch of cameras yet; use auto or cpu")
+    backend_kwargs = backend_options(options, backend, "cpu", config_path)
+    note = ""
+    if backend == "tensorrt":
+        plan = plan_engine_batches(cameras, BuildOptions(precision=options.precision, dla_core=options.dla_core))
+        backend_kwargs.update(min_batch=plan.options.min_batch, opt_batch=plan.options.opt_batch,
+                              max_batch=plan.options.max_batch)
+        note = f"; {plan.note}" if plan.note else ""
+    pipeline = BatchPipeline.from_config(config_path, max_batch=cameras, backend_kind=backend, **backend_kwargs)
+    return pipeline, (f"{cameras} camera(s) batched into one {backend} call per batch, CPU preprocessing"
+                      f"{note}")

@@ -58,8 +58,9 @@ class FrameInput:
     the input's reader thread (frames wait in the subscription's queue while it runs).
     """
 
-    def __init__(self, node: Node, sink: Callable[[Frame], None]) -> None:
+    def __init__(self, node: Node, sink: Callable[[Frame], None], name: str = "input") -> None:
         self._node = node
+        self._name = name
         self._sink = sink
         #: hand frames on as raw images (GPU preprocessing) rather than decoded pixels
         self.keep_raw = False
@@ -78,16 +79,18 @@ class FrameInput:
         """The resolved image topic while subscribed, else None."""
         return None if self._reader is None else self._reader.topic_name
 
-    def start(self, input_type: str, qos: QoSProfile) -> None:
-        """Subscribe to ``image`` (``raw``) or ``image/compressed`` (``compressed``) and start reading."""
+    def start(self, input_type: str, qos: QoSProfile, image_topic: str = "image") -> None:
+        """Subscribe to ``image_topic`` (``raw``) or ``<image_topic>/compressed`` (``compressed``)
+        and start reading.
+        """
         self.stats.start(time.monotonic_ns())
         self._gaps = SequenceGaps()
         compressed = input_type == "compressed"
-        msg_type, topic = (CompressedImage, "image/compressed") if compressed else (Image, "image")
+        msg_type, topic = (CompressedImage, f"{image_topic}/compressed") if compressed else (Image, image_topic)
         self._serialized = msg_type is Image and reads_images()
         if self._reader is None:  # one reader thread for the node's life, across activations
             self._reader = SubscriptionReader(self._node, self._on_messages, self._on_error,
-                                              name=f"{self._node.get_name()}_input")
+                                              name=f"{self._node.get_name()}_{self._name}")
         self._reader.subscribe(msg_type, topic, qos, raw=self._serialized)
 
     def stop(self) -> None:

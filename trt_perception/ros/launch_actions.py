@@ -87,10 +87,15 @@ def _camera_plan(context: LaunchContext, nodes: list[str], params: list[str]) ->
 
 
 def perception_launch() -> LaunchDescription:
-    """``launch/perception.launch.py``: detector and/or pose nodes on every camera namespace."""
+    """``launch/perception.launch.py``: detector and/or pose nodes on every camera namespace
+    (``batch:=true``: one multi_camera_node runs the detector of every camera instead).
+    """
     def plan(context: LaunchContext) -> list[NodeSpec]:
-        nodes = [kind for kind in ("detector", "pose") if _flag(context, f"enable_{kind}")]
-        return _camera_plan(context, nodes, [_arg(context, "detector_params"), _arg(context, "pose_params")])
+        batch = _flag(context, "batch")
+        nodes = (["batch"] if batch else []) + [kind for kind in ("detector", "pose")
+                                                 if _flag(context, f"enable_{kind}") and not (batch and kind == "detector")]
+        files = [_arg(context, "batch_params" if batch else "detector_params"), _arg(context, "pose_params")]
+        return _camera_plan(context, nodes, files)
 
     return _plan_launch(_camera_arguments() + [
         DeclareLaunchArgument("detector_params", default_value=_config("detector.yaml"),
@@ -98,6 +103,11 @@ def perception_launch() -> LaunchDescription:
         DeclareLaunchArgument("pose_params", default_value=_config("pose.yaml"),
                               description="Parameter YAML of the pose nodes (set model_config)"),
         DeclareLaunchArgument("enable_detector", default_value="true", description="Run detector_node"),
+        DeclareLaunchArgument("batch", default_value="false",
+                              description="Run one multi_camera_node (the detector of every camera, batched "
+                                          "inference) instead of a detector_node per camera"),
+        DeclareLaunchArgument("batch_params", default_value=_config("multi_camera.yaml"),
+                              description="Parameter YAML of multi_camera_node (batch:=true)"),
         DeclareLaunchArgument("enable_pose", default_value="false",
                               description="Run pose_node (needs exported trt_pose weights)"),
     ], plan)

@@ -10,7 +10,11 @@ the result message, drawing, markers and their decoder thresholds.
 Names: a task made with ``prefix=""`` (detector_node, pose_node) declares its parameters and
 topics as they are (``score_threshold``, ``latency``); with ``prefix="detector"`` (the shared
 perception_node) its parameters are ``detector.<name>`` and its own topics ``detector/<topic>``,
-except the result topic (``detections``, ``skeletons``), which is never prefixed.
+except the result topic (``detections``, ``skeletons``), which is never prefixed. A task made with
+``camera="/cam_a"`` (one per camera in multi_camera_node) publishes in that camera's namespace:
+``/cam_a/detections``, ``/cam_a/detector/latency``, ... (what a ``detector_node`` started for that
+camera by ``trt-perception run`` or the launch file publishes), and is given the node's shared
+pipeline at :meth:`~PerceptionTask.configure` rather than loading its own.
 """
 
 from __future__ import annotations
@@ -81,11 +85,19 @@ class PerceptionTask(ABC):
     #: decoder's ``set_params`` once set, the model configuration's values until then
     DECODER_PARAMS: tuple[ParamSpec, ...] = ()
 
-    def __init__(self, node: LifecycleNode, prefix: str = "") -> None:
+    def __init__(self, node: LifecycleNode, prefix: str = "", camera: str = "") -> None:
         self.node = node
         self.param_prefix = f"{prefix}." if prefix else ""
         self.topic_prefix = f"{prefix}/" if prefix else ""
-        self.logger = node.get_logger().get_child(prefix) if prefix else node.get_logger()
+        #: topics of a camera's task: ``<camera>/<result>``, ``<camera>/<label>/<topic>``
+        self.result_topic = f"{camera}/{self.RESULT_TOPIC}" if camera else self.RESULT_TOPIC
+        if camera:
+            self.topic_prefix = f"{camera}/{self.LABEL}/"
+        self.camera = camera
+        #: the task in the log and in diagnostic status names: ``detector``, ``detector /cam_a``
+        self.name = f"{self.LABEL} {camera}" if camera else self.LABEL
+        logger = node.get_logger()
+        self.logger = logger.get_child(prefix) if prefix else logger
         base = TASK_PARAMS + self.DECODER_PARAMS
         self.specs = tuple(spec.renamed(self.param_prefix + spec.name) for spec in base)
         self._names = {self.param_prefix + spec.name: spec.name for spec in base}
@@ -100,6 +112,7 @@ class PerceptionTask(ABC):
         self._latency_pub: Any = None
         self._debug_pub: Any = None
         self._markers_pub: Any = None
+        self._owns_pipeline = True
 
     # ---- subclass interface -------------------------------------------------------------------
 
@@ -127,19 +140,27 @@ class PerceptionTask(ABC):
         """The task's (unprefixed) name of node parameter ``name``, or None when not the task's."""
         return self._names.get(name)
 
-    def configure(self, node_params: dict[str, Any], settings: WindowSettings) -> None:
+    def model_config_path(self) -> str:
+        """The model configuration the task runs: ``model_config``, or the bundled default."""
+        return self.node.get_parameter(self.param_prefix + "model_config").value or str(share_dir() / self.DEFAULT_MODEL)
+
+    def configure(self, node_params: dict[str, Any], settings: WindowSettings,
+                  pipeline: Optional[PerceptionPipeline] = None) -> None:
         """Read and check the task's parameters, load the model with the node's backend and
-        preprocessing options (:func:`~trt_perception.core.pipeline_factory.create_pipeline`), create
-        the publishers. Raises the node's expected configuration errors (ValueError,
+        preprocessing options (:func:`~trt_perception.core.pipeline_factory.create_pipeline`), or
+        use ``pipeline``, shared with other tasks (not closed by :meth:`release`), create the
+        publishers. Raises the node's expected configuration errors (ValueError,
         ModelConfigError, BackendError, ...).
         """
         values = parameters.read(self.node, self.specs)
         self.params = {self._names[name]: value for name, value in values.items()}
         self.bounds = health_bounds(self.params)
         self.node_params = node_params
-        config_path = self.params["model_config"] or str(share_dir() / self.DEFAULT_MODEL)
-        self.pipeline, why = create_pipeline(config_path, PipelineOptions.from_mapping(node_params))
-        self.logger.info(why)
+        self._owns_pipeline = pipeline is None
+        if pipeline is None:
+            pipeline, why = create_pipeline(self.model_config_path(), PipelineOptions.from_mapping(node_params))
+            self.logger.info(why)
+        self.pipeline = pipeline
         overrides = {name: self.params[name] for name in self._decoder_names if self.params[name] is not None}
         if overrides:
             self.pipeline.decoder.set_params(self.decoder_params(overrides))
@@ -157,9 +178,9 @@ class PerceptionTask(ABC):
             self.node.destroy_lifecycle_publisher(pub)
         self._publishers = []
         self._result_pub = self._latency_pub = self._debug_pub = self._markers_pub = None
-        if self.pipeline is not None:
+        if self.pipeline is not None and self._owns_pipeline:
             self.pipeline.close()
-            self.pipeline = None
+        self.pipeline = None
 
     def _create_publishers(self) -> None:
         def make(msg_type: Any, topic: str, depth: int, wanted: bool = True) -> Any:
@@ -169,7 +190,7 @@ class PerceptionTask(ABC):
             self._publishers.append(publisher)
             return publisher
 
-        self._result_pub = make(self.RESULT_TYPE, self.RESULT_TOPIC, 10)
+        self._result_pub = make(self.RESULT_TYPE, self.result_topic, 10)
         self._latency_pub = make(FrameLatency, self.topic_prefix + "latency", 10, self.params["publish_latency"])
         self._debug_pub = make(Image, self.topic_prefix + "debug_image", 1, self.params["publish_debug_image"])
         self._markers_pub = make(MarkerArray, self.topic_prefix + "markers", 1, self.params["publish_markers"])
@@ -226,7 +247,7 @@ class PerceptionTask(ABC):
                               throttle_duration_sec=5.0)
             return
         for done in finished:
-            self._finish(done.tag, done.result, done.times)
+            self.finish(done.tag, done.result, done.times)
 
     def flush(self) -> None:
         """Publish the results of frames still in flight (a pipeline with depth > 1); at deactivate."""
@@ -239,12 +260,14 @@ class PerceptionTask(ABC):
             self.logger.error(f"frames in flight lost: {exc}")
             return
         for done in finished:
-            self._finish(done.tag, done.result, done.times)
+            self.finish(done.tag, done.result, done.times)
 
-    def _finish(self, frame: Frame, result: Any, stages: StageTimes) -> None:
-        """Publish one frame's result and stage timings; record its latencies."""
+    def finish(self, frame: Frame, result: Any, stages: StageTimes, batch_wait_ns: int = 0) -> None:
+        """Publish one frame's result and stage timings (``batch_wait_ns``: the time the frame
+        waited for its batch, multi_camera_node); record its latencies.
+        """
         clock = StageClock(frame.received_ns)
-        clock.add_stages({"convert": frame.convert_ns, "preprocess": stages.preprocess_ns,
+        clock.add_stages({"convert": frame.convert_ns, "batch_wait": batch_wait_ns, "preprocess": stages.preprocess_ns,
                           "inference": stages.inference_ns, "postprocess": stages.postprocess_ns})
         self._publish(result, frame)
         clock.mark("publish")
@@ -271,7 +294,7 @@ class PerceptionTask(ABC):
         return totals(inputs, self.stats)
 
     def statuses(self, inputs: InputStats, now_ns: int) -> list[Status]:
-        """"<label> latency" and "<label> frame rate" statuses over the statistics window."""
+        """"<label> latency" and "<label> frame rate" statuses (``<label> <camera> ...`` for a camera's task) over the statistics window."""
         snap = snapshot(inputs, self.stats, now_ns)
-        return [latency_status(f"{self.LABEL} latency", snap, self.bounds),
-                rate_status(f"{self.LABEL} frame rate", snap, self.bounds)]
+        return [latency_status(f"{self.name} latency", snap, self.bounds),
+                rate_status(f"{self.name} frame rate", snap, self.bounds)]

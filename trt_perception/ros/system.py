@@ -14,6 +14,10 @@ to the namespace, default ``image_raw``):
   ``debug_image``, ``markers``) are remapped to ``<ns>/detector/...`` and ``<ns>/pose/...`` so the
   two nodes of a namespace do not share them. These are the names ``perception_node`` publishes
   by itself, so consumers see the same topics whichever way the models run.
+* ``batch``: one ``/multi_camera_node`` (root namespace) runs the detector for every camera, one
+  inference call per batch of frames; its ``cameras``, ``image_topic`` (and ``input_type``) are
+  overrides, and it publishes each camera's ``<ns>/detections``, ``<ns>/detector/latency``, ...
+  itself (the names above).
 
 Parameter files use the ``ros__parameters`` layout; a section applies to a node when its key
 matches the node's fully qualified name as rcl matches it: a key without a leading ``/`` gets one,
@@ -57,6 +61,9 @@ KINDS: dict[str, NodeKind] = {
                      "pose", ("latency", "debug_image", "markers")),
     # both models in one process; its own outputs are already detector/... and pose/...
     "shared": NodeKind("perception_node", "trt_perception.ros.shared_node", "SharedPerceptionNode"),
+    # the detector of every camera in one node (one per system, not per camera), batched inference
+    "batch": NodeKind("multi_camera_node", "trt_perception.ros.multi_camera_node", "MultiCameraNode",
+                      "detector", ("latency", "debug_image", "markers")),
 }
 
 #: the node's image subscriptions (relative names), remapped to the camera's image topic
@@ -129,6 +136,9 @@ def system_plan(nodes: Sequence[str], cameras: Union[str, Sequence[str]], params
     if "shared" in nodes and len(nodes) > 1:
         raise ValueError("shared (perception_node) runs both models itself; do not combine it with "
                          f"{', '.join(n for n in nodes if n != 'shared')} on the same cameras")
+    if "batch" in nodes and "detector" in nodes:
+        raise ValueError("batch (multi_camera_node) runs the detector of every camera; do not combine it "
+                         "with detector on the same cameras")
     namespaces = camera_namespaces(cameras)
     image_topic = image_topic.strip()
     if not image_topic or image_topic.endswith("/"):
@@ -140,8 +150,17 @@ def system_plan(nodes: Sequence[str], cameras: Union[str, Sequence[str]], params
         raise ValueError(f"input type must be raw or compressed, got {input_type!r}")
     overrides = (("input_type", input_type),) if input_type else ()
     plan = []
+    if "batch" in nodes:
+        if "" in namespaces:
+            raise ValueError("batch (multi_camera_node) needs a namespace per camera, not the root")
+        if image_topic.startswith("/"):
+            raise ValueError(f"image topic {image_topic!r} is absolute; batch (multi_camera_node) reads it "
+                             "relative to each camera namespace (e.g. image_raw)")
+        kind = KINDS["batch"]
+        plan.append(NodeSpec(kind.executable, kind.executable, "", tuple(params_files), (),
+                             (("cameras", list(namespaces)), ("image_topic", image_topic)) + overrides, kind="batch"))
     for namespace in namespaces:
-        for kind_name in nodes:
+        for kind_name in (n for n in nodes if n != "batch"):
             kind = KINDS[kind_name]
             remaps = tuple(zip(IMAGE_INPUTS, (image_topic, image_topic + "/compressed"))) + tuple(
                 (topic, f"{kind.prefix}/{topic}") for topic in kind.outputs)

@@ -48,7 +48,7 @@ from trt_perception.core.param_spec import ParamSpec
 from trt_perception.core.telemetry.device_info import GpuMemoryProbe, describe_hardware, memory_probe
 from trt_perception.core.telemetry.health import Status, device_status, summary_line
 from trt_perception.core.telemetry.latency import FrameCounters
-from trt_perception.core.telemetry.latency_stats import WindowSettings, snapshot
+from trt_perception.core.telemetry.latency_stats import InputStats, WindowSettings, snapshot
 from trt_perception.ros import parameters
 from trt_perception.ros.diagnostics import TOPIC as DIAGNOSTICS_TOPIC
 from trt_perception.ros.diagnostics import diagnostic_array
@@ -111,10 +111,13 @@ class TaskNode(LifecycleNode):
     #: node name unless the constructor (or a launch/--ros-args remap) gives another
     NODE_NAME = ""
 
+    #: parameters of the node besides COMMON_PARAMS and its tasks' (declared, checked on change)
+    EXTRA_PARAMS: tuple[ParamSpec, ...] = ()
+
     def __init__(self, node_name: str = "", **kwargs: Any) -> None:
         super().__init__(node_name or self.NODE_NAME, **kwargs)
         self.tasks = [task_type(self, prefix) for task_type, prefix in self.TASKS]
-        parameters.declare(self, COMMON_PARAMS)
+        parameters.declare(self, COMMON_PARAMS + self.EXTRA_PARAMS)
         for task in self.tasks:
             parameters.declare(self, task.specs)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -129,12 +132,47 @@ class TaskNode(LifecycleNode):
     @property
     def pipeline(self) -> Any:
         """The first (for detector_node and pose_node: only) task's pipeline; None when unconfigured."""
-        return self.tasks[0].pipeline
+        return self.tasks[0].pipeline if self.tasks else None
 
     @property
     def counters(self) -> FrameCounters:
         """Frame counts since configure of the first (for detector_node and pose_node: only) task."""
-        return self.tasks[0].counters(self.input.stats)
+        return self.tasks[0].counters(self.input_stats(self.tasks[0]))
+
+    # ---- hooks of a node with other inputs (multi_camera_node) --------------------------------
+
+    def input_stats(self, task: PerceptionTask) -> InputStats:
+        """The statistics of the input that feeds ``task``."""
+        return self.input.stats
+
+    def _configure_tasks(self, settings: WindowSettings) -> None:
+        """Reset the input statistics and configure every task (models, publishers)."""
+        self.input.reset(settings)
+        for task in self.tasks:
+            task.configure(self.params, settings)
+        self.input.keep_raw = any(task.pipeline is not None and task.pipeline.takes_raw_images
+                                  for task in self.tasks)
+
+    def _start_input(self) -> str:
+        """Start the task workers (several tasks) and the image input; what it subscribed to, for the log."""
+        if len(self.tasks) > 1:
+            self._task_workers = [LatestWorker(task.process, self._on_worker_error, f"{self.get_name()}_{task.LABEL}")
+                                  for task in self.tasks]
+            for worker in self._task_workers:
+                worker.start()
+        self.input.start(self.params["input_type"], self._image_qos())
+        return str(self.input.topic_name)
+
+    def _stop_input(self) -> None:
+        """Stop reading (a frame being handled finishes), stop the task workers."""
+        self.input.stop()
+        for worker in self._task_workers:
+            worker.stop()
+        self._task_workers = []
+
+    def _close_input(self) -> None:
+        """End the input's reader thread (at the node's end)."""
+        self.input.close()
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -145,11 +183,7 @@ class TaskNode(LifecycleNode):
         try:
             self.params = parameters.read(self, COMMON_PARAMS)
             settings = WindowSettings(self.params["stats_window"], self.params["stats_window_frames"])
-            self.input.reset(settings)
-            for task in self.tasks:
-                task.configure(self.params, settings)
-            self.input.keep_raw = any(task.pipeline is not None and task.pipeline.takes_raw_images
-                                      for task in self.tasks)
+            self._configure_tasks(settings)
             self._setup_diagnostics()
         except CONFIG_ERRORS as exc:
             self.get_logger().error(f"configure failed: {exc}")
@@ -175,17 +209,12 @@ class TaskNode(LifecycleNode):
         now = time.monotonic_ns()
         for task in self.tasks:
             task.stats.start(now)
-        if len(self.tasks) > 1:
-            self._task_workers = [LatestWorker(task.process, self._on_worker_error, f"{self.get_name()}_{task.LABEL}")
-                                  for task in self.tasks]
-            for worker in self._task_workers:
-                worker.start()
-        self.input.start(self.params["input_type"], self._image_qos())
+        subscribed = self._start_input()
         if self._diagnostics_pub is not None:
             self._timers.append(self.create_timer(self.params["diagnostics_period"], self.publish_diagnostics))
         if self.params["log_summary_period"] > 0:
             self._timers.append(self.create_timer(self.params["log_summary_period"], self._log_summary))
-        self.get_logger().info(f"active: subscribed to {self.input.topic_name}")
+        self.get_logger().info(f"active: subscribed to {subscribed}")
         return result
 
     def _image_qos(self) -> QoSProfile:
@@ -199,7 +228,7 @@ class TaskNode(LifecycleNode):
         """Stop the image input (frames in flight still publish), log each task's counters."""
         self._stop()  # before the publishers stop: frames still in flight publish their results
         for task in self.tasks:
-            self.get_logger().info(f"inactive: {task.LABEL}: {task.counters(self.input.stats).summary()}")
+            self.get_logger().info(f"inactive: {task.name}: {task.counters(self.input_stats(task)).summary()}")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -218,7 +247,7 @@ class TaskNode(LifecycleNode):
         (idempotent).
         """
         self._stop()
-        self.input.close()
+        self._close_input()
         self._release()
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -231,10 +260,7 @@ class TaskNode(LifecycleNode):
         for timer in self._timers:
             self.destroy_timer(timer)
         self._timers = []
-        self.input.stop()
-        for worker in self._task_workers:
-            worker.stop()
-        self._task_workers = []
+        self._stop_input()
         for task in self.tasks:
             task.flush()
 
@@ -266,7 +292,7 @@ class TaskNode(LifecycleNode):
     def health_statuses(self, now_ns: Optional[int] = None) -> list[Status]:
         """Every task's latency and frame-rate statuses, then the device's (see core.health)."""
         now = time.monotonic_ns() if now_ns is None else now_ns
-        statuses = [status for task in self.tasks for status in task.statuses(self.input.stats, now)]
+        statuses = [status for task in self.tasks for status in task.statuses(self.input_stats(task), now)]
         memory = None
         if self._memory_probe is not None:
             try:
@@ -285,7 +311,7 @@ class TaskNode(LifecycleNode):
     def _log_summary(self) -> None:
         now = time.monotonic_ns()
         for task in self.tasks:
-            self.get_logger().info(summary_line(task.LABEL, snapshot(self.input.stats, task.stats, now)))
+            self.get_logger().info(summary_line(task.name, snapshot(self.input_stats(task), task.stats, now)))
 
     # ---- parameters at runtime ----------------------------------------------------------------
 
@@ -293,7 +319,7 @@ class TaskNode(LifecycleNode):
         """Validate every change (ranges, choices, bounds consistency), then apply the tasks'
         runtime parameters; a decoder's refusal undoes what was applied and fails the whole set.
         """
-        specs = {s.name: s for s in COMMON_PARAMS}
+        specs = {s.name: s for s in COMMON_PARAMS + self.EXTRA_PARAMS}
         for task in self.tasks:
             specs.update({s.name: s for s in task.specs})
         changed: dict[str, Any] = {}

@@ -11,9 +11,10 @@ Per batch of n frames (each a decoded image of any size and colour order, with t
 3. postprocess: the decoder on each frame's slice ``[i:i+1]`` of every output, with that frame's
    geometry, so results are in each frame's own source pixels.
 
-Shaped like the pipeline contract: :meth:`BatchPipeline.submit_batch` returns the finished results
-(this CPU path is synchronous, so all of the batch's), :meth:`drain` those still in flight (none),
-:meth:`close` frees the backend it owns. Each result is a
+A :class:`~trt_perception.core.pipeline.PerceptionPipeline` (the pipeline contract):
+:meth:`BatchPipeline.submit_batch` runs a batch and returns the finished results (this CPU path is
+synchronous, so all of the batch's), :meth:`~BatchPipeline.submit` a batch of one frame,
+:meth:`drain` those still in flight (none), :meth:`close` frees the backend it owns. Each result is a
 :class:`~trt_perception.core.pipeline.FrameResult` whose ``times`` are the
 :class:`BatchStageTimes` of its batch.
 """
@@ -31,9 +32,8 @@ from trt_perception.core.backends import Backend, create_backend
 from trt_perception.core.backends.base import TensorSpec
 from trt_perception.core.batching.batch_plan import BatchCalls
 from trt_perception.core.decode import Decoder, create_decoder
-from trt_perception.core.image import Decoded
 from trt_perception.core.model_config import ModelConfig, load_model_config
-from trt_perception.core.pipeline import FrameResult, StageTimes, check_decoder_roles, outputs_by_role
+from trt_perception.core.pipeline import FrameResult, SourceFrame, StageTimes, check_decoder_roles, outputs_by_role
 from trt_perception.core.preprocess import preprocess
 
 
@@ -71,6 +71,9 @@ class BatchPipeline:
         self._input = np.zeros((self.calls.limit, *config.preprocess.input_shape[1:]), config.preprocess.np_dtype)
         self._owns_backend = False
 
+    #: frames are read through :meth:`SourceFrame.decoded` (CPU preprocessing)
+    takes_raw_images = False
+
     @classmethod
     def from_config(cls, path: str | Path, max_batch: int, backend_kind: str = "auto",
                     **backend_options: Any) -> "BatchPipeline":
@@ -88,9 +91,13 @@ class BatchPipeline:
         pipeline._owns_backend = True
         return pipeline
 
-    def submit_batch(self, items: Sequence[tuple[Decoded, Any]]) -> list[FrameResult]:
-        """Results of ``items`` (``((pixels, source_order), tag)`` each, as
-        :func:`~trt_perception.core.preprocess.preprocess` takes the pixels) in their order.
+    def submit(self, frame: SourceFrame, tag: Any = None) -> list[FrameResult]:
+        """The result of ``frame`` run as a batch of one (the pipeline contract)."""
+        return self.submit_batch([(frame, tag)])
+
+    def submit_batch(self, items: Sequence[tuple[SourceFrame, Any]]) -> list[FrameResult]:
+        """Results of ``items`` (``(frame, tag)`` each; the frame's :meth:`SourceFrame.decoded`
+        pixels are preprocessed) in their order.
 
         Raises ValueError for pixels ``preprocess`` refuses (wrong dtype or shape; decoded images
         never are) before any inference, and BackendError when the model fails: the whole batch
@@ -102,8 +109,8 @@ class BatchPipeline:
         done = 0
         for count, size in self.calls.calls(len(items)):
             t0 = time.perf_counter_ns()
-            geometries = [preprocess(pixels, order, cfg, out=self._input[row:row + 1])[1]
-                          for row, ((pixels, order), _) in enumerate(items[done:done + count])]
+            geometries = [preprocess(*frame.decoded(), cfg, out=self._input[row:row + 1])[1]
+                          for row, (frame, _) in enumerate(items[done:done + count])]
             t1 = time.perf_counter_ns()
             outputs = outputs_by_role(self.config, self.backend.infer({self.config.input_name: self._input[:size]}))
             t2 = time.perf_counter_ns()

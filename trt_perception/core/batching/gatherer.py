@@ -82,8 +82,9 @@ class BatchGatherer(Generic[Frame]):
         self._closed = False
         self._changed = threading.Condition()
 
-    def put(self, camera: str, frame: Frame) -> None:
+    def put(self, camera: str, frame: Frame) -> bool:
         """Store ``frame`` as ``camera``'s newest; a frame still waiting in the slot is superseded.
+        True when a frame was dropped by this put (the superseded one, or ``frame`` after :meth:`close`).
 
         Raises ValueError for a camera not in ``cameras``; frames put after :meth:`close` are
         counted as received and superseded (nothing takes them).
@@ -96,8 +97,9 @@ class BatchGatherer(Generic[Frame]):
             slot.received += 1
             if self._closed:
                 slot.superseded += 1
-                return
-            if slot.frame is not None:
+                return True
+            superseded = slot.frame is not None
+            if superseded:
                 slot.superseded += 1
             else:
                 if self._waiting == 0:
@@ -106,6 +108,7 @@ class BatchGatherer(Generic[Frame]):
             slot.frame, slot.put_ns = frame, now
             if self._waiting == len(self._slots) or self._waiting == 1:
                 self._changed.notify_all()   # complete, or the timeout starts running
+            return superseded
 
     def poll(self) -> list[GatheredFrame[Frame]]:
         """The ready batch (emptying the slots), or ``[]`` when none is ready. Never blocks."""
@@ -137,16 +140,19 @@ class BatchGatherer(Generic[Frame]):
                 self._changed.wait(max(min(waits), 1e-4) if waits else None)
             return []
 
-    def close(self) -> None:
+    def close(self) -> list[str]:
         """Wake :meth:`take` (it returns ``[]``); frames still waiting are counted as superseded.
-        Safe to call twice."""
+        Returns the cameras whose waiting frame was dropped so. Safe to call twice."""
         with self._changed:
             self._closed = True
-            for slot in self._slots.values():
+            dropped = []
+            for camera, slot in self._slots.items():
                 if slot.frame is not None:
                     slot.frame, slot.superseded = None, slot.superseded + 1
+                    dropped.append(camera)
             self._waiting = 0
             self._changed.notify_all()
+            return dropped
 
     def counts(self) -> dict[str, CameraCounts]:
         """Each camera's :class:`CameraCounts`, in the order of ``cameras``."""

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Mapping
 
-STAGES = ("convert", "preprocess", "inference", "postprocess", "publish")
+STAGES = ("convert", "batch_wait", "preprocess", "inference", "postprocess", "publish")
 
 STAMP_OK = 0
 STAMP_FUTURE = 1
