@@ -192,7 +192,7 @@ class TaskNode(LifecycleNode):
         except Exception:  # noqa: BLE001 - unexpected: report with traceback, go through on_error
             self.get_logger().error(f"configure failed unexpectedly:\n{traceback.format_exc()}")
             return TransitionCallbackReturn.ERROR
-        self.get_logger().info("configured: " + "; ".join(task.describe() for task in self.tasks))
+        self.get_logger().info("configured: " + "; ".join(dict.fromkeys(task.describe() for task in self.tasks)))
         return TransitionCallbackReturn.SUCCESS
 
     def _setup_diagnostics(self) -> None:
