@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
-from trt_perception.core.io.atomic_write import atomic_write_text
 from trt_perception.core.batching.batch_pipeline import BatchPipeline
+from trt_perception.core.io.atomic_write import atomic_write_text
 from trt_perception.core.io.frame_sources import open_frames
 from trt_perception.core.pipeline import Pipeline, SourceFrame
 

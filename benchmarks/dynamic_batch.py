@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
-from trt_perception.core.io.atomic_write import atomic_write_text
 from trt_perception.core.backends.onnxrt import OnnxRuntimeBackend
+from trt_perception.core.io.atomic_write import atomic_write_text
 from trt_perception.core.io.frame_sources import open_frames
 from trt_perception.core.model_config import load_model_config
 from trt_perception.core.preprocess import preprocess
@@ -99,7 +99,8 @@ def main() -> None:
     lines = [
         "# Fixed-batch vs batch-dynamic SSD (ONNX Runtime, CPU)", "",
         f"`{args.fixed.name}` (batch fixed to 1) vs its `trt-perception dynamic-batch` edit, batch-1 "
-        f"inference, {args.rounds} alternating rounds x {args.per_round} runs each, {args.threads} thread(s), one process.",
+        f"inference, {args.rounds} alternating rounds x {args.per_round} runs each, "
+        f"{args.threads} thread(s), one process.",
         "", "| model | median ms (batch 1) |", "|---|---:|",
         f"| fixed batch 1 | {fixed_ms:.3f} |", f"| dynamic batch | {dynamic_ms:.3f} |", "",
         f"Ratio dynamic / fixed: **{dynamic_ms / fixed_ms:.3f}** (per-round ratios min "

@@ -59,7 +59,8 @@ def cameras_of(n: int) -> list[str]:
 
 class Nodes:
     """The processes of one configuration, started with ``trt-perception run``, stopped at exit;
-    samples their total RSS in the background."""
+    samples their total RSS in the background.
+    """
 
     def __init__(self, commands: list[list[str]], env: dict[str, str], log_dir: Path) -> None:
         self.procs: list[subprocess.Popen[str]] = []
@@ -242,7 +243,8 @@ def main() -> int:
                 subprocess.run([CLI, "make-bag", "--input", str(VIDEO), "--output", str(bag), "--cameras",
                                 ",".join(cameras_of(n)), "--offsets", offsets, "--every", "5",
                                 "--max-frames", str(args.frames)]
-                               + (["--compressed", "jpeg"] if args.input_type == "compressed" else []), env=env, check=True, capture_output=True)
+                               + (["--compressed", "jpeg"] if args.input_type == "compressed" else []),
+                               env=env, check=True, capture_output=True)
             row = measure(way, n, bag, env, params, args, work)
             tqdm.write(json.dumps(row))
             rows.append(row)

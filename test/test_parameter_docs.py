@@ -1,7 +1,8 @@
 """The README parameter tables say what the declarations say.
 
 Every node parameter is declared once, as a :class:`~trt_perception.core.param_spec.ParamSpec` row
-(the nodes' ``COMMON_PARAMS``, ``TASK_PARAMS`` and ``MULTI_CAMERA_PARAMS``, the decoders' ``SSD_PARAMS`` and ``POSE_PARAMS``).
+(the nodes' ``COMMON_PARAMS``, ``TASK_PARAMS`` and ``MULTI_CAMERA_PARAMS``, the decoders'
+``SSD_PARAMS`` and ``POSE_PARAMS``).
 This fails when a README table row disagrees with its row (unknown name, other default, range or
 choices) or a parameter has no row. ``config/*.yaml`` are checked against the nodes' declarations
 by ``test/ros/test_shared_node.py`` (every parameter with its default, no decoder threshold set).

@@ -13,8 +13,7 @@ onnx = pytest.importorskip("onnx", reason="the dynamic-batch edit needs the onnx
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from trt_perception.cli import main  # noqa: E402
-from trt_perception.core.dynamic_batch import (DynamicBatchError, check_batch_outputs,  # noqa: E402
-                                               convert_file, make_batch_dynamic)
+from trt_perception.core.dynamic_batch import DynamicBatchError, check_batch_outputs, convert_file, make_batch_dynamic  # noqa: E402
 from trt_perception.core.model_config import load_model_config  # noqa: E402
 from trt_perception.core.preprocess import preprocess  # noqa: E402
 

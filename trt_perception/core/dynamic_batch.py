@@ -40,7 +40,8 @@ class DynamicBatchError(ValueError):
 @dataclass(frozen=True)
 class DynamicBatchReport:
     """What :func:`make_batch_dynamic` changed: the input's name and its former batch, the names of
-    the ``Reshape`` nodes whose target shape now copies the batch, and the outputs made dynamic."""
+    the ``Reshape`` nodes whose target shape now copies the batch, and the outputs made dynamic.
+    """
 
     input_name: str
     static_batch: int

@@ -92,8 +92,8 @@ def perception_launch() -> LaunchDescription:
     """
     def plan(context: LaunchContext) -> list[NodeSpec]:
         batch = _flag(context, "batch")
-        nodes = (["batch"] if batch else []) + [kind for kind in ("detector", "pose")
-                                                 if _flag(context, f"enable_{kind}") and not (batch and kind == "detector")]
+        per_camera = ("pose",) if batch else ("detector", "pose")
+        nodes = (["batch"] if batch else []) + [kind for kind in per_camera if _flag(context, f"enable_{kind}")]
         files = [_arg(context, "batch_params" if batch else "detector_params"), _arg(context, "pose_params")]
         return _camera_plan(context, nodes, files)
 

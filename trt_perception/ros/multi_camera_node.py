@@ -65,7 +65,8 @@ MULTI_CAMERA_PARAMS: tuple[ParamSpec, ...] = (
 
 def camera_list(values: Sequence[str]) -> list[str]:
     """The ``cameras`` parameter as namespaces (``cam_a`` -> ``/cam_a``); ValueError for none, a
-    repeated or invalid name, or the root namespace."""
+    repeated or invalid name, or the root namespace.
+    """
     cameras = camera_namespaces([str(v) for v in values if str(v).strip()] or ["/"])
     if "" in cameras:
         raise ValueError("cameras: every camera needs a namespace of its own (e.g. /cam_a), not the root")
@@ -172,7 +173,8 @@ class MultiCameraNode(TaskNode):
 
     def _sink(self, camera: str) -> Any:
         """The input reader's callback of ``camera``: the frame into its slot (a superseded frame
-        is dropped for the camera)."""
+        is dropped for the camera).
+        """
         def put(frame: Frame) -> None:
             gatherer = self._gatherer
             if gatherer is None or gatherer.put(camera, frame):
@@ -203,7 +205,8 @@ class MultiCameraNode(TaskNode):
 
     def _infer(self, batch: list[GatheredFrame[Frame]]) -> list[FrameResult]:
         """Results of ``batch``; when the batch fails, each frame alone, so that only a failing
-        frame is lost (counted as failed for its camera)."""
+        frame is lost (counted as failed for its camera).
+        """
         assert self.batch_pipeline is not None
         try:
             return self.batch_pipeline.submit_batch([(g.frame, g) for g in batch])

@@ -142,7 +142,8 @@ class PerceptionTask(ABC):
 
     def model_config_path(self) -> str:
         """The model configuration the task runs: ``model_config``, or the bundled default."""
-        return self.node.get_parameter(self.param_prefix + "model_config").value or str(share_dir() / self.DEFAULT_MODEL)
+        path = self.node.get_parameter(self.param_prefix + "model_config").value
+        return str(path or share_dir() / self.DEFAULT_MODEL)
 
     def configure(self, node_params: dict[str, Any], settings: WindowSettings,
                   pipeline: Optional[PerceptionPipeline] = None) -> None:
@@ -294,7 +295,9 @@ class PerceptionTask(ABC):
         return totals(inputs, self.stats)
 
     def statuses(self, inputs: InputStats, now_ns: int) -> list[Status]:
-        """"<label> latency" and "<label> frame rate" statuses (``<label> <camera> ...`` for a camera's task) over the statistics window."""
+        """"<label> latency" and "<label> frame rate" statuses over the statistics window
+        (``<label> <camera> latency`` ... for a camera's task).
+        """
         snap = snapshot(inputs, self.stats, now_ns)
         return [latency_status(f"{self.name} latency", snap, self.bounds),
                 rate_status(f"{self.name} frame rate", snap, self.bounds)]

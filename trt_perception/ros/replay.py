@@ -219,7 +219,8 @@ class Replayer:
                 remaps: Optional[Mapping[str, str]] = None) -> None:
         """Publish at a fixed rate for ``duration_s`` seconds: every ``1 / rate_hz`` s the next
         frame of each camera (image topic) goes out, each camera cycling through its own frames
-        (each pass numbered from ``loop``), so every camera is published at ``rate_hz``."""
+        (each pass numbered from ``loop``), so every camera is published at ``rate_hz``.
+        """
         remaps = remaps or {}
         cameras: dict[str, list[BagImage]] = {}
         for image in messages:
@@ -245,7 +246,8 @@ class Replayer:
 
     def take_frames(self) -> list[ReplayedFrame]:
         """The frames published so far, forgetting them: outputs that still come for them count as
-        unmatched (a new trial starts clean)."""
+        unmatched (a new trial starts clean).
+        """
         with self._matcher.changed:
             frames, self.frames = self.frames, []
             self._matcher.pending.clear()
@@ -253,7 +255,8 @@ class Replayer:
 
     def _expected(self, topic: str) -> tuple[str, ...]:
         """The outputs that answer a frame of input ``topic``: those in its camera namespace; with
-        ``--outputs`` outside every input's namespace (a custom layout), all of them."""
+        ``--outputs`` outside every input's namespace (a custom layout), all of them.
+        """
         own = tuple(t for t in self.outputs if answers(t, topic))
         return own if own or not self._named_outputs else tuple(self.outputs)
 

@@ -14,6 +14,7 @@ from trt_perception.core.dynamic_batch import DynamicBatchError, check_batch_out
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register the ``dynamic-batch`` subcommand on ``subparsers`` (sets ``func`` to :func:`run`)."""
     parser = subparsers.add_parser(
         "dynamic-batch", help="make the batch dimension of an ONNX model dynamic",
         description="Rewrite an ONNX image model (e.g. a tf2onnx SSD export) whose Reshape shapes "
@@ -29,6 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``trt-perception dynamic-batch`` with the parsed ``args``; returns the process exit status."""
     if args.check_batch < 2:
         print(f"error: --check-batch must be >= 2, got {args.check_batch}", file=sys.stderr)
         return 2

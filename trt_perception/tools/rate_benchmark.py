@@ -47,7 +47,8 @@ class CameraTrial:
 @dataclass(frozen=True)
 class TrialStats:
     """A trial at ``rate_hz`` per camera lasting ``wall_s``: its cameras by input topic, and the
-    node process's ``cpu_percent`` (of one core) and ``rss_mib`` (largest sample), None unknown."""
+    node process's ``cpu_percent`` (of one core) and ``rss_mib`` (largest sample), None unknown.
+    """
 
     rate_hz: float
     wall_s: float
@@ -61,9 +62,11 @@ class TrialStats:
         return max((c.unanswered for c in self.cameras.values()), default=1.0)
 
     def passes(self, max_unanswered: float = PEAK_MAX_UNANSWERED) -> bool:
+        """Whether every camera left at most ``max_unanswered`` of its frames unanswered."""
         return bool(self.cameras) and self.unanswered <= max_unanswered
 
     def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the trial's fields, ``unanswered`` overall and per camera."""
         out = asdict(self)
         out["unanswered"] = self.unanswered
         for topic, camera in self.cameras.items():
@@ -82,7 +85,8 @@ def _answered_ns(frame: ReplayedFrame, topics: Sequence[str]) -> Optional[int]:
 def trial_stats(frames: Sequence[ReplayedFrame], result_topics: Sequence[str], rate_hz: float, wall_s: float,
                 cpu_percent: Optional[float] = None, rss_mib: Optional[float] = None) -> TrialStats:
     """:class:`TrialStats` of the ``frames`` published in one trial; ``result_topics``: the
-    outputs that make a frame answered (detections, skeletons; not latency topics)."""
+    outputs that make a frame answered (detections, skeletons; not latency topics).
+    """
     cameras = {}
     for topic in sorted({f.input_topic for f in frames}):
         mine = [f for f in frames if f.input_topic == topic]
@@ -104,13 +108,15 @@ class PeakSearch:
     trials: list[TrialStats] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``peak_hz`` and every trial."""
         return {"peak_hz": self.peak_hz, "trials": [t.as_dict() for t in self.trials]}
 
 
 def find_peak(trial: Callable[[float], TrialStats], low_hz: float, high_hz: float, steps: int = 5,
               repeats: int = 2, max_unanswered: float = PEAK_MAX_UNANSWERED) -> PeakSearch:
     """The highest rate in [``low_hz``, ``high_hz``] that passes (module docstring); ``trial(rate)``
-    runs one trial. Raises ValueError for a bad range, steps < 0 or repeats < 1."""
+    runs one trial. Raises ValueError for a bad range, steps < 0 or repeats < 1.
+    """
     if not 0 < low_hz <= high_hz or not math.isfinite(high_hz):
         raise ValueError(f"the peak search needs 0 < low <= high rates, got {low_hz}, {high_hz}")
     if steps < 0 or repeats < 1 or not 0 <= max_unanswered < 1:
@@ -144,7 +150,8 @@ def find_peak(trial: Callable[[float], TrialStats], low_hz: float, high_hz: floa
 
 def format_trials(trials: Sequence[TrialStats]) -> str:
     """One table row per trial and camera: rate, frames, unanswered %, round trip p50/p95/p99/max,
-    jitter std/max (ms), CPU % and RSS MiB of the node."""
+    jitter std/max (ms), CPU % and RSS MiB of the node.
+    """
     header = (f"{'rate Hz':>8} {'camera':<28} {'pub':>5} {'ans':>5} {'unans%':>7} {'p50':>8} {'p95':>8} "
               f"{'p99':>8} {'max':>8} {'jit sd':>7} {'jit max':>8} {'cpu%':>6} {'rss MiB':>8}")
 

@@ -14,12 +14,19 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from trt_perception.core.io.bag_message_reader import BagImage
 from trt_perception.core.telemetry.process_stats import cpu_seconds, sample
-from trt_perception.tools.rate_benchmark import (PEAK_MAX_UNANSWERED, PeakSearch, TrialStats, find_peak,
-                                                format_trials, trial_stats)
+from trt_perception.tools.rate_benchmark import (
+    PEAK_MAX_UNANSWERED,
+    PeakSearch,
+    TrialStats,
+    find_peak,
+    format_trials,
+    trial_stats,
+)
 from trt_perception.tools.replay_report import RESULT_TYPES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the rate-benchmark options (``--rate-hz``, ``--find-peak``, ...) to ``replay``'s ``parser``."""
     group = parser.add_argument_group("rate benchmark (ros2_benchmark method)")
     group.add_argument("--rate-hz", metavar="HZ,HZ,...",
                        help="fixed-rate runs: publish every camera at each of these rates (e.g. 10,30) and "
@@ -34,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--repeats", type=int, default=2, metavar="N",
                        help="trials per rate in the peak search; a rate passes when all do (default 2)")
     group.add_argument("--max-unanswered", type=float, default=PEAK_MAX_UNANSWERED, metavar="F",
-                       help=f"largest unanswered fraction per camera of a passing trial (default {PEAK_MAX_UNANSWERED})")
+                       help="largest unanswered fraction per camera of a passing trial "
+                            f"(default {PEAK_MAX_UNANSWERED})")
     group.add_argument("--trial-s", type=float, default=5.0, metavar="S",
                        help="seconds of publishing per trial (default 5)")
     group.add_argument("--node-pid", type=int, metavar="PID",
@@ -96,7 +104,8 @@ def trial_runner(replayer: Any, messages: Sequence[BagImage], args: argparse.Nam
     return trial
 
 
-def run_benchmark(trial: Callable[[float], TrialStats], rates: Sequence[float], peak_range: Optional[tuple[float, float]],
+def run_benchmark(trial: Callable[[float], TrialStats], rates: Sequence[float],
+                  peak_range: Optional[tuple[float, float]],
                   args: argparse.Namespace) -> tuple[list[TrialStats], Optional[PeakSearch]]:
     """The fixed-rate trials, then (with ``peak_range``) the peak search."""
     print(format_trials([]), flush=True)   # the header of the rows each trial prints
@@ -128,7 +137,8 @@ def format_benchmark(fixed: Sequence[TrialStats], peak: Optional[PeakSearch], ma
 
 def plot_series(fixed: Sequence[TrialStats], peak: Optional[PeakSearch]) -> dict[str, list[float]]:
     """PNG series: round-trip p50/p95/p99 per camera over the fixed rates (x: trial), or, with only a
-    peak search, the unanswered percentage and the rate of each trial."""
+    peak search, the unanswered percentage and the rate of each trial.
+    """
     if fixed:
         series: dict[str, list[float]] = {}
         for stats in fixed:

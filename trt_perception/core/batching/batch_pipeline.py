@@ -40,7 +40,8 @@ from trt_perception.core.preprocess import preprocess
 @dataclass(frozen=True)
 class BatchStageTimes(StageTimes):
     """The stage times of a whole batch (nanoseconds: preprocessing of all its frames, every
-    inference call, decoding of all its frames) and ``batch_size``, the frames in the batch."""
+    inference call, decoding of all its frames) and ``batch_size``, the frames in the batch.
+    """
 
     batch_size: int = 1
 
@@ -78,7 +79,8 @@ class BatchPipeline:
     def from_config(cls, path: str | Path, max_batch: int, backend_kind: str = "auto",
                     **backend_options: Any) -> "BatchPipeline":
         """Load the config at ``path``, build its decoder, create and activate the backend
-        (``backend_options`` go to its constructor). Raises ModelConfigError or BackendError."""
+        (``backend_options`` go to its constructor). Raises ModelConfigError or BackendError.
+        """
         config = load_model_config(path)
         decoder = create_decoder(config)
         backend = create_backend(backend_kind, str(config.model_path), **backend_options)

@@ -28,7 +28,8 @@ class BatchPlanError(ValueError):
 @dataclass(frozen=True)
 class BatchCalls:
     """How a model takes batches: ``limit`` frames per call at most; ``fixed``: True when every
-    call must have exactly ``limit`` rows (a fixed batch), False for any batch 1..limit."""
+    call must have exactly ``limit`` rows (a fixed batch), False for any batch 1..limit.
+    """
 
     limit: int
     fixed: bool = False
@@ -40,14 +41,16 @@ class BatchCalls:
     @classmethod
     def for_model(cls, model_batch: Optional[int], max_batch: int) -> "BatchCalls":
         """From dimension 0 of the model input (``None``: dynamic) and the most frames a batch will
-        have (the number of cameras, or a dynamic engine's profile max)."""
+        have (the number of cameras, or a dynamic engine's profile max).
+        """
         if model_batch is None:
             return cls(max_batch)
         return cls(model_batch, fixed=True)
 
     def calls(self, frames: int) -> list[tuple[int, int]]:
         """``(frames in the call, batch size of the call)`` for each call that runs ``frames``
-        frames, in order; ``[]`` for 0 frames."""
+        frames, in order; ``[]`` for 0 frames.
+        """
         if frames < 0:
             raise BatchPlanError(f"frames must be >= 0, got {frames}")
         out = []
@@ -61,7 +64,8 @@ class BatchCalls:
 @dataclass(frozen=True)
 class EngineBatchPlan:
     """Build options for N cameras (:func:`plan_engine_batches`), the :class:`BatchCalls` of the
-    engine they build, and a note for the log when the plan is not one call per batch of N."""
+    engine they build, and a note for the log when the plan is not one call per batch of N.
+    """
 
     options: BuildOptions
     calls: BatchCalls

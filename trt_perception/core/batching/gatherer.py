@@ -31,7 +31,8 @@ Frame = TypeVar("Frame")
 @dataclass(frozen=True)
 class GatheredFrame(Generic[Frame]):
     """One camera's frame in a batch; ``wait_ns``: nanoseconds from its :meth:`~BatchGatherer.put`
-    to the batch being formed."""
+    to the batch being formed.
+    """
 
     camera: str
     frame: Frame
@@ -42,7 +43,8 @@ class GatheredFrame(Generic[Frame]):
 class CameraCounts:
     """Frames of one camera so far: ``received`` by :meth:`~BatchGatherer.put`, ``batched`` (handed
     out in a batch), ``superseded`` (replaced in their slot by a newer frame before a batch took
-    them: dropped). ``received == batched + superseded + waiting`` (waiting is 0 or 1)."""
+    them: dropped). ``received == batched + superseded + waiting`` (waiting is 0 or 1).
+    """
 
     received: int = 0
     batched: int = 0
@@ -60,7 +62,8 @@ class _Slot(Generic[Frame]):
 
 class BatchGatherer(Generic[Frame]):
     """Newest-frame slots of ``cameras`` (distinct names, at least one) and the batch rule of the
-    module docstring. Thread-safe: any number of threads may :meth:`put`, one thread takes."""
+    module docstring. Thread-safe: any number of threads may :meth:`put`, one thread takes.
+    """
 
     def __init__(self, cameras: Sequence[str], batch_timeout_ms: float,
                  clock: Callable[[], int] = time.monotonic_ns) -> None:
@@ -142,7 +145,8 @@ class BatchGatherer(Generic[Frame]):
 
     def close(self) -> list[str]:
         """Wake :meth:`take` (it returns ``[]``); frames still waiting are counted as superseded.
-        Returns the cameras whose waiting frame was dropped so. Safe to call twice."""
+        Returns the cameras whose waiting frame was dropped so. Safe to call twice.
+        """
         with self._changed:
             self._closed = True
             dropped = []

@@ -128,7 +128,8 @@ def write_image_topics(topics: Sequence[tuple[ImageBagOptions, Iterable[Frame]]]
     typestore = package_typestore(())
     counts = dict.fromkeys(names, 0)
 
-    def stamped(position: int, options: ImageBagOptions, frames: Iterable[Frame]) -> Iterator[tuple[int, int, np.ndarray]]:
+    def stamped(position: int, options: ImageBagOptions,
+                frames: Iterable[Frame]) -> Iterator[tuple[int, int, np.ndarray]]:
         for k, (_, bgr) in enumerate(frames):
             yield options.start_ns + round(k * 1e9 / options.rate), position, bgr
 

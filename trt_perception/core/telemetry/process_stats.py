@@ -1,9 +1,9 @@
 """Resource usage of a process (Linux ``/proc``), for leak checks in tests and benchmarks.
 
 :func:`sample` reads resident memory, thread count and open file descriptors of this process or
-another one, :func:`cpu_seconds` the CPU time it used; :func:`growth` compares samples taken after a warm-up, which is how the churn and
-soak checks bound leaks (allocators and DDS settle during the first cycles/frames, so those are
-not compared).
+another one, :func:`cpu_seconds` the CPU time it used; :func:`growth` compares samples taken after
+a warm-up, which is how the churn and soak checks bound leaks (allocators and DDS settle during
+the first cycles/frames, so those are not compared).
 """
 
 from __future__ import annotations
