@@ -58,9 +58,8 @@ def test_launch_files_build_their_nodes_from_the_plan():
         get_package_share_directory("trt_perception")
     except PackageNotFoundError:
         pytest.skip("trt_perception is not installed in an ament prefix (colcon build, source install/setup.bash)")
-    from launch_ros.actions import LifecycleNode as LaunchedLifecycleNode
-
     from launch import LaunchContext
+    from launch_ros.actions import LifecycleNode as LaunchedLifecycleNode
 
     expected = {"detector": ["detector_node"], "pose": ["pose_node"],
                 "perception": ["detector_node", "detector_node"],

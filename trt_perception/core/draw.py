@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from trt_perception.core.decode.pose import Skeleton
 from trt_perception.core.decode.ssd.detections import Detections
 
 
@@ -27,7 +28,7 @@ def draw_detections(bgr: np.ndarray, dets: Detections) -> np.ndarray:
     return bgr
 
 
-def draw_skeletons(bgr: np.ndarray, skeletons: list) -> np.ndarray:
+def draw_skeletons(bgr: np.ndarray, skeletons: list[Skeleton]) -> np.ndarray:
     """Draw each person's links and keypoints (source pixels) onto ``bgr`` (in place)."""
     for person in skeletons:
         where = {part: (int(round(x - 0.5)), int(round(y - 0.5)))

@@ -25,6 +25,13 @@ class TensorSpec:
     dtype: np.dtype
     shape: tuple[Optional[int], ...]
 
+    def static_shape(self) -> tuple[int, ...]:
+        """The shape as ints; raises ValueError when a dimension is dynamic (``None``)."""
+        dims = tuple(d for d in self.shape if d is not None)
+        if len(dims) != len(self.shape):
+            raise ValueError(f"{self.name!r} has a dynamic shape {format_shape(self.shape)}")
+        return dims
+
     def accepts(self, array: np.ndarray) -> Optional[str]:
         """None when ``array`` fits this spec, else a sentence saying why not."""
         if array.dtype != self.dtype:

@@ -11,6 +11,7 @@ import os
 from typing import Any, Callable
 
 from ament_index_python.packages import get_package_share_directory
+from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
@@ -19,14 +20,13 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
-from launch import LaunchContext, LaunchDescription
 from trt_perception.ros.system import KINDS, NodeSpec, system_plan
 
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
 def _arg(context: LaunchContext, name: str) -> str:
-    return LaunchConfiguration(name).perform(context).strip()
+    return str(LaunchConfiguration(name).perform(context)).strip()
 
 
 def _flag(context: LaunchContext, name: str) -> bool:

@@ -67,8 +67,11 @@ def declare(node: Node, specs: Iterable[ParamSpec]) -> None:
         if hasattr(node, "add_post_set_parameters_callback"):
             node.add_post_set_parameters_callback(forget)
         else:  # Humble: no post-set callbacks; an on-set callback that accepts everything
-            node.add_on_set_parameters_callback(
-                lambda params: (forget(params), SetParametersResult(successful=True))[1])
+            def accept_all(params: Sequence[Any]) -> SetParametersResult:
+                forget(params)
+                return SetParametersResult(successful=True)
+
+            node.add_on_set_parameters_callback(accept_all)
     for spec in specs:
         try:
             _declare(node, spec, ignore_override=False)

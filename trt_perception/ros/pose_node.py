@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from trt_perception.core.decode.pose import POSE_PARAMS
+from trt_perception.core.decode.pose import POSE_PARAMS, PoseDecoder
 from trt_perception.core.draw import draw_skeletons
 from trt_perception.msg import Skeleton2DArray
 from trt_perception.ros.conversions import skeleton_markers, skeletons_to_msg
@@ -35,7 +35,10 @@ class PoseTask(PerceptionTask):
 
     def result_msg(self, result: Any, header: Any) -> Any:
         """The ``Skeleton2DArray`` of ``result`` (keypoints named by the model's topology) with ``header``."""
-        return skeletons_to_msg(result, self.pipeline.decoder.topology.parts, header)
+        assert self.pipeline is not None, "results come only from a configured task"
+        decoder = self.pipeline.decoder
+        assert isinstance(decoder, PoseDecoder), "the pose task's pipeline decodes with a PoseDecoder"
+        return skeletons_to_msg(result, decoder.topology.parts, header)
 
     def draw(self, bgr: Any, result: Any) -> Any:
         """``bgr`` with the skeletons drawn on it."""

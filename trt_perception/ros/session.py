@@ -16,7 +16,7 @@ def rclpy_session(args: Optional[Sequence[str]] = None) -> Iterator[None]:
     """Initialize the default context with ``args`` (``--ros-args ...``); shut it down at exit,
     unless something (Ctrl-C, a shutdown request) already did.
     """
-    rclpy.init(args=args)
+    rclpy.init(args=None if args is None else list(args))
     try:
         yield
     finally:

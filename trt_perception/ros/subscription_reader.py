@@ -23,6 +23,7 @@ import time
 from typing import Any, Callable, Optional
 
 from rclpy.callback_groups import CallbackGroup
+from rclpy.context import Context
 from rclpy.guard_condition import GuardCondition
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
@@ -126,7 +127,8 @@ class SubscriptionReader:
 
     def _loop(self) -> None:
         context = self._node.context
-        wait_set = _rclpy.WaitSet(1, 1, 0, 0, 0, 0, context.handle)
+        assert context is not None, "a node keeps the context it was created in"
+        wait_set = _rclpy.WaitSet(1, 1, 0, 0, 0, 0, _context_handle(context))
         try:
             while True:
                 with self._cond:
@@ -163,7 +165,8 @@ class SubscriptionReader:
         down meanwhile leaves the wait hanging, or crashes the process).
         """
         context, wake = self._node.context, self._wake
-        with context.handle, wake.handle:
+        assert context is not None, "a node keeps the context it was created in"
+        with _context_handle(context), wake.handle:
             wait_set.clear_entities()
             wait_set.add_guard_condition(wake.handle)
             if subscription is None:
@@ -172,3 +175,11 @@ class SubscriptionReader:
             with subscription.handle:
                 wait_set.add_subscription(subscription.handle)
                 wait_set.wait(int(POLL_S * 1e9))
+
+
+def _context_handle(context: Context) -> _rclpy.Context:
+    """The context's rclpy handle; RuntimeError once the context is destroyed (its handle is then None)."""
+    handle = context.handle
+    if handle is None:
+        raise RuntimeError("the ROS context was destroyed")
+    return handle

@@ -45,6 +45,7 @@ from trt_perception.core.backends import BACKENDS, BackendError
 from trt_perception.core.latest_worker import LatestWorker
 from trt_perception.core.model_config import ModelConfigError
 from trt_perception.core.param_spec import ParamSpec
+from trt_perception.core.pipeline import PerceptionPipeline
 from trt_perception.core.telemetry.device_info import GpuMemoryProbe, describe_hardware, memory_probe
 from trt_perception.core.telemetry.health import Status, device_status, summary_line
 from trt_perception.core.telemetry.latency import FrameCounters
@@ -130,7 +131,7 @@ class TaskNode(LifecycleNode):
         self._task_workers: list[LatestWorker[Frame]] = []
 
     @property
-    def pipeline(self) -> Any:
+    def pipeline(self) -> Optional[PerceptionPipeline]:
         """The first (for detector_node and pose_node: only) task's pipeline; None when unconfigured."""
         return self.tasks[0].pipeline if self.tasks else None
 

@@ -124,7 +124,8 @@ def random_person(rng: np.random.Generator, height: float, centre: tuple[float, 
     pts[:, 1] -= 0.5 * _HIP_Y
     cos, sin = np.cos(angle), np.sin(angle)
     pts = pts @ np.array([[cos, sin], [-sin, cos]]) * height
-    return pts + np.asarray(centre, dtype=np.float64)
+    placed: np.ndarray = pts + np.asarray(centre, dtype=np.float64)
+    return placed
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,9 @@ def unresolvable_parts(keypoints: np.ndarray, topology: Topology, sigma: float =
     people = np.arange(dist.shape[0])
     dist[people, people] = np.inf
     merged = np.any(dist < 2.0 * sigma, axis=1)
-    return drawn & ~expected_parts(keypoints, topology, drawn & ~merged) & expected_parts(keypoints, topology)
+    visible: np.ndarray = (drawn & ~expected_parts(keypoints, topology, drawn & ~merged)
+                           & expected_parts(keypoints, topology))
+    return visible
 
 
 def recovered(keypoints: np.ndarray, found: np.ndarray, topology: Topology, tol: float = 1.5,
@@ -241,4 +244,5 @@ def recovered(keypoints: np.ndarray, found: np.ndarray, topology: Topology, tol:
     required = expected & ~optional
     ok_required = np.all(close | ~required[:, None, :], axis=2)
     ok_extra = np.all(~has[None] | close & expected[:, None, :], axis=2)
-    return np.any(ok_required & ok_extra, axis=1)
+    matched: np.ndarray = np.any(ok_required & ok_extra, axis=1)
+    return matched

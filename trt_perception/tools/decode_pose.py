@@ -26,7 +26,7 @@ from trt_perception.core.decode.pose import COCO18, PoseParams, PoseParser, Skel
 from trt_perception.core.io.atomic_write import atomic_write_text
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Register the ``decode-pose`` subcommand and its options on ``subparsers`` (sets ``func`` to :func:`run`)."""
     parser = subparsers.add_parser(
         "decode-pose", help="decode saved trt_pose cmap/paf arrays into skeletons (JSON)",
@@ -60,7 +60,7 @@ def skeleton_to_json(skeleton: Skeleton, topology: Topology) -> dict[str, Any]:
 
 def _load(path: str, name: str) -> np.ndarray:
     try:
-        array = np.load(path, allow_pickle=False)
+        array: np.ndarray = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read --{name} {path}: {exc}") from exc
     if array.ndim != 4:

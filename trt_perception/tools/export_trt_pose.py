@@ -33,7 +33,7 @@ class ExportError(RuntimeError):
     """The export cannot go on, with a reason a user can act on."""
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Register the ``export-trt-pose`` subcommand and its options on ``subparsers`` (sets ``func`` to :func:`run`)."""
     parser = subparsers.add_parser(
         "export-trt-pose", help="export a trt_pose checkpoint to ONNX with a model config",

@@ -24,7 +24,7 @@ class Decoder(Protocol):
     roles: tuple[str, ...]
 
     def __call__(self, outputs: Mapping[str, np.ndarray], geometry: ResizeGeometry) -> Any:
-        """Decode one frame's raw ``outputs`` (by tensor name) into the task's result, in source-image pixels via
+        """Decode one frame's raw ``outputs`` (keyed by role) into the task's result, in source-image pixels via
         ``geometry``.
         """
 

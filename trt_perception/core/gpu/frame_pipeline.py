@@ -64,7 +64,7 @@ class _Slot:
                  specs: Mapping[str, TensorSpec]) -> None:
         driver = device.driver
         self.preprocessor = GpuPreprocessor(device, stream, zero_copy_input)
-        self.outputs = {name: HostDeviceBuffer(driver, tuple(spec.shape), spec.dtype)
+        self.outputs = {name: HostDeviceBuffer(driver, spec.static_shape(), spec.dtype)
                         for name, spec in specs.items()}
         self.output_ptrs = {name: buffer.device_ptr for name, buffer in self.outputs.items()}
         self.start = driver.Event()

@@ -56,7 +56,7 @@ class GpuPreprocessor:
         self._staging: Optional[np.ndarray] = None
         self._src_ptr = 0
         self._dst_ptr = 0
-        self._args: tuple = ()
+        self._args: tuple[Any, ...] = ()
 
     # setup --------------------------------------------------------------------------------
 
@@ -75,9 +75,9 @@ class GpuPreprocessor:
             drv = self._driver
             buffers = {"cols": drv.to_device(plan.col_table), "rows": drv.to_device(plan.row_table)}
             if self.zero_copy_input:
-                self._staging = drv.pagelocked_empty(plan.frame.nbytes, np.uint8,
-                                                     mem_flags=drv.host_alloc_flags.DEVICEMAP)
-                self._src_ptr = int(self._staging.base.get_device_pointer())
+                mapped = drv.pagelocked_empty(plan.frame.nbytes, np.uint8, mem_flags=drv.host_alloc_flags.DEVICEMAP)
+                self._src_ptr = int(mapped.base.get_device_pointer())
+                self._staging = mapped
             else:
                 self._staging = drv.pagelocked_empty(plan.frame.nbytes, np.uint8)
                 buffers["frame"] = drv.mem_alloc(plan.frame.nbytes)
@@ -104,7 +104,8 @@ class GpuPreprocessor:
         for buffer in self._buffers.values():
             buffer.free()
         if self._staging is not None:
-            self._staging.base.free()
+            allocation: Any = self._staging.base  # pycuda's page-locked host allocation
+            allocation.free()
         self._buffers, self._staging = {}, None
 
     # per frame ----------------------------------------------------------------------------
@@ -116,8 +117,7 @@ class GpuPreprocessor:
         fastest upload (asynchronous, from pinned memory), or none with zero-copy input. Call
         :meth:`wait_frame_free` first, as the previous frame may still be read from it.
         """
-        self._require_plan()
-        return self._staging
+        return self._require_staging()
 
     @property
     def input_ptr(self) -> int:
@@ -145,7 +145,7 @@ class GpuPreprocessor:
         """
         self.upload(data)
         self.launch()
-        return self.plan.geometry
+        return self._require_plan().geometry
 
     def upload(self, data: BytesLike) -> None:
         """Enqueue the upload of one frame: :attr:`host_frame` asynchronously, other bytes from
@@ -153,7 +153,7 @@ class GpuPreprocessor:
         bytes are copied into :attr:`host_frame` and nothing is uploaded.
         """
         plan = self._require_plan()
-        staging = self._staging
+        staging = self._require_staging()
         with self.device.current():
             if isinstance(data, np.ndarray) and data.ctypes.data == staging.ctypes.data:
                 if not self.zero_copy_input:
@@ -197,3 +197,8 @@ class GpuPreprocessor:
         if self.plan is None:
             raise RuntimeError("GpuPreprocessor is not configured: call configure() first")
         return self.plan
+
+    def _require_staging(self) -> np.ndarray:
+        self._require_plan()
+        assert self._staging is not None, "configure() allocates the staging buffer with the plan"
+        return self._staging

@@ -280,7 +280,7 @@ class PoseDecoder:
     source-image pixels.
     """
 
-    roles = ("cmap", "paf")
+    roles: tuple[str, ...] = ("cmap", "paf")
 
     def __init__(self, topology: Topology = COCO18, params: PoseParams = PoseParams()) -> None:
         self._parser = PoseParser(topology, params)

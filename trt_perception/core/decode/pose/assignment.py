@@ -26,7 +26,7 @@ def assignment(candidates: LinkCandidates, num_peaks: int) -> np.ndarray:
     size = num_links * num_peaks
     shared = ((np.bincount(key_a, minlength=size)[key_a] > 1)
               | (np.bincount(key_b, minlength=size)[key_b] > 1))
-    chosen = ~shared
+    chosen: np.ndarray = ~shared
     if not shared.any():
         return chosen
     members = np.flatnonzero(shared)

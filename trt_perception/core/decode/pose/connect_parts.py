@@ -39,4 +39,5 @@ def connect_parts(part: np.ndarray, candidates: LinkCandidates, chosen: np.ndarr
     up = root[root]
     while (up != root).any():
         root, up = up, up[up]
-    return ((root == np.arange(num_peaks)).cumsum() - 1)[root]
+    labels: np.ndarray = ((root == np.arange(num_peaks)).cumsum() - 1)[root]
+    return labels

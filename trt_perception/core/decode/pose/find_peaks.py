@@ -21,7 +21,7 @@ class Peaks(NamedTuple):
     part 0 first); part: int64[M]; counts: int64[C] peaks per part.
     """
 
-    index: np.ndarray
+    index: np.ndarray  # type: ignore[assignment]  # the field shadows tuple.index(); nothing here calls that
     part: np.ndarray
     counts: np.ndarray
 

@@ -89,7 +89,7 @@ def _direction_values(field: np.ndarray, cells: np.ndarray, plane: int, ux: np.n
     is one ``plane`` on).
     """
     fy, fx = field.take(cells), field.take(cells + plane)
-    value = fx * ux
+    value: np.ndarray = fx * ux
     value += fy * uy
     fx *= fx
     fy *= fy

@@ -25,7 +25,8 @@ _NEG_INF = np.float32(-np.inf)
 @functools.lru_cache(maxsize=16)
 def _window(row_stride: int) -> np.ndarray:
     """int64[2, 5]: flat offsets of the cells -2..2 along x (row 0) and along y (row 1)."""
-    return np.arange(-2, 3) * np.array([[1], [row_stride]])
+    window: np.ndarray = np.arange(-2, 3) * np.array([[1], [row_stride]])
+    return window
 
 
 def refine_peaks(padded: np.ndarray, peaks: np.ndarray,

@@ -90,7 +90,7 @@ class SsdDecoder:
     float[1, A, C] (any shape of A * C values), A = number of anchors, C = class columns.
     """
 
-    roles = ("box_encodings", "class_predictions")
+    roles: tuple[str, ...] = ("box_encodings", "class_predictions")
 
     def __init__(self, anchors: np.ndarray, box_coder: BoxCoder, score_converter: str = "sigmoid",
                  labels: Sequence[str] = (), has_background: bool = True, **params: Any) -> None:
