@@ -5,7 +5,9 @@ import time
 
 import pytest
 
+from trt_perception.core.batching.batch_stats import BatchStats
 from trt_perception.core.batching.gatherer import BatchGatherer, CameraCounts
+from trt_perception.core.telemetry.latency_stats import WindowSettings
 
 MS = 1_000_000
 
@@ -172,3 +174,28 @@ def test_unknown_camera_is_refused():
     gatherer, _ = make()
     with pytest.raises(ValueError, match="unknown camera 'z'"):
         gatherer.put("z", 1)
+
+
+def test_put_and_close_say_which_frames_they_dropped():
+    gatherer, _ = make(cameras=("a", "b"))
+    assert gatherer.put("a", 1) is False
+    assert gatherer.put("a", 2) is True        # frame 1 superseded
+    assert gatherer.put("b", 3) is False
+    assert [g.frame for g in gatherer.poll()] == [2, 3]
+    assert gatherer.put("b", 4) is False
+    assert gatherer.close() == ["b"]           # frame 4 was waiting
+    assert gatherer.put("a", 5) is True        # after close: dropped
+    assert gatherer.counts()["a"] == CameraCounts(received=3, batched=1, superseded=2)
+
+
+def test_batch_stats_histogram_and_status():
+    stats = BatchStats(3, WindowSettings(window_s=10.0, capacity=100), now_ns=0)
+    stats.record(1 * 10**9, size=3, gather_wait_ns=2 * MS, inference_ns=30 * MS)
+    stats.record(2 * 10**9, size=1, gather_wait_ns=20 * MS, inference_ns=10 * MS)
+    assert stats.sizes() == {1: 1, 2: 0, 3: 1}
+    status = stats.status("batches", 3 * 10**9)
+    values = dict(status.values)
+    assert values["batches"] == "2" and values["mean batch size"] == "2.00" and values["batches of 2"] == "0"
+    assert float(values["gather wait mean (ms)"]) == pytest.approx(11.0)
+    assert float(values["inference mean (ms)"]) == pytest.approx(20.0)
+    assert "2 batches, mean size 2.00 of 3" in status.message

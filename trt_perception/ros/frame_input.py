@@ -134,7 +134,8 @@ class FrameInput:
         except ImageError as exc:
             self.stats.rejected.record(time.monotonic_ns())
             self._node.get_logger().warning(
-                f"rejected frame ({self.stats.rejected.total} so far): {exc}", throttle_duration_sec=5.0)
+                f"rejected frame ({self.stats.rejected.total} so far on {self.topic_name}): {exc}",
+                throttle_duration_sec=5.0)
             return
         self.stats.converted += 1
         self._sink(Frame(pixels, order, image, header=msg.header, received_ns=received,
