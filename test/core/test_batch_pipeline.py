@@ -9,12 +9,14 @@ import cv2
 import numpy as np
 import pytest
 
+from trt_perception.core.backends.base import BackendError
 from trt_perception.core.backends.onnxrt import OnnxRuntimeBackend
 from trt_perception.core.batching.batch_pipeline import BatchPipeline, BatchStageTimes
 from trt_perception.core.batching.batch_plan import BatchCalls, BatchPlanError, plan_engine_batches
 from trt_perception.core.decode import create_decoder
 from trt_perception.core.model_config import load_model_config
 from trt_perception.core.pipeline import Pipeline, SourceFrame
+from trt_perception.core.pipeline_factory import PipelineOptions, batch_backend_options, create_batch_pipeline
 from trt_perception.core.tensorrt.options import BuildOptions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,3 +134,20 @@ def test_dla_engine_has_a_fixed_batch_clamped_to_the_dla_limit_with_a_note():
 def test_bad_plans_are_refused(cameras, limit):
     with pytest.raises(BatchPlanError):
         plan_engine_batches(cameras, BuildOptions(dla_core=0), dla_batch_limit=limit)
+
+
+def test_batch_backend_options_build_tensorrt_for_the_cameras_and_leave_onnxruntime_alone():
+    kwargs, note = batch_backend_options(PipelineOptions(precision="fp16"), "tensorrt", 4, "model.yaml")
+    assert (kwargs["min_batch"], kwargs["opt_batch"], kwargs["max_batch"]) == (1, 4, 4) and note == ""
+    assert kwargs["precision"] == "fp16" and kwargs["model_config"] == "model.yaml"
+    dla, note = batch_backend_options(PipelineOptions(dla_core=0), "tensorrt", 3)
+    assert (dla["min_batch"], dla["opt_batch"], dla["max_batch"]) == (3, 3, 3) and "padded" in note
+    assert batch_backend_options(PipelineOptions(threads=2), "onnxruntime", 4) == ({"threads": 2}, "")
+
+
+def test_create_batch_pipeline_runs_onnxruntime_and_refuses_gpu_preprocessing():
+    pipeline, why = create_batch_pipeline(MODEL_YAML, PipelineOptions(backend="onnxruntime", threads=1), 3)
+    with pipeline:
+        assert pipeline.calls == BatchCalls(3) and "3 camera(s)" in why
+    with pytest.raises(BackendError, match="preprocess: gpu"):
+        create_batch_pipeline(MODEL_YAML, PipelineOptions(backend="onnxruntime", preprocess="gpu"), 2)

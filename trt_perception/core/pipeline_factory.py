@@ -121,27 +121,35 @@ def create_pipeline(config_path: str | Path, options: PipelineOptions) -> tuple[
     return Pipeline.from_config(config_path, backend, **backend_kwargs), why
 
 
+def batch_backend_options(options: PipelineOptions, backend: str, cameras: int,
+                          config_path: Optional[str | Path] = None) -> tuple[dict[str, Any], str]:
+    """Constructor options of the resolved ``backend`` for a batch of ``cameras`` frames (CPU
+    preprocessing), and a note for the log (empty unless the batch plan has one). TensorRT: the
+    optimization profile of :func:`~trt_perception.core.batching.batch_plan.plan_engine_batches`
+    (GPU: min 1 / opt N / max N; the engine cache key holds it).
+    """
+    kwargs = backend_options(options, backend, "cpu", config_path)
+    if backend != "tensorrt":
+        return kwargs, ""
+    plan = plan_engine_batches(cameras, BuildOptions(precision=options.precision, dla_core=options.dla_core))
+    kwargs.update(min_batch=plan.options.min_batch, opt_batch=plan.options.opt_batch,
+                  max_batch=plan.options.max_batch)
+    return kwargs, plan.note
+
+
 def create_batch_pipeline(config_path: str | Path, options: PipelineOptions,
                           cameras: int) -> tuple[BatchPipeline, str]:
     """The pipeline that runs the frames of ``cameras`` cameras in one inference call per batch
-    (:class:`~trt_perception.core.batching.batch_pipeline.BatchPipeline`), and the sentence for
-    the log. TensorRT engines are built for the batch plan of ``cameras``
-    (:func:`~trt_perception.core.batching.batch_plan.plan_engine_batches`: profile 1 / N / N on the
-    GPU; the engine cache key holds it). Preprocessing is on the CPU: ``preprocess: gpu`` raises
-    BackendError (no batched GPU preprocessing yet), ``auto`` says so in the sentence.
+    (:class:`~trt_perception.core.batching.batch_pipeline.BatchPipeline`, backend options from
+    :func:`batch_backend_options`), and the sentence for the log. Preprocessing is on the CPU:
+    ``preprocess: gpu`` raises BackendError (no batched GPU preprocessing yet).
     """
     backend = resolve_backend(options.backend)
     if options.preprocess not in PREPROCESS_MODES:
         raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {options.preprocess!r}")
     if options.preprocess == "gpu":
         raise BackendError("preprocess: gpu is not available for a batch of cameras yet; use auto or cpu")
-    backend_kwargs = backend_options(options, backend, "cpu", config_path)
-    note = ""
-    if backend == "tensorrt":
-        plan = plan_engine_batches(cameras, BuildOptions(precision=options.precision, dla_core=options.dla_core))
-        backend_kwargs.update(min_batch=plan.options.min_batch, opt_batch=plan.options.opt_batch,
-                              max_batch=plan.options.max_batch)
-        note = f"; {plan.note}" if plan.note else ""
+    backend_kwargs, note = batch_backend_options(options, backend, cameras, config_path)
     pipeline = BatchPipeline.from_config(config_path, max_batch=cameras, backend_kind=backend, **backend_kwargs)
     return pipeline, (f"{cameras} camera(s) batched into one {backend} call per batch, CPU preprocessing"
-                      f"{note}")
+                      + (f"; {note}" if note else ""))
