@@ -96,8 +96,7 @@ class PerceptionTask(ABC):
         self.camera = camera
         #: the task in the log and in diagnostic status names: ``detector``, ``detector /cam_a``
         self.name = f"{self.LABEL} {camera}" if camera else self.LABEL
-        logger = node.get_logger()
-        self.logger = logger.get_child(prefix) if prefix else logger
+        self.logger = node.get_logger().get_child(prefix) if prefix else node.get_logger()
         base = TASK_PARAMS + self.DECODER_PARAMS
         self.specs = tuple(spec.renamed(self.param_prefix + spec.name) for spec in base)
         self._names = {self.param_prefix + spec.name: spec.name for spec in base}
