@@ -18,6 +18,7 @@ TOOLS = [
     "export_trt_pose",
     "build_engine",
     "quantize",
+    "validate",
     "benchmark",
     "make_bag",
     "run",
