@@ -19,6 +19,7 @@ TOOLS = [
     "build_engine",
     "quantize",
     "validate",
+    "fp16_check",
     "benchmark",
     "make_bag",
     "run",

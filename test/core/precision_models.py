@@ -22,7 +22,7 @@ def chain_model(path, fragile=None, seed=0, blow_up=None):
     (a constant 1000 from a bias) that its own weights ignore: with min/max calibration its INT8
     scale becomes ~8 and the other channels (|x| ~ 1) quantize to zero, so quantizing that
     conv's input destroys the output while every other conv quantizes well.
-    ``blow_up`` (a conv name): that conv's weights are scaled by 1e5, so its output (and
+    ``blow_up`` (a conv name): that conv's weights are scaled by 1e6, so its output (and
     everything after) exceeds FP16's range.
     """
     rng = np.random.default_rng(seed)
@@ -38,7 +38,7 @@ def chain_model(path, fragile=None, seed=0, blow_up=None):
         if name == fragile:
             w[:, -1] = 0.0       # ...which the fragile conv ignores
         if name == blow_up:
-            w *= 1e5
+            w *= 1e6
         inits[f"w_{name}"], inits[f"b_{name}"] = w, b
         out = "y" if name == "conv_d" else f"{name}_out"
         nodes.append(helper.make_node("Conv", [previous, f"w_{name}", f"b_{name}"], [out], name=name))

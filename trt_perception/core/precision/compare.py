@@ -56,7 +56,7 @@ class TensorError:
         diff = np.abs(np.where(finite, cand, np.inf) - ref)
         ref_abs = np.abs(ref)
         peak = float(ref_abs.max()) if ref_abs.size else 0.0
-        floor = max(peak * RELATIVE_FLOOR, np.finfo(np.float32).tiny)
+        floor = max(peak * RELATIVE_FLOOR, float(np.finfo(np.float32).tiny))
         rel = diff / np.maximum(ref_abs, floor)
         self.frames += 1
         self.elements += diff.size

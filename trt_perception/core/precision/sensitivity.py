@@ -283,8 +283,8 @@ class SensitivitySweep:
             kept.append(group.group)
             current = step(f"keep {group.group} in float", kept)
         if current.met:
-            for group in reversed(list(kept)):  # least sensitive first
-                trial = [name for name in kept if name != group]
-                if step(f"try {group} in INT8 again", trial).met:
+            for name in reversed(list(kept)):  # least sensitive first
+                trial = [other for other in kept if other != name]
+                if step(f"try {name} in INT8 again", trial).met:
                     kept = trial
         return Selection(tuple(kept), nodes_of(kept), current.met, tuple(steps))
