@@ -66,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--video", default="/work/shared/data/vtest.avi")
     parser.add_argument("--rounds", type=int, default=5, help="alternating latency rounds (x 20 frames each)")
     parser.add_argument("--cache-dir", type=Path, default=default_precision_cache_dir())
+    parser.add_argument("--group-depth", type=int, default=3, help="layer groups: first D name parts, 0 = per node")
     args = parser.parse_args(argv)
 
     config = load_model_config(MODEL_YAML)
@@ -77,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             detection_decoder(config, selection_geo))
     evaluation_set = EvalSet(config.input_name, evaluation_frames, [fp32(t) for t in evaluation_frames],
                              detection_decoder(config, evaluation_geo))
-    groups = layer_groups(config.model_path)
+    groups = layer_groups(config.model_path, depth=args.group_depth)
     start = time.perf_counter()
     with SensitivitySweep(config.model_path, calibration, selection_set, cache=ResultCache(args.cache_dir),
                           progress=lambda items, **kw: tqdm(items, disable=None, **kw)) as sweep, \
@@ -106,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"{len(selection_frames)} (200..395 every 5), evaluation {len(evaluation_frames)} (400..795 every 5, "
              "held out from calibration and selection). Percentile calibration (99.999), symmetric INT8, "
              "per-channel weights. Detections at score >= 0.5 matched to FP32's at IoU >= 0.5.", "",
-             f"Sensitivity: {len(groups)} layer groups (first 3 name parts) quantized one at a time on the "
+             f"Sensitivity: {len(groups)} layer groups ("
+             + (f"first {args.group_depth} name parts" if args.group_depth else "one per node")
+             + ") quantized one at a time on the "
              f"selection frames; selection target recall and precision >= 0.99 vs FP32 with at most "
              f"{int(0.2 * convs)} of {convs} convolutions in float. Target on the selection frames "
              f"{'reached' if selection.reached else 'NOT reached'} with {len(selection.float_groups)} group(s) "

@@ -105,6 +105,11 @@ def test_validate_refuses_what_it_cannot_run(tmp_path, frames_dir, capsys):
     assert "expected a TensorRT engine" in capsys.readouterr().err
     assert main(args + ["--candidate", str(tmp_path / "missing.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    from trt_perception.core.backends import tensorrt_available
+    if not tensorrt_available():  # an engine needs TensorRT: a clear error, not a crash
+        (tmp_path / "model.engine").write_bytes(b"not an engine")
+        assert main(args + ["--candidate", str(tmp_path / "model.engine")]) == 2
+        assert "TensorRT" in capsys.readouterr().err
     assert main(["validate", "--config", str(CONFIG), "--frames", str(tmp_path / "none"),
                  "--candidate", str(MODEL_DIR / "ssdlite_pedestrian_raw_nchw.onnx")]) == 2
     assert "error:" in capsys.readouterr().err

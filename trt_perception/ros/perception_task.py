@@ -74,6 +74,7 @@ def backend_options(node_params: dict[str, Any], backend: str, config_path: str)
     if backend == "tensorrt":
         return {"precision": node_params["precision"], "dla_core": node_params["dla_core"],
                 "engine_cache_dir": node_params["engine_cache_dir"] or None,
+                "layer_precision_file": node_params["layer_precision_file"] or None,
                 "allow_build": node_params["allow_engine_build"], "model_config": config_path}
     return {"threads": node_params["threads"]} if node_params["threads"] else {}
 
