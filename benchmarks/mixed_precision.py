@@ -10,7 +10,9 @@ predictor convolution: 55 groups for 98 Conv/Add nodes), measured one at a time
 with at most 20 % of the convolutions in float. Then FP32, full INT8 and the mixed model on the
 evaluation frames: detection agreement with FP32, share of convolutions in INT8, and CPU
 latency as ratios of medians of alternating runs in this process (1 thread each). Results:
-``benchmarks/results/mixed_precision.{md,json}`` and ``mixed_precision_sensitivity.png``.
+``benchmarks/results/<name>.{md,json}`` and ``<name>_sensitivity.png`` (``--name``, default
+``mixed_precision``; ``mixed_precision_per_node``: ``--group-depth 0``; ``mixed_precision_minmax``:
+``--method minmax``).
 Sweep results are cached (``--cache-dir``), so a re-run takes minutes less.
 
     .venv/bin/python benchmarks/mixed_precision.py [--video PATH] [--rounds 5]
@@ -39,6 +41,7 @@ from trt_perception.core.precision.sensitivity import (EvalSet, SensitivitySweep
                                                        layer_groups, onnx_runner)
 from trt_perception.core.precision.sensitivity_report import (selection_table, sensitivity_chart,
                                                               sensitivity_json, sensitivity_table)
+from trt_perception.core.quantize import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_YAML = ROOT / "models" / "ssdlite_pedestrian" / "ssdlite_pedestrian.yaml"
@@ -67,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="alternating latency rounds (x 20 frames each)")
     parser.add_argument("--cache-dir", type=Path, default=default_precision_cache_dir())
     parser.add_argument("--group-depth", type=int, default=3, help="layer groups: first D name parts, 0 = per node")
+    parser.add_argument("--method", choices=METHODS, default="percentile")
+    parser.add_argument("--name", default="mixed_precision", help="results file stem in benchmarks/results")
     args = parser.parse_args(argv)
 
     config = load_model_config(MODEL_YAML)
@@ -80,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              detection_decoder(config, evaluation_geo))
     groups = layer_groups(config.model_path, depth=args.group_depth)
     start = time.perf_counter()
-    with SensitivitySweep(config.model_path, calibration, selection_set, cache=ResultCache(args.cache_dir),
+    with SensitivitySweep(config.model_path, calibration, selection_set, method=args.method,
+                          cache=ResultCache(args.cache_dir),
                           progress=lambda items, **kw: tqdm(items, disable=None, **kw)) as sweep, \
             tempfile.TemporaryDirectory(prefix="mixed_precision.") as work:
         ranking = sweep.measure(groups)
@@ -101,11 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     median = {name: statistics.median(values) for name, values in times.items()}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    sensitivity_chart(ranking, RESULTS / "mixed_precision_sensitivity.png", selection)
+    sensitivity_chart(ranking, RESULTS / f"{args.name}_sensitivity.png", selection)
     lines = ["# Mixed precision INT8: SSDLite pedestrian, ONNX Runtime CPU", "",
              f"Frames of vtest.avi: calibration {len(calibration)} (0..199 every 4), selection "
              f"{len(selection_frames)} (200..395 every 5), evaluation {len(evaluation_frames)} (400..795 every 5, "
-             "held out from calibration and selection). Percentile calibration (99.999), symmetric INT8, "
+             f"held out from calibration and selection). {args.method.capitalize()} calibration"
+             + (" (99.999)" if args.method == "percentile" else "") + ", symmetric INT8, "
              "per-channel weights. Detections at score >= 0.5 matched to FP32's at IoU >= 0.5.", "",
              f"Sensitivity: {len(groups)} layer groups ("
              + (f"first {args.group_depth} name parts" if args.group_depth else "one per node")
@@ -133,12 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               "the INT8 speed-up is TensorRT's on the GPU, so the CPU ratios only rank the variants' overhead.",
               "", "## Selection steps (selection frames)", "", selection_table(selection), "",
               "## Sensitivity ranking (selection frames, only that group INT8)", "",
-              "![sensitivity](mixed_precision_sensitivity.png)", "", sensitivity_table(ranking, selection), "",
+              f"![sensitivity]({args.name}_sensitivity.png)", "", sensitivity_table(ranking, selection), "",
               f"Machine: {platform.processor() or platform.machine()} (2 cores shared with other jobs), Python "
               f"{platform.python_version()}, onnxruntime {onnxruntime.__version__}."]
     text = "\n".join(lines) + "\n"
-    atomic_write_text(RESULTS / "mixed_precision.md", text)
-    atomic_write_text(RESULTS / "mixed_precision.json", json.dumps(
+    atomic_write_text(RESULTS / f"{args.name}.md", text)
+    atomic_write_text(RESULTS / f"{args.name}.json", json.dumps(
         {"models": rows, "latency_ms": times, "latency_median_ms": median,
          "sensitivity": sensitivity_json(ranking, selection)}, indent=1) + "\n")
     print(text)

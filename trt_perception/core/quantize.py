@@ -18,8 +18,9 @@ TensorRT's recommended placement; layer outputs are not quantized, so the networ
 float. ``nodes_to_exclude`` keeps named nodes in float (mixed precision, see
 :mod:`trt_perception.core.precision.sensitivity`); ``nodes_to_quantize`` quantizes only those.
 ``ranges_cache`` keeps the calibrated activation ranges in a JSON file: when it exists the
-frames are not read (sweeps quantize one model many ways from one calibration). The result runs in ONNX Runtime (the ``onnxruntime`` backend) and
-builds an explicitly quantized TensorRT engine (``precision int8``, no calibrator).
+frames are not read (sweeps quantize one model many ways from one calibration). The result runs
+in ONNX Runtime (the ``onnxruntime`` backend) and builds an explicitly quantized TensorRT engine
+(``precision int8``, no calibrator).
 """
 
 from __future__ import annotations

@@ -240,12 +240,9 @@ class SensitivitySweep:
         self.cache.put("int8_variant", recipe, summary)
         return summary
 
-    def measure(self, groups: Mapping[str, Sequence[str]], conv_nodes: Optional[set[str]] = None
-                ) -> list[GroupSensitivity]:
-        """Every group's one-at-a-time sensitivity, most sensitive first. ``conv_nodes``: names of
-        the Conv nodes (for each group's conv count; default: counted from the model)."""
-        if conv_nodes is None:
-            conv_nodes = set(layer_groups(self.model_path, ("Conv",), depth=0))
+    def measure(self, groups: Mapping[str, Sequence[str]]) -> list[GroupSensitivity]:
+        """Every group's one-at-a-time sensitivity, most sensitive first."""
+        conv_nodes = set(layer_groups(self.model_path, ("Conv",), depth=0))
         items = list(groups.items())
         results = []
         for name, nodes in (self.progress(items, desc="sensitivity", unit="group") if self.progress else items):
