@@ -39,7 +39,7 @@ from trt_perception.core.precision.model_frames import detection_decoder, read_f
 from trt_perception.core.precision.result_cache import ResultCache, default_precision_cache_dir
 from trt_perception.core.precision.sensitivity import (EvalSet, SensitivitySweep, Target, int8_conv_share,
                                                        layer_groups, onnx_runner)
-from trt_perception.core.precision.sensitivity_report import (selection_table, sensitivity_chart,
+from trt_perception.core.precision.sensitivity_report import (selection_json, selection_table, sensitivity_chart,
                                                               sensitivity_json, sensitivity_table)
 from trt_perception.core.quantize import METHODS
 
@@ -70,13 +70,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="alternating latency rounds (x 20 frames each)")
     parser.add_argument("--cache-dir", type=Path, default=default_precision_cache_dir())
     parser.add_argument("--group-depth", type=int, default=3, help="layer groups: first D name parts, 0 = per node")
+    parser.add_argument("--selection-every", type=int, default=5,
+                        help="selection frames: every N-th of 200..399 (default 5: 40 frames)")
     parser.add_argument("--method", choices=METHODS, default="percentile")
     parser.add_argument("--name", default="mixed_precision", help="results file stem in benchmarks/results")
     args = parser.parse_args(argv)
 
     config = load_model_config(MODEL_YAML)
     calibration, _ = read_frames(config, [args.video], every=4, max_frames=50)
-    selection_frames, selection_geo = read_frames(config, [args.video], every=5, skip=40, max_frames=40)
+    step = args.selection_every
+    selection_frames, selection_geo = read_frames(config, [args.video], every=step, skip=-(-200 // step),
+                                                  max_frames=-(-200 // step))
     evaluation_frames, evaluation_geo = read_frames(config, [args.video], every=5, skip=80, max_frames=80)
     fp32 = onnx_runner(config.model_path, config.input_name)
     selection_set = EvalSet(config.input_name, selection_frames, [fp32(t) for t in selection_frames],
@@ -93,10 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         target = Target(recall=0.99, precision=0.99)
         convs = sum(g.convs for g in ranking)
         selection = sweep.select(ranking, target, max_float_convs=int(0.2 * convs))
+        # Without the float budget: how many groups the target takes (when the budget was too small).
+        unbounded = sweep.select(ranking, target) if not selection.reached else None
         sweep_seconds = time.perf_counter() - start
         models = {"FP32": config.model_path, "INT8": Path(work) / "int8.onnx", "mixed": Path(work) / "mixed.onnx"}
         sweep.quantize(models["INT8"])
         sweep.quantize(models["mixed"], exclude=selection.float_nodes)
+        if unbounded is not None:
+            models["mixed, no budget"] = Path(work) / "mixed_unbounded.onnx"
+            sweep.quantize(models["mixed, no budget"], exclude=unbounded.float_nodes)
         rows: dict[str, Any] = {}
         for name, path in models.items():
             summary = evaluation_set.compare(onnx_runner(path, config.input_name))
@@ -110,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sensitivity_chart(ranking, RESULTS / f"{args.name}_sensitivity.png", selection)
     lines = ["# Mixed precision INT8: SSDLite pedestrian, ONNX Runtime CPU", "",
              f"Frames of vtest.avi: calibration {len(calibration)} (0..199 every 4), selection "
-             f"{len(selection_frames)} (200..395 every 5), evaluation {len(evaluation_frames)} (400..795 every 5, "
+             f"{len(selection_frames)} (200..399 every {step}), evaluation {len(evaluation_frames)} (400..795 every 5, "
              f"held out from calibration and selection). {args.method.capitalize()} calibration"
              + (" (99.999)" if args.method == "percentile" else "") + ", symmetric INT8, "
              "per-channel weights. Detections at score >= 0.5 matched to FP32's at IoU >= 0.5.", "",
@@ -122,6 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"{'reached' if selection.reached else 'NOT reached'} with {len(selection.float_groups)} group(s) "
              f"in float: {', '.join(f'`{g}`' for g in selection.float_groups) or 'none'}. "
              f"{evaluations} variants evaluated in this run ({sweep_seconds:.0f} s; the rest came from the cache).",
+             *([] if unbounded is None else [
+                 "", f"Without the float budget the selection {'reaches' if unbounded.reached else 'does not reach'} "
+                 f"the target with {len(unbounded.float_groups)} group(s) in float "
+                 f"({unbounded.final.summary['int8_convs']}/{convs} convolutions INT8): "
+                 + ", ".join(f"`{g}`" for g in unbounded.float_groups) + " (row `mixed, no budget`)."]),
              "", "## Evaluation frames (held out)", "",
              "| model | convs in INT8 | FP32 dets | dets | matched | recall | precision | mean IoU | "
              "score drift mean abs | output error | CPU latency / FP32 | / full INT8 |",
@@ -139,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               + ". On a CPU, ONNX Runtime runs Q/DQ models slower than FP32 (the Q/DQ pairs are executed); "
               "the INT8 speed-up is TensorRT's on the GPU, so the CPU ratios only rank the variants' overhead.",
               "", "## Selection steps (selection frames)", "", selection_table(selection), "",
+              *([] if unbounded is None else ["Without the float budget:", "", selection_table(unbounded), ""]),
               "## Sensitivity ranking (selection frames, only that group INT8)", "",
               f"![sensitivity]({args.name}_sensitivity.png)", "", sensitivity_table(ranking, selection), "",
               f"Machine: {platform.processor() or platform.machine()} (2 cores shared with other jobs), Python "
@@ -147,7 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     atomic_write_text(RESULTS / f"{args.name}.md", text)
     atomic_write_text(RESULTS / f"{args.name}.json", json.dumps(
         {"models": rows, "latency_ms": times, "latency_median_ms": median,
-         "sensitivity": sensitivity_json(ranking, selection)}, indent=1) + "\n")
+         "sensitivity": sensitivity_json(ranking, selection),
+         "unbounded_selection": None if unbounded is None else selection_json(unbounded)},
+        indent=1) + "\n")
     print(text)
     return 0
 

@@ -90,13 +90,11 @@ class EvalSet:
                                    f"frames and {len(self.reference)} reference outputs")
         self.digest = tensors_digest(self.tensors)
 
-    def compare(self, run: Callable[[np.ndarray], Mapping[str, np.ndarray]],
-                progress: Optional[Callable[[Any], Any]] = None) -> dict[str, Any]:
+    def compare(self, run: Callable[[np.ndarray], Mapping[str, np.ndarray]]) -> dict[str, Any]:
         """Summary (:meth:`OutputComparison.summary`) of ``run``'s outputs against the reference."""
         comparison = OutputComparison(self.iou_threshold)
-        indices = range(len(self.tensors))
-        for index in (progress(indices) if progress is not None else indices):
-            comparison.add(self.reference[index], run(self.tensors[index]), self.decode, index)
+        for index, tensor in enumerate(self.tensors):
+            comparison.add(self.reference[index], run(tensor), self.decode, index)
         return comparison.summary()
 
 

@@ -49,14 +49,19 @@ def selection_table(selection: Selection) -> str:
     return "\n".join(lines)
 
 
+def selection_json(selection: Selection) -> dict[str, Any]:
+    """The selection as plain JSON values: float groups and nodes, whether reached, every step."""
+    return {"float_groups": list(selection.float_groups), "float_nodes": list(selection.float_nodes),
+            "reached": selection.reached,
+            "steps": [{"action": s.action, "float_groups": list(s.float_groups), "met": s.met,
+                       "summary": s.summary} for s in selection.steps]}
+
+
 def sensitivity_json(ranking: Sequence[GroupSensitivity], selection: Selection | None = None) -> dict[str, Any]:
+    """The ranking (group, nodes, convs, loss, summary) and the selection as plain JSON values."""
     return {"ranking": [{"group": g.group, "nodes": list(g.nodes), "convs": g.convs, "loss": list(g.loss),
                          "summary": g.summary} for g in ranking],
-            "selection": None if selection is None else {
-                "float_groups": list(selection.float_groups), "float_nodes": list(selection.float_nodes),
-                "reached": selection.reached,
-                "steps": [{"action": s.action, "float_groups": list(s.float_groups), "met": s.met,
-                           "summary": s.summary} for s in selection.steps]}}
+            "selection": None if selection is None else selection_json(selection)}
 
 
 def sensitivity_chart(ranking: Sequence[GroupSensitivity], path: PathLike, selection: Selection | None = None,
@@ -85,7 +90,7 @@ def sensitivity_chart(ranking: Sequence[GroupSensitivity], path: PathLike, selec
     if kept:
         cv2.putText(image, "orange: kept in float by the selection", (10, height - 12), font, 0.45,
                     (0, 100, 200), 1, cv2.LINE_AA)
-    ok, png = cv2.imencode(".png", image)
+    ok, png = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:
         raise ValueError("OpenCV could not encode the chart as PNG")
     atomic_write_bytes(Path(path), png.tobytes())
