@@ -44,6 +44,18 @@ def test_planted_fragile_layer_ranks_first_and_alone_stays_float(tmp_path, fragi
     assert producer[fragile_node.input[0]] != "DequantizeLinear"  # its input stays float
 
 
+def test_backward_elimination_drops_groups_the_target_does_not_need(tmp_path):
+    model = chain_model(tmp_path / "m.onnx", fragile="conv_c")
+    with SensitivitySweep(model, frames(12), evalset(model), method="minmax") as sweep:
+        ranking = sweep.measure(layer_groups(model, depth=0))
+        misranked = [g for g in ranking if g.group == "conv_a"] + [g for g in ranking if g.group != "conv_a"]
+        selection = sweep.select(misranked, Target(None, None, output_error=0.05))
+    actions = [step.action for step in selection.steps]
+    assert actions[:3] == ["full INT8", "keep conv_a in float", "keep conv_c in float"]
+    assert "try conv_a in INT8 again" in actions and selection.float_groups == ("conv_c",)
+    assert selection.reached and selection.final.met and selection.final.float_groups == ("conv_c",)
+
+
 def test_selection_stops_at_the_float_budget(tmp_path):
     model = chain_model(tmp_path / "m.onnx", fragile="conv_c")
     with SensitivitySweep(model, frames(12), evalset(model), method="minmax") as sweep:
