@@ -71,7 +71,7 @@ def test_pinned_layers_are_part_of_the_engine_key_and_old_keys_are_unchanged(tmp
 def test_build_engine_checks_precision_arguments_before_tensorrt(tmp_path, capsys):
     onnx_file = ROOT / "models" / "ssdlite_pedestrian" / "ssdlite_pedestrian_raw_nchw.onnx"
     assert main(["build-engine", "--onnx", str(onnx_file), "--fp16-check", "x.avi"]) == 2
-    assert "need --config" in capsys.readouterr().err
+    assert "--fp16-check needs --config" in capsys.readouterr().err
     assert main(["build-engine", "--onnx", str(onnx_file), "--layer-precision", str(tmp_path / "none.json")]) == 2
     assert "cannot read layer precision file" in capsys.readouterr().err
     write_layer_precisions(tmp_path / "l.json", "m", {"a": "fp16"}, {})

@@ -124,9 +124,11 @@ def run(args: argparse.Namespace) -> int:
         model = config.model_path if config is not None else Path(args.onnx).expanduser()
         if not model.is_file():
             raise ValueError(f"model file {model} does not exist")
-        if (args.calib or args.fp16_check or args.validate) and config is None:
-            raise ValueError("--calib, --fp16-check and --validate need --config (its preprocess section turns "
-                             "frames into input tensors)")
+        framed = [flag for flag, used in (("--calib", args.calib), ("--fp16-check", args.fp16_check),
+                                          ("--validate", args.validate)) if used]
+        if framed and config is None:
+            raise ValueError(f"{' and '.join(framed)} needs --config (its preprocess section turns frames into "
+                             "input tensors)")
         pinned = read_layer_precisions(args.layer_precision) if args.layer_precision else {}
         if args.fp16_check and config is not None:
             if build_options.precision == "fp32":
