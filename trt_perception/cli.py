@@ -19,6 +19,8 @@ TOOLS = [
     "build_engine",
     "quantize",
     "dynamic_batch",
+    "validate",
+    "fp16_check",
     "benchmark",
     "make_bag",
     "run",

@@ -42,6 +42,8 @@ class PipelineOptions:
     dla_core: int = -1
     engine_cache_dir: str = ""
     allow_engine_build: bool = True
+    #: TensorRT: layer precision file (fp16-check --write-layers, quantize --target-recall; "": none)
+    layer_precision_file: str = ""
     #: GPU preprocessing: frames in flight, kernel reading mapped pinned memory
     pipeline_depth: int = 1
     zero_copy_input: bool = False
@@ -97,6 +99,7 @@ def backend_options(options: PipelineOptions, backend: str, preprocess: str,
     if backend == "tensorrt":
         return {"precision": options.precision, "dla_core": options.dla_core,
                 "engine_cache_dir": options.engine_cache_dir or None, "allow_build": options.allow_engine_build,
+                "layer_precision_file": options.layer_precision_file or None,
                 "model_config": None if config_path is None else str(config_path),
                 "device_id": options.device_id}
     if preprocess == "gpu":

@@ -15,8 +15,12 @@ only 63% (``benchmarks/results/int8_accuracy.md``): check a model's agreement be
 
 Q/DQ pairs go on the *inputs* of ``op_types`` only (default: weighted layers and additions),
 TensorRT's recommended placement; layer outputs are not quantized, so the network's outputs stay
-float. The result runs in ONNX Runtime (the ``onnxruntime`` backend) and
-builds an explicitly quantized TensorRT engine (``precision int8``, no calibrator).
+float. ``nodes_to_exclude`` keeps named nodes in float (mixed precision, see
+:mod:`trt_perception.core.precision.sensitivity`); ``nodes_to_quantize`` quantizes only those.
+``ranges_cache`` keeps the calibrated activation ranges in a JSON file: when it exists the
+frames are not read (sweeps quantize one model many ways from one calibration). The result runs
+in ONNX Runtime (the ``onnxruntime`` backend) and builds an explicitly quantized TensorRT engine
+(``precision int8``, no calibrator).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class QuantizeReport:
     frames: int
     quantize_nodes: int
     dequantize_nodes: int
+    ranges_cached: bool = False
 
 
 class _FrameReader:
@@ -73,11 +78,14 @@ class _FrameReader:
 
 def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
                    tensors: Iterable[np.ndarray], method: str = "percentile", percentile: float = 99.999,
-                   op_types: Sequence[str] = DEFAULT_OP_TYPES, per_channel: bool = True) -> QuantizeReport:
+                   op_types: Sequence[str] = DEFAULT_OP_TYPES, per_channel: bool = True,
+                   nodes_to_exclude: Sequence[str] = (), nodes_to_quantize: Optional[Sequence[str]] = None,
+                   ranges_cache: Optional[Path] = None) -> QuantizeReport:
     """Write a Q/DQ INT8 copy of ``model_path`` to ``output_path``, calibrated on ``tensors``.
 
     tensors: the model input ``input_name`` for each calibration frame (e.g.
-    :func:`~trt_perception.core.tensorrt.calibration.preprocessed_frames`); all are consumed.
+    :func:`~trt_perception.core.tensorrt.calibration.preprocessed_frames`); all are consumed,
+    unless ``ranges_cache`` exists (the caller keys its name by model, frames and method).
     Raises :class:`QuantizeError` for bad settings, an already quantized model or no frames.
     """
     import onnx
@@ -88,7 +96,6 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
         QuantType,
         quantize_static,
     )
-    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if method not in METHODS:
@@ -118,26 +125,38 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
     with tempfile.TemporaryDirectory(prefix="trt_perception_quant.") as work:
         prepared = Path(work) / "prepared.onnx"
         quantized = Path(work) / "quantized.onnx"
-        ranges = Path(work) / "ranges.json"
+        ranges = ranges_cache if ranges_cache is not None else Path(work) / "ranges.json"
         quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
-        calibrator = create_calibrator(prepared, list(op_types),
-                                       augmented_model_path=str(Path(work) / "augmented.onnx"),
-                                       calibrate_method=calibrate_method, extra_options=calib_options)
-        try:
-            calibrator.collect_data(reader)
-        except ValueError as exc:  # ONNX Runtime's complaint about an empty reader
-            if reader.count == 0:
-                raise QuantizeError("no calibration frames: the sources yielded nothing") from exc
-            raise
-        if reader.count == 0:
-            raise QuantizeError("no calibration frames: the sources yielded nothing")
-        save_tensors_data(calibrator.compute_data(), ranges)
+        cached = ranges_cache is not None and ranges_cache.is_file()
+        if not cached:
+            _calibrate(prepared, reader, op_types, calibrate_method, calib_options, Path(work), ranges)
         quantize_static(str(prepared), str(quantized), None, quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=list(op_types), per_channel=per_channel,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize is not None else None,
+                        nodes_to_exclude=list(nodes_to_exclude),
                         calibrate_method=calibrate_method, extra_options=extra, calibration_cache_path=ranges)
         result = onnx.load(str(quantized))
         atomic_write_bytes(output_path, result.SerializeToString())
     ops = [node.op_type for node in result.graph.node]
     return QuantizeReport(output_path, method, reader.count, ops.count("QuantizeLinear"),
-                          ops.count("DequantizeLinear"))
+                          ops.count("DequantizeLinear"), ranges_cached=cached)
+
+
+def _calibrate(prepared: Path, reader: Any, op_types: Sequence[str], calibrate_method: Any,
+               calib_options: dict[str, Any], work: Path, ranges: Path) -> None:
+    """Collect activation ranges of ``prepared`` over ``reader``'s frames into ``ranges`` (JSON,
+    written atomically by ONNX Runtime).
+    """
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+    calibrator = create_calibrator(prepared, list(op_types), augmented_model_path=str(work / "augmented.onnx"),
+                                   calibrate_method=calibrate_method, extra_options=calib_options)
+    try:
+        calibrator.collect_data(reader)
+    except ValueError as exc:  # ONNX Runtime's complaint about an empty reader
+        if reader.count == 0:
+            raise QuantizeError("no calibration frames: the sources yielded nothing") from exc
+        raise
+    if reader.count == 0:
+        raise QuantizeError("no calibration frames: the sources yielded nothing")
+    save_tensors_data(calibrator.compute_data(), ranges)

@@ -66,6 +66,8 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
               "fall back to the GPU).", int_range=(-1, 7)),
     ParamSpec("engine_cache_dir", "", "TensorRT engine cache directory; empty: $TRT_PERCEPTION_CACHE "
               "or ~/.cache/trt_perception/engines."),
+    ParamSpec("layer_precision_file", "", "TensorRT: layer precision file pinning layers to FP32/FP16 "
+              "(trt-perception fp16-check --write-layers, quantize --target-recall); empty: none."),
     ParamSpec("allow_engine_build", True, "TensorRT: build the engine at configure when the cache has "
               "none for this model, TensorRT version, GPU and options (false: configure fails)."),
     ParamSpec("preprocess", "auto", "Where preprocessing runs. gpu: one fused CUDA kernel from the "

@@ -2,12 +2,17 @@
 
 Builds (or finds) the engine the ``tensorrt`` backend will load for the same model and options,
 so a node starts without building. ``--output`` also writes the plan to a file; ``--list``
-shows the cache. Exit status: 0 built or found, 1 build failed, 2 bad arguments or no TensorRT.
+shows the cache. ``--layer-precision FILE`` pins layers to FP32/FP16; ``--fp16-check FRAMES``
+finds the layers whose activations overflow FP16 and pins them to FP32; ``--validate FRAMES``
+compares the engine with the FP32 ONNX right after the build (``trt-perception validate``).
+Exit status: 0 built or found (and valid), 1 build or validation failed, 2 bad arguments or no
+TensorRT.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -16,10 +21,16 @@ from typing import Any, Optional
 
 from trt_perception.core.backends.base import BackendError
 from trt_perception.core.io.atomic_write import atomic_write_bytes, atomic_write_text
+from trt_perception.core.io.frame_sources import FrameSourceError
 from trt_perception.core.model_config import ModelConfig, ModelConfigError, load_model_config
+from trt_perception.core.precision.fp16_range import DEFAULT_NEAR_FRACTION
+from trt_perception.core.precision.layer_precision import LayerPrecisionError, as_key, read_layer_precisions
+from trt_perception.core.precision.result_cache import default_precision_cache_dir
 from trt_perception.core.tensorrt.cache import EngineCache, EngineCacheError, default_cache_dir
 from trt_perception.core.tensorrt.calibration import CalibrationError, CalibrationSettings
 from trt_perception.core.tensorrt.options import PRECISIONS, BuildOptions, BuildOptionsError
+from trt_perception.tools.fp16_check import fp16_check
+from trt_perception.tools.validate import add_validation_arguments, run_validation
 
 
 def add_tensorrt_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +51,9 @@ def add_tensorrt_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--calib-max-frames", type=int, default=500, metavar="N")
     group.add_argument("--calib-cache", metavar="FILE", help="TensorRT calibration cache (read, else written)")
     group.add_argument("--timing-cache", metavar="FILE", help="builder timing cache (read and updated)")
+    group.add_argument("--layer-precision", metavar="FILE",
+                       help="layer precision file: ONNX nodes pinned to fp32/fp16 "
+                            "(fp16-check, quantize --target-recall)")
     group.add_argument("--cache-dir", metavar="DIR", help=f"engine cache (default {default_cache_dir()})")
     group.add_argument("--device-id", type=int, default=0, metavar="N", help="CUDA device (default 0)")
 
@@ -53,6 +67,7 @@ def tensorrt_options(args: argparse.Namespace) -> dict[str, Any]:
         "calibration_sources": list(args.calib), "calibration_every": args.calib_every,
         "calibration_max_frames": args.calib_max_frames, "calibration_cache": args.calib_cache,
         "timing_cache": args.timing_cache, "engine_cache_dir": args.cache_dir, "device_id": args.device_id,
+        "layer_precision_file": args.layer_precision,
     }
 
 
@@ -71,6 +86,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument("--force", action="store_true", help="rebuild even when the cache has the engine")
     parser.add_argument("--json", metavar="FILE", help="write a build report (key, engine, DLA placement)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--fp16-check", action="append", default=[], metavar="SOURCE",
+                        help="frames (sampled as --calib-every/--calib-max-frames) to find FP16 overflows on; "
+                             "their layers are built in FP32 (needs --config)")
+    parser.add_argument("--validate", action="append", default=[], metavar="SOURCE",
+                        help="after building, validate the engine against the FP32 ONNX on these frames "
+                             "(needs --config)")
+    add_validation_arguments(parser, prefix="validate-")
     parser.set_defaults(func=run)
 
 
@@ -106,11 +128,26 @@ def run(args: argparse.Namespace) -> int:
         model = config.model_path if config is not None else Path(args.onnx).expanduser()
         if not model.is_file():
             raise ValueError(f"model file {model} does not exist")
-        if args.calib and config is None:
-            raise ValueError("--calib needs --config (its preprocess section turns frames into input tensors)")
+        framed = [flag for flag, used in (("--calib", args.calib), ("--fp16-check", args.fp16_check),
+                                          ("--validate", args.validate)) if used]
+        if framed and config is None:
+            raise ValueError(f"{' and '.join(framed)} needs --config (its preprocess section turns frames into "
+                             "input tensors)")
+        pinned = read_layer_precisions(args.layer_precision) if args.layer_precision else {}
+        if args.fp16_check and config is not None:
+            if build_options.precision == "fp32":
+                raise ValueError("--fp16-check is for fp16/int8 builds: an fp32 engine cannot overflow FP16")
+            ranges = fp16_check(config, args.fp16_check, args.calib_every, args.calib_max_frames,
+                                DEFAULT_NEAR_FRACTION, str(default_precision_cache_dir()), args.quiet)
+            print(ranges.format())
+            for name, reason in ranges.fp32_layers().items():
+                print(f"  kept in FP32: {name}: {reason}")
+                pinned[name] = "fp32"
+        build_options = dataclasses.replace(build_options, layer_precisions=as_key(pinned))
         if args.device_id < 0:
             raise ValueError(f"--device-id must be >= 0, got {args.device_id}")
-    except (BuildOptionsError, CalibrationError, ModelConfigError, ValueError) as exc:
+    except (BuildOptionsError, CalibrationError, ModelConfigError, FrameSourceError, LayerPrecisionError,
+            ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
@@ -143,6 +180,10 @@ def run(args: argparse.Namespace) -> int:
               + (", calibrated" if result.calibrated else ""))
         if result.dla_report is not None:
             print(result.dla_report.format())
+        if result.pinned_layers:
+            print(f"{len(result.pinned_layers)} layer(s) pinned: {', '.join(result.pinned_layers)}")
+        if result.unmatched_layers:
+            print(f"no layer found for pinned node(s): {', '.join(result.unmatched_layers)}")
     if args.output:
         atomic_write_bytes(Path(args.output), entry.engine)
         print(f"wrote {args.output}")
@@ -152,4 +193,7 @@ def run(args: argparse.Namespace) -> int:
                   "build_seconds": result.seconds if result is not None else None,
                   "dla": result.dla_report.to_dict() if result is not None and result.dla_report else None}
         atomic_write_text(Path(args.json), json.dumps(report, indent=2) + "\n")
+    if args.validate and config is not None:
+        engine_file = Path(args.output) if args.output else entry.path
+        return run_validation(config, engine_file, args.validate, args, device_id=args.device_id)
     return 0

@@ -2,7 +2,9 @@
 
 The output is explicitly quantized (see :mod:`trt_perception.core.quantize`): build it with
 ``trt-perception build-engine --onnx OUT --precision int8`` (no calibration on the car), or run
-it with the ``onnxruntime`` backend. Exit status: 0 written, 1 quantization failed, 2 bad arguments.
+it with the ``onnxruntime`` backend. With ``--target-recall`` the most INT8-sensitive layer groups
+stay in float (:mod:`trt_perception.tools.mixed_precision`). Exit status: 0 written, 1
+quantization failed or the target not reached, 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from pathlib import Path
 
 from trt_perception.core.io.frame_sources import FrameSourceError
 from trt_perception.core.model_config import ModelConfigError, load_model_config
+from trt_perception.core.precision.sensitivity import SensitivityError
 from trt_perception.core.quantize import METHODS, QuantizeError, quantize_model
 from trt_perception.core.tensorrt.calibration import CalibrationError, CalibrationSettings, preprocessed_frames
+from trt_perception.tools.mixed_precision import add_mixed_arguments, check_mixed_arguments, run_mixed
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -34,6 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument("--no-per-channel", dest="per_channel", action="store_false",
                         help="one weight scale per tensor instead of per output channel")
     parser.add_argument("--output", required=True, metavar="FILE", help="quantized ONNX to write")
+    add_mixed_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -43,10 +48,25 @@ def run(args: argparse.Namespace) -> int:
         config = load_model_config(args.config)
         settings = CalibrationSettings(tuple(args.calib), args.calib_every, args.calib_max_frames)
         sources = settings.open_sources()
-    except (ModelConfigError, CalibrationError, FrameSourceError) as exc:
+        check_mixed_arguments(args)
+    except (ModelConfigError, CalibrationError, FrameSourceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     frames = preprocessed_frames(sources, config.preprocess, settings.max_frames)
+    if args.target_recall is not None:
+        try:
+            mixed = run_mixed(args, config, list(frames))
+        except (QuantizeError, SensitivityError, CalibrationError, FrameSourceError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        selection, final = mixed["selection"], mixed["final"]
+        detections = final.get("detections") or {}
+        print(f"wrote {mixed['report'].output}: {len(selection.float_groups)} layer group(s) "
+              f"({len(selection.float_nodes)} nodes) in float, {mixed['int8_convs']} of {mixed['convs']} convolutions "
+              f"INT8; on the held-out frames recall {detections.get('recall', float('nan')):.4f}, precision "
+              f"{detections.get('precision', float('nan')):.4f} vs FP32 (target "
+              f"{'reached' if selection.reached else 'NOT reached'}); layer precisions: {mixed['layers_file']}")
+        return 0 if selection.reached else 1
     try:
         report = quantize_model(config.model_path, Path(args.output), config.input_name, frames,
                                 method=args.method, percentile=args.percentile, per_channel=args.per_channel)

@@ -21,6 +21,7 @@ Options (all validated by the constructor, which imports neither TensorRT nor py
                           and its preprocessing used for calibration frames
 ``cuda_graph``            capture the engine's enqueue in a CUDA graph, replayed per frame (default False)
 ``device_id``             CUDA device (default 0)
+``layer_precision_file``  layers pinned to FP32/FP16 (:mod:`trt_perception.core.precision.layer_precision`)
 ========================= ============================================================================
 
 Buffers: one page-locked host array and one device allocation per I/O tensor, sized for the
@@ -41,6 +42,7 @@ import numpy as np
 
 from trt_perception.core.backends.base import Backend, BackendError, TensorSpec
 from trt_perception.core.model_config import ModelConfig, ModelConfigError, load_model_config
+from trt_perception.core.precision.layer_precision import LayerPrecisionError, as_key, read_layer_precisions
 from trt_perception.core.tensorrt.cache import EngineCache, EngineCacheError
 from trt_perception.core.tensorrt.calibration import CalibrationError, CalibrationSettings
 from trt_perception.core.tensorrt.io_plan import (
@@ -101,7 +103,8 @@ class TensorRTBackend(Backend):
                  calibration_cache: Optional[Union[str, Path]] = None,
                  timing_cache: Optional[Union[str, Path]] = None,
                  model_config: Optional[Union[ModelConfig, str, Path]] = None,
-                 cuda_graph: bool = False, device_id: int = 0) -> None:
+                 cuda_graph: bool = False, device_id: int = 0,
+                 layer_precision_file: Optional[Union[str, Path]] = None) -> None:
         super().__init__()
         self.model_path = Path(model_path).expanduser()
         max_batch = max(min_batch, opt_batch or 1) if max_batch is None else max_batch
@@ -109,13 +112,15 @@ class TensorRTBackend(Backend):
         if isinstance(calibration_sources, str):
             raise BackendError(f"calibration_sources must be a list of paths, got the string {calibration_sources!r}")
         try:
+            pinned = as_key(read_layer_precisions(layer_precision_file)) if layer_precision_file else ()
             self.options = BuildOptions(precision=precision, workspace_mb=workspace_mb, dla_core=dla_core,
                                         gpu_fallback=gpu_fallback, min_batch=min_batch, opt_batch=opt_batch,
-                                        max_batch=max_batch, optimization_level=optimization_level)
+                                        max_batch=max_batch, optimization_level=optimization_level,
+                                        layer_precisions=pinned)
             self.calibration = CalibrationSettings(
                 tuple(calibration_sources), calibration_every, calibration_max_frames,
                 Path(calibration_cache) if calibration_cache is not None else None)
-        except (BuildOptionsError, CalibrationError) as exc:
+        except (BuildOptionsError, CalibrationError, LayerPrecisionError) as exc:
             raise BackendError(str(exc)) from exc
         problems = []
         for flag, value in (("allow_build", allow_build), ("cuda_graph", cuda_graph)):

@@ -6,9 +6,11 @@ network flag, reports parse errors without node names, and has no strongly typed
 precision flags used here work in both, deprecated but functional in 10.12+).
 
 Precision (see :mod:`.options`): FP16 sets ``BuilderFlag.FP16``; INT8 sets ``INT8`` and ``FP16``
-(layers without an INT8 kernel run in FP16). A Q/DQ ONNX is explicitly quantized (TensorRT uses
-its scales); any other ONNX is calibrated with :class:`EntropyCalibrator` (IInt8EntropyCalibrator2,
-the calibrator DLA requires) from :class:`~.calibration.CalibrationSettings`.
+(layers without an INT8 kernel run in FP16); ``layer_precisions`` pins named layers to FP32/FP16
+with ``OBEY_PRECISION_CONSTRAINTS`` (:mod:`trt_perception.core.precision.layer_precision`).
+A Q/DQ ONNX is explicitly quantized (TensorRT uses its scales); any other ONNX is calibrated with
+:class:`EntropyCalibrator` (IInt8EntropyCalibrator2, the calibrator DLA requires) from
+:class:`~.calibration.CalibrationSettings`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import tensorrt as trt
 from trt_perception.core.cuda.device import HostDeviceBuffer, import_pycuda
 from trt_perception.core.cuda.identity import GpuIdentity
 from trt_perception.core.io.atomic_write import atomic_write_bytes
+from trt_perception.core.precision.layer_precision import assign_layers
 from trt_perception.core.preprocess import PreprocessConfig
 from trt_perception.core.tensorrt.cache import CachedEngine, EngineCache, EngineKey
 from trt_perception.core.tensorrt.calibration import (
@@ -55,8 +58,9 @@ class EngineBuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class BuildResult:
-    """A built engine: the serialized plan, the DLA placement (DLA builds) and whether the model
-    was explicitly quantized (Q/DQ) or calibrated.
+    """A built engine: the serialized plan, the DLA placement (DLA builds), whether the model
+    was explicitly quantized (Q/DQ) or calibrated, the layers pinned to a precision and the
+    requested nodes no layer was found for.
     """
 
     engine: bytes
@@ -64,6 +68,8 @@ class BuildResult:
     dla_report: Optional[DlaReport] = None
     explicit_int8: bool = False
     calibrated: bool = False
+    pinned_layers: tuple[str, ...] = ()
+    unmatched_layers: tuple[str, ...] = ()
 
 
 class TrtLogger(trt.ILogger):
@@ -232,6 +238,26 @@ def _dla_placement(network: trt.INetworkDefinition, config: trt.IBuilderConfig, 
     return DlaReport(dla_core, layers)
 
 
+def _pin_layers(network: trt.INetworkDefinition, config: trt.IBuilderConfig,
+                layer_precisions: tuple[tuple[str, str], ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Set the precision and float output types of the layers of the requested ONNX nodes and
+    make TensorRT obey them; returns the pinned layer names and the nodes without a layer.
+    """
+    names = [network.get_layer(i).name for i in range(network.num_layers)]
+    assigned, missing = assign_layers(names, dict(layer_precisions))
+    dtypes = {"fp32": trt.float32, "fp16": trt.float16}
+    for index, precision in assigned.items():
+        layer = network.get_layer(index)
+        layer.precision = dtypes[precision]
+        for output in range(layer.num_outputs):
+            if layer.get_output(output).dtype in (trt.float32, trt.float16):  # int/bool outputs stay
+                layer.set_output_type(output, dtypes[precision])
+    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    if missing:
+        LOG.warning("no TensorRT layer for %d pinned ONNX node(s): %s", len(missing), ", ".join(missing))
+    return tuple(names[i] for i in sorted(assigned)), tuple(missing)
+
+
 def build_engine(onnx_path: Path, options: BuildOptions, *,
                  calibration: Optional[CalibrationSettings] = None,
                  preprocess: Optional[PreprocessConfig] = None,
@@ -263,6 +289,7 @@ def build_engine(onnx_path: Path, options: BuildOptions, *,
         config.set_flag(trt.BuilderFlag.FP16)
     if options.precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
+    pinned, unmatched = _pin_layers(network, config, options.layer_precisions) if options.layer_precisions else ((), ())
 
     inputs = {network.get_input(i).name: dims(network.get_input(i).shape) for i in range(network.num_inputs)}
     shapes = batch_profile(inputs, options)
@@ -317,7 +344,8 @@ def build_engine(onnx_path: Path, options: BuildOptions, *,
     if timing_cache is not None:
         atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
     return BuildResult(bytes(serialized), round(time.monotonic() - start, 3), dla_report, explicit_int8,
-                       calibrated=calibrator is not None and calibrator.batches_used > 0)
+                       calibrated=calibrator is not None and calibrator.batches_used > 0,
+                       pinned_layers=pinned, unmatched_layers=unmatched)
 
 
 def _calibrator(network: trt.INetworkDefinition, shapes: list[ProfileShapes],

@@ -11,12 +11,17 @@ Precisions (``precision``):
 
 The batch range ``min_batch <= opt_batch <= max_batch`` becomes the optimization profile of a
 model with a dynamic batch dimension; a model with a fixed batch needs all three equal to it.
+
+``layer_precisions`` pins ONNX nodes' layers to FP32 or FP16 (precision constraints TensorRT
+obeys; see :mod:`trt_perception.core.precision.layer_precision`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
+
+from trt_perception.core.precision.layer_precision import LAYER_PRECISIONS
 
 PRECISIONS = ("fp32", "fp16", "int8")
 #: builder optimization levels TensorRT accepts (8.6 and later); 3 is TensorRT's default
@@ -37,6 +42,7 @@ class BuildOptions:
     fails on the first such layer). ``optimization_level``: builder optimization level 0..5
     (``None``: TensorRT's default). ``calibration_id``: a description of the calibration data of a
     legacy INT8 build (sources, frame count, cache digest), so different data gives another key.
+    ``layer_precisions``: sorted ``(ONNX node, "fp32" | "fp16")`` pairs pinned in the build.
     """
 
     precision: str = "fp16"
@@ -48,6 +54,7 @@ class BuildOptions:
     max_batch: int = 1
     optimization_level: Optional[int] = None
     calibration_id: str = ""
+    layer_precisions: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         problems = []
@@ -71,8 +78,23 @@ class BuildOptions:
             problems.append(f"optimization_level must be 0..5 or None, got {self.optimization_level!r}")
         if not isinstance(self.calibration_id, str):
             problems.append(f"calibration_id must be a string, got {self.calibration_id!r}")
+        problems += self._layer_precision_problems()
         if problems:
             raise BuildOptionsError("invalid TensorRT build options: " + "; ".join(problems))
+
+    def _layer_precision_problems(self) -> list[str]:
+        pairs = self.layer_precisions
+        if not all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) and p[0]
+                   and p[1] in LAYER_PRECISIONS for p in pairs):
+            return [f"layer_precisions must be (node name, one of {LAYER_PRECISIONS}) pairs, got {pairs!r}"]
+        if list(pairs) != sorted(set(pairs)) or len({name for name, _ in pairs}) != len(pairs):
+            return ["layer_precisions must be sorted, one entry per node (use precision.layer_precision.as_key)"]
+        allowed = {"fp32": (), "fp16": ("fp32",), "int8": ("fp32", "fp16")}[self.precision] \
+            if self.precision in PRECISIONS else LAYER_PRECISIONS
+        wrong = sorted({p for _, p in pairs if p not in allowed})
+        if wrong:
+            return [f"a {self.precision} build can pin layers only to {list(allowed) or 'nothing'}, not {wrong}"]
+        return []
 
     @property
     def uses_dla(self) -> bool:
@@ -85,8 +107,14 @@ class BuildOptions:
         return None if self.workspace_mb is None else self.workspace_mb << 20
 
     def key_fields(self) -> dict[str, Any]:
-        """The fields as plain JSON values, for the engine cache key."""
-        return asdict(self)
+        """The fields as plain JSON values, for the engine cache key (``layer_precisions`` only
+        when set, so keys of builds without pinned layers are what they were before it existed).
+        """
+        fields = asdict(self)
+        pinned = fields.pop("layer_precisions")
+        if pinned:
+            fields["layer_precisions"] = [list(pair) for pair in pinned]
+        return fields
 
     def describe(self) -> str:
         """Short human-readable summary, e.g. ``fp16, DLA core 0 (GPU fallback), batch 1``."""
@@ -101,6 +129,8 @@ class BuildOptions:
             parts.append(f"workspace {self.workspace_mb} MiB")
         if self.optimization_level is not None:
             parts.append(f"optimization level {self.optimization_level}")
+        if self.layer_precisions:
+            parts.append(f"{len(self.layer_precisions)} layer(s) pinned")
         return ", ".join(parts)
 
 

@@ -1,0 +1,184 @@
+"""FP32 vs full INT8 vs mixed precision (sensitive layer groups kept in float) on the SSDLite
+pedestrian model, ONNX Runtime on the CPU.
+
+Frames of OpenCV's ``vtest.avi``, three disjoint sets: calibration 0..199 (every 4th: 50
+frames), selection 200..399 (every 5th: 40 frames; the sensitivity sweep and the choice of the
+float groups), evaluation 400..795 (every 5th: 80 frames; never seen by calibration or
+selection). Layer groups: the first 3 parts of the node names (one MobileNetV2 block or one
+predictor convolution: 55 groups for 98 Conv/Add nodes), measured one at a time
+(:mod:`trt_perception.core.precision.sensitivity`); target recall and precision >= 0.99 vs FP32
+with at most 20 % of the convolutions in float. Then FP32, full INT8 and the mixed model on the
+evaluation frames: detection agreement with FP32, share of convolutions in INT8, and CPU
+latency as ratios of medians of alternating runs in this process (1 thread each). Results:
+``benchmarks/results/<name>.{md,json}`` and ``<name>_sensitivity.png`` (``--name``, default
+``mixed_precision``; ``mixed_precision_per_node``: ``--group-depth 0``; ``mixed_precision_minmax``:
+``--method minmax``).
+Sweep results are cached (``--cache-dir``), so a re-run takes minutes less.
+
+    .venv/bin/python benchmarks/mixed_precision.py [--video PATH] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import onnxruntime
+from tqdm import tqdm
+
+from trt_perception.core.io.atomic_write import atomic_write_text
+from trt_perception.core.model_config import load_model_config
+from trt_perception.core.precision.model_frames import detection_decoder, read_frames
+from trt_perception.core.precision.result_cache import ResultCache, default_precision_cache_dir
+from trt_perception.core.precision.sensitivity import (
+    EvalSet,
+    SensitivitySweep,
+    Target,
+    int8_conv_share,
+    layer_groups,
+    onnx_runner,
+)
+from trt_perception.core.precision.sensitivity_report import (
+    selection_json,
+    selection_table,
+    sensitivity_chart,
+    sensitivity_json,
+    sensitivity_table,
+)
+from trt_perception.core.quantize import METHODS
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_YAML = ROOT / "models" / "ssdlite_pedestrian" / "ssdlite_pedestrian.yaml"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def latency_ratios(models: dict[str, Path], input_name: str, tensors: Sequence[np.ndarray],
+                   rounds: int) -> dict[str, list[float]]:
+    """Per-call inference times (ms) of each model, the models alternating every round."""
+    runners = {name: onnx_runner(path, input_name) for name, path in models.items()}
+    for run in runners.values():  # warm-up
+        run(tensors[0])
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in tqdm(range(rounds), desc="latency rounds", disable=None):
+        for name, run in runners.items():
+            for tensor in tensors:
+                start = time.perf_counter()
+                run(tensor)
+                times[name].append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--video", default="/work/shared/data/vtest.avi")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating latency rounds (x 20 frames each)")
+    parser.add_argument("--cache-dir", type=Path, default=default_precision_cache_dir())
+    parser.add_argument("--group-depth", type=int, default=3, help="layer groups: first D name parts, 0 = per node")
+    parser.add_argument("--selection-every", type=int, default=5,
+                        help="selection frames: every N-th of 200..399 (default 5: 40 frames)")
+    parser.add_argument("--method", choices=METHODS, default="percentile")
+    parser.add_argument("--name", default="mixed_precision", help="results file stem in benchmarks/results")
+    args = parser.parse_args(argv)
+
+    config = load_model_config(MODEL_YAML)
+    calibration, _ = read_frames(config, [args.video], every=4, max_frames=50)
+    step = args.selection_every
+    selection_frames, selection_geo = read_frames(config, [args.video], every=step, skip=-(-200 // step),
+                                                  max_frames=-(-200 // step))
+    evaluation_frames, evaluation_geo = read_frames(config, [args.video], every=5, skip=80, max_frames=80)
+    fp32 = onnx_runner(config.model_path, config.input_name)
+    selection_set = EvalSet(config.input_name, selection_frames, [fp32(t) for t in selection_frames],
+                            detection_decoder(config, selection_geo))
+    evaluation_set = EvalSet(config.input_name, evaluation_frames, [fp32(t) for t in evaluation_frames],
+                             detection_decoder(config, evaluation_geo))
+    groups = layer_groups(config.model_path, depth=args.group_depth)
+    start = time.perf_counter()
+    with SensitivitySweep(config.model_path, calibration, selection_set, method=args.method,
+                          cache=ResultCache(args.cache_dir),
+                          progress=lambda items, **kw: tqdm(items, disable=None, **kw)) as sweep, \
+            tempfile.TemporaryDirectory(prefix="mixed_precision.") as work:
+        ranking = sweep.measure(groups)
+        target = Target(recall=0.99, precision=0.99)
+        convs = sum(g.convs for g in ranking)
+        selection = sweep.select(ranking, target, max_float_convs=int(0.2 * convs))
+        # Without the float budget: how many groups the target takes (when the budget was too small).
+        unbounded = sweep.select(ranking, target) if not selection.reached else None
+        sweep_seconds = time.perf_counter() - start
+        models = {"FP32": config.model_path, "INT8": Path(work) / "int8.onnx", "mixed": Path(work) / "mixed.onnx"}
+        sweep.quantize(models["INT8"])
+        sweep.quantize(models["mixed"], exclude=selection.float_nodes)
+        if unbounded is not None:
+            models["mixed, no budget"] = Path(work) / "mixed_unbounded.onnx"
+            sweep.quantize(models["mixed, no budget"], exclude=unbounded.float_nodes)
+        rows: dict[str, Any] = {}
+        for name, path in models.items():
+            summary = evaluation_set.compare(onnx_runner(path, config.input_name))
+            int8_convs, all_convs = int8_conv_share(path)
+            rows[name] = {"summary": summary, "int8_convs": int8_convs, "convs": all_convs}
+        times = latency_ratios(models, config.input_name, evaluation_frames[::4], args.rounds)
+        evaluations = sweep.evaluations
+
+    median = {name: statistics.median(values) for name, values in times.items()}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    sensitivity_chart(ranking, RESULTS / f"{args.name}_sensitivity.png", selection)
+    lines = ["# Mixed precision INT8: SSDLite pedestrian, ONNX Runtime CPU", "",
+             f"Frames of vtest.avi: calibration {len(calibration)} (0..199 every 4), selection "
+             f"{len(selection_frames)} (200..399 every {step}), evaluation {len(evaluation_frames)} (400..795 every 5, "
+             f"held out from calibration and selection). {args.method.capitalize()} calibration"
+             + (" (99.999)" if args.method == "percentile" else "") + ", symmetric INT8, "
+             "per-channel weights. Detections at score >= 0.5 matched to FP32's at IoU >= 0.5.", "",
+             f"Sensitivity: {len(groups)} layer groups ("
+             + (f"first {args.group_depth} name parts" if args.group_depth else "one per node")
+             + ") quantized one at a time on the "
+             f"selection frames; selection target recall and precision >= 0.99 vs FP32 with at most "
+             f"{int(0.2 * convs)} of {convs} convolutions in float. Target on the selection frames "
+             f"{'reached' if selection.reached else 'NOT reached'} with {len(selection.float_groups)} group(s) "
+             f"in float: {', '.join(f'`{g}`' for g in selection.float_groups) or 'none'}. "
+             f"{evaluations} variants evaluated in this run ({sweep_seconds:.0f} s; the rest came from the cache).",
+             *([] if unbounded is None else [
+                 "", f"Without the float budget the selection {'reaches' if unbounded.reached else 'does not reach'} "
+                 f"the target with {len(unbounded.float_groups)} group(s) in float "
+                 f"({unbounded.final.summary['int8_convs']}/{convs} convolutions INT8): "
+                 + ", ".join(f"`{g}`" for g in unbounded.float_groups) + " (row `mixed, no budget`)."]),
+             "", "## Evaluation frames (held out)", "",
+             "| model | convs in INT8 | FP32 dets | dets | matched | recall | precision | mean IoU | "
+             "score drift mean abs | output error | CPU latency / FP32 | / full INT8 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, row in rows.items():
+        d = row["summary"]["detections"]
+        lines.append(f"| {name} | {row['int8_convs']}/{row['convs']} ({row['int8_convs'] / row['convs']:.0%}) | "
+                     f"{d['reference_detections']} | {d['test_detections']} | {d['matched']} | {d['recall']:.3f} | "
+                     f"{d['precision']:.3f} | {d['mean_iou']:.3f} | {d['score_drift_mean_abs']:.4f} | "
+                     f"{row['summary']['output_error']:.4f} | {median[name] / median['FP32']:.2f} | "
+                     f"{median[name] / median['INT8']:.2f} |")
+    lines += ["", f"Latency: medians of {len(times['FP32'])} calls per model ({args.rounds} alternating rounds of "
+              f"{len(evaluation_frames[::4])} frames, ORT CPU EP, 1 thread each, one process): "
+              + ", ".join(f"{n} {m:.2f} ms" for n, m in median.items())
+              + ". On a CPU, ONNX Runtime runs Q/DQ models slower than FP32 (the Q/DQ pairs are executed); "
+              "the INT8 speed-up is TensorRT's on the GPU, so the CPU ratios only rank the variants' overhead.",
+              "", "## Selection steps (selection frames)", "", selection_table(selection), "",
+              *([] if unbounded is None else ["Without the float budget:", "", selection_table(unbounded), ""]),
+              "## Sensitivity ranking (selection frames, only that group INT8)", "",
+              f"![sensitivity]({args.name}_sensitivity.png)", "", sensitivity_table(ranking, selection), "",
+              f"Machine: {platform.processor() or platform.machine()} (2 cores shared with other jobs), Python "
+              f"{platform.python_version()}, onnxruntime {onnxruntime.__version__}."]
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(RESULTS / f"{args.name}.md", text)
+    atomic_write_text(RESULTS / f"{args.name}.json", json.dumps(
+        {"models": rows, "latency_ms": times, "latency_median_ms": median,
+         "sensitivity": sensitivity_json(ranking, selection),
+         "unbounded_selection": None if unbounded is None else selection_json(unbounded)},
+        indent=1) + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
