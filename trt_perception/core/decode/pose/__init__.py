@@ -32,6 +32,8 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from trt_perception.core.decode.pose.assignment import assignment
+from trt_perception.core.decode.pose.compiled import load as load_compiled
+from trt_perception.core.decode.pose.compiled import pack_params
 from trt_perception.core.decode.pose.connect_parts import connect_parts
 from trt_perception.core.decode.pose.find_peaks import find_peaks, pad_maps
 from trt_perception.core.decode.pose.hidden_peaks import hidden_peaks, measured_width
@@ -59,6 +61,8 @@ class PoseParams:
     peak_window: int = 3
     #: at most this many peaks per part (the highest), before hidden peaks are added
     max_peaks: int = 100
+    #: noise_factor: x noise level
+    noise_factor: float = 0.0
     #: width (standard deviation, cells) of the Gaussian bumps the model was trained to put at
     #: keypoints: hidden peaks (:mod:`.hidden_peaks`) are looked for within ceil(sigma) cells of the
     #: found peaks, with the width measured on the map (sigma where it cannot be), when some part has
@@ -177,31 +181,56 @@ class Skeleton:
 
 
 def _check_field(name: str, array: np.ndarray, channels: int, what: str) -> np.ndarray:
-    """``array`` as float32[channels, H, W], or PoseFieldError saying what is wrong."""
+    """``array`` as C-contiguous float32[channels, H, W], or PoseFieldError saying what is wrong
+    (NaN/Inf values are looked for by :func:`_check_finite`)."""
     if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
         raise PoseFieldError(f"{name} must be a floating-point array, got "
                              f"{getattr(array, 'dtype', type(array).__name__)}")
     if array.ndim != 3 or array.shape[0] != channels or 0 in array.shape:
         raise PoseFieldError(f"{name} must have shape [{channels}, H, W] ({what}), got {list(array.shape)}")
-    array = np.ascontiguousarray(array, dtype=np.float32)
-    if not (math.isfinite(np.maximum.reduce(array, axis=None))
-            and math.isfinite(np.minimum.reduce(array, axis=None))):
-        bad = array.size - int(np.count_nonzero(np.isfinite(array)))
-        raise PoseFieldError(f"{name} has {bad} NaN/Inf values out of {array.size}; the model output is "
-                             f"invalid (check the engine precision and the input normalization)")
-    return array
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _not_finite_error(bad: int, size: int) -> PoseFieldError:
+    return PoseFieldError(f"cmap and paf have {bad} NaN/Inf values out of {size}; the model output is "
+                          f"invalid (check the engine precision and the input normalization)")
+
+
+def _check_finite(*arrays: np.ndarray) -> None:
+    """PoseFieldError when the arrays hold NaN or Inf values (counted in the message)."""
+    if not all(math.isfinite(np.maximum.reduce(a, axis=None)) and math.isfinite(np.minimum.reduce(a, axis=None))
+               for a in arrays):
+        raise _not_finite_error(sum(a.size - int(np.count_nonzero(np.isfinite(a))) for a in arrays),
+                                sum(a.size for a in arrays))
 
 
 class PoseParser:
     """Decodes one image's cmap and paf into :class:`Poses` in map cells (see the module docstring).
 
-    Keeps a padded copy of the last cmap between calls: use one parser per thread.
+    ``compiled``: None (default) runs the compiled decoder (:mod:`.compiled`, numba) when it is
+    available and the numpy steps otherwise; False always the numpy steps (the reference); True
+    requires the compiled decoder (RuntimeError when unavailable). Both give the same results.
+    Keeps buffers between calls: use one parser per thread.
     """
 
-    def __init__(self, topology: Topology = COCO18, params: PoseParams = PoseParams()) -> None:
+    def __init__(self, topology: Topology = COCO18, params: PoseParams = PoseParams(),
+                 compiled: Optional[bool] = None) -> None:
         self.topology = topology
         self.params = params
         self._padded: Optional[np.ndarray] = None  # reused padded cmap buffer
+        self._work: Optional[np.ndarray] = None  # compiled path: -inf scratch of the padded size
+        self._packed: tuple[Optional[PoseParams], tuple[np.ndarray, ...]] = (None, ())
+        self._kernels = None
+        if compiled is not False and topology.num_parts <= 62:  # the compiled path keeps parts in an int64 bit set
+            self._kernels = load_compiled()
+        if compiled and self._kernels is None:
+            raise RuntimeError("the compiled pose decoder is unavailable (see the log); install numba "
+                               "(requirements.txt) or use compiled=None")
+
+    @property
+    def compiled(self) -> bool:
+        """Whether calls run the compiled decoder."""
+        return self._kernels is not None
 
     def __call__(self, cmap: np.ndarray, paf: np.ndarray) -> Poses:
         """cmap: float[C, H, W]; paf: float[2L, H, W] (same H, W). Raises :class:`PoseFieldError`."""
@@ -211,10 +240,36 @@ class PoseParser:
         if cmap.shape[1:] != paf.shape[1:]:
             raise PoseFieldError(f"cmap and paf maps must have the same size, got "
                                  f"{cmap.shape[2]}x{cmap.shape[1]} and {paf.shape[2]}x{paf.shape[1]}")
+        pad = max(prm.peak_window // 2, math.ceil(prm.sigma) + 1)  # hidden_peaks looks ceil(sigma) + 1 cells around
+        if self._kernels is not None:
+            return self._parse_compiled(cmap, paf, pad)
+        _check_finite(cmap, paf)
+        return self._parse_numpy(cmap, paf, pad)
+
+    def _parse_compiled(self, cmap: np.ndarray, paf: np.ndarray, pad: int) -> Poses:
+        channels, height, width = cmap.shape
+        shape = (channels, height + 2 * pad, width + 2 * pad)
+        if self._padded is None or self._padded.shape != shape:
+            self._padded = np.full(shape, -np.inf, dtype=np.float32)
+            self._work = np.full(self._padded.size, -np.inf, dtype=np.float32)
+        if self._packed[0] is not self.params:
+            self._packed = (self.params, pack_params(self.params, pad))
+        bad, keypoints, scores, links = self._kernels.parse(cmap, paf, self.topology.links, *self._packed[1],
+                                                            self._padded, self._work)
+        if bad:
+            raise _not_finite_error(bad, cmap.size + paf.size)
+        return Poses(keypoints, scores, links)
+
+    def _parse_numpy(self, cmap: np.ndarray, paf: np.ndarray, pad: int) -> Poses:
+        topo, prm = self.topology, self.params
         radius = prm.peak_window // 2
-        pad = max(radius, math.ceil(prm.sigma) + 1)  # hidden_peaks looks ceil(sigma) + 1 cells around
         self._padded = padded = pad_maps(cmap, pad, self._padded)
-        peaks = find_peaks(padded, radius, prm.peak_threshold, prm.max_peaks)
+        threshold = prm.peak_threshold
+        if prm.noise_factor > 0.0:
+            negative = cmap[cmap < 0.0]
+            if negative.size:
+                threshold = max(threshold, prm.noise_factor * float(np.sqrt(np.mean(np.square(negative, dtype=np.float64)))))
+        peaks = find_peaks(padded, radius, threshold, prm.max_peaks)
         num_parts, num_links = topo.num_parts, topo.num_links
         if peaks.index.size == 0:
             return Poses(np.zeros((0, num_parts, 3)), np.zeros(0), np.zeros((0, num_links), dtype=bool))
@@ -224,7 +279,7 @@ class PoseParser:
             hidden, hx, hy = hidden_peaks(padded, pad, index, x, y, offset,
                                           padded.reshape(-1).take(index),
                                           measured_width(curvature, prm.sigma), math.ceil(prm.sigma),
-                                          prm.hidden_margin, prm.peak_threshold)
+                                          prm.hidden_margin, threshold)
             if hidden.size:  # into the peak list, still grouped by part
                 order = np.argsort(np.concatenate([index, hidden]), kind="stable")
                 index = np.concatenate([index, hidden])[order]
