@@ -35,7 +35,7 @@ from trt_perception.core.decode.pose.assignment import assignment
 from trt_perception.core.decode.pose.compiled import load as load_compiled
 from trt_perception.core.decode.pose.compiled import pack_params
 from trt_perception.core.decode.pose.connect_parts import connect_parts
-from trt_perception.core.decode.pose.find_peaks import find_peaks, pad_maps
+from trt_perception.core.decode.pose.find_peaks import find_peaks, noise_level, pad_maps
 from trt_perception.core.decode.pose.hidden_peaks import hidden_peaks, measured_width
 from trt_perception.core.decode.pose.paf_score_graph import paf_score_graph
 from trt_perception.core.decode.pose.refine_peaks import refine_peaks
@@ -247,15 +247,13 @@ class PoseParser:
         return self._parse_numpy(cmap, paf, pad)
 
     def _parse_compiled(self, cmap: np.ndarray, paf: np.ndarray, pad: int) -> Poses:
-        channels, height, width = cmap.shape
-        shape = (channels, height + 2 * pad, width + 2 * pad)
-        if self._padded is None or self._padded.shape != shape:
-            self._padded = np.full(shape, -np.inf, dtype=np.float32)
-            self._work = np.full(self._padded.size, -np.inf, dtype=np.float32)
+        self._padded = padded = pad_maps(cmap, pad, self._padded)  # numpy copies rows faster than numba
+        if self._work is None or self._work.size != padded.size:
+            self._work = np.full(padded.size, -np.inf, dtype=np.float32)
         if self._packed[0] is not self.params:
             self._packed = (self.params, pack_params(self.params, pad))
         bad, keypoints, scores, links = self._kernels.parse(cmap, paf, self.topology.links, *self._packed[1],
-                                                            self._padded, self._work)
+                                                            padded, self._work)
         if bad:
             raise _not_finite_error(bad, cmap.size + paf.size)
         return Poses(keypoints, scores, links)
@@ -264,11 +262,7 @@ class PoseParser:
         topo, prm = self.topology, self.params
         radius = prm.peak_window // 2
         self._padded = padded = pad_maps(cmap, pad, self._padded)
-        threshold = prm.peak_threshold
-        if prm.noise_factor > 0.0:
-            negative = cmap[cmap < 0.0]
-            if negative.size:
-                threshold = max(threshold, prm.noise_factor * float(np.sqrt(np.mean(np.square(negative, dtype=np.float64)))))
+        threshold = max(prm.peak_threshold, prm.noise_factor * noise_level(cmap))
         peaks = find_peaks(padded, radius, threshold, prm.max_peaks)
         num_parts, num_links = topo.num_parts, topo.num_links
         if peaks.index.size == 0:

@@ -23,67 +23,107 @@ _F32 = np.float32
 (P_THRESHOLD, P_NOISE_FACTOR, P_SIGMA, P_HIDDEN_MARGIN, P_LINK_THRESHOLD, P_PAF_FLOOR,
  P_SAMPLE_THRESHOLD, P_MIN_SAMPLE_FRACTION, P_MIN_SCORE) = range(9)
 (I_RADIUS, I_MAX_PEAKS, I_MIN_PARTS, I_MAX_PEOPLE, I_HIDDEN_RADIUS, I_PAD) = range(6)
+#: rows per block of the row filter of :func:`check_fields`
+ROW_BLOCK = 8
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc"})  # reassoc: the sums vectorize
-def pad_and_check(cmap, paf, pad, padded, low):
-    """Copies cmap float32[C, H, W] into the inside of ``padded`` (border already -inf); returns the
-    number of non-finite values of cmap and paf, the root mean square of cmap's negative values (0
-    when none), and uint8[C, H]: whether a row of cmap has a value above ``low``."""
+def _block_sums(values, low):
+    """float32 sums over ``values`` of v - v (NaN once a value is NaN or Inf), of min(v, 0)^2 and of
+    max(v - low, 0) (> 0 when a value exceeds low)."""
+    finite = _F32(0.0)
+    squares = _F32(0.0)
+    excess = _F32(0.0)
+    for k in range(values.size):
+        v = values[k]
+        finite += v - v
+        negative = v if v < _F32(0.0) else _F32(0.0)
+        squares += negative * negative
+        above = v - low
+        excess += above if above > _F32(0.0) else _F32(0.0)
+    return finite, squares, excess
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _finite_sum(values):
+    """float32 sum of v - v over ``values``: NaN once a value is NaN or Inf, else 0."""
+    finite = _F32(0.0)
+    for k in range(values.size):
+        finite += values[k] - values[k]
+    return finite
+
+
+@numba.njit(**_NOGIL)
+def check_fields(cmap, paf, low):
+    """Checks the fields and finds the rows that may hold peaks.
+
+    cmap float32[C, H, W], paf float32[2L, H, W]. Returns the number of NaN/Inf values of cmap and
+    paf; the noise level sqrt(2 * sum of squared negative values / values) (the standard deviation
+    of zero-mean noise on a map that is mostly background); uint8[C * H]: for each map row
+    (c * H + i), whether the block of ``ROW_BLOCK`` rows that holds it (rows of all maps in a row,
+    blocks from row 0) has a value above ``low`` (sums over blocks of rows vectorize, row by row
+    they would not).
+    """
     channels, height, width = cmap.shape
-    squares = 0.0
-    negatives = 0
-    finite = _F32(0.0)  # sum of v - v: NaN once any value is NaN or Inf
-    rows = np.zeros((channels, height), np.uint8)
+    flat = cmap.reshape(-1)
+    num_rows = channels * height
+    rows = np.empty(num_rows, np.uint8)
     low32 = _F32(low)
-    for c in range(channels):
-        for i in range(height):
-            above = 0
-            for j in range(width):
-                v = cmap[c, i, j]
-                padded[c, i + pad, j + pad] = v
-                finite += v - v
-                negative = min(v, _F32(0.0))
-                squares += negative * negative
-                negatives += v < 0.0
-                above |= v > low32
-            rows[c, i] = above
-    flat = paf.reshape(-1)
-    for k in range(flat.size):
-        finite += flat[k] - flat[k]
+    span = ROW_BLOCK * width
+    finite = _finite_sum(paf.reshape(-1))
+    squares = 0.0
+    for block in range(0, num_rows, ROW_BLOCK):
+        block_finite, block_squares, excess = _block_sums(flat[block * width:block * width + span], low32)
+        finite += block_finite
+        squares += block_squares
+        rows[block:block + ROW_BLOCK] = excess > _F32(0.0)
     bad = 0
     if not finite == 0.0:  # count them
-        for v in cmap.reshape(-1):
-            bad += not v - v == 0.0
         for v in flat:
             bad += not v - v == 0.0
-    noise = math.sqrt(squares / negatives) if negatives else 0.0
-    return bad, noise, rows
+        for v in paf.reshape(-1):
+            bad += not v - v == 0.0
+        return bad, 0.0, rows
+    return bad, math.sqrt(2.0 * squares / flat.size), rows
+
+
+@numba.njit(**_NOGIL)
+def _max2(a, b):
+    return a if a > b else b
 
 
 @numba.njit(**_NOGIL)
 def find_peaks(flat, channels, padded_h, padded_w, pad, radius, threshold, max_count, rows):
     """As :func:`.find_peaks.find_peaks`: int64[M] flat indices (ascending), int64[C] counts. rows:
-    uint8[C, H], 0 for map rows with no value above ``threshold`` (skipped)."""
+    uint8[C * H], 0 for map rows with no value above ``threshold`` (skipped)."""
     height, width = padded_h - 2 * pad, padded_w - 2 * pad
     plane = padded_h * padded_w
     out = np.empty(1024, np.int64)
     n = 0
     counts = np.zeros(channels, np.int64)
     thr = _F32(threshold)
+    cand = np.empty(width + 1, np.int64)
     for c in range(channels):
         for i in range(pad, pad + height):
-            if not rows[c, i - pad]:
+            if not rows[c * height + i - pad]:
                 continue
             row = c * plane + i * padded_w
-            for j in range(pad, pad + width):
-                p = row + j
+            found = 0  # cells above the threshold that beat their row neighbours
+            for start in range(row + pad, row + pad + width, 8):
+                if start + 8 <= row + pad + width:  # 8 cells at a time: a tree of maxima, no branch
+                    top = _max2(_max2(_max2(flat[start], flat[start + 1]), _max2(flat[start + 2], flat[start + 3])),
+                                _max2(_max2(flat[start + 4], flat[start + 5]), _max2(flat[start + 6], flat[start + 7])))
+                    if not top > thr:
+                        continue
+                for j in range(start, min(start + 8, row + pad + width)):
+                    v = flat[j]
+                    if (v > thr) & (v > flat[j - 1]) & (v >= flat[j + 1]):
+                        cand[found] = j
+                        found += 1
+            for q in range(found):
+                p = cand[q]
                 v = flat[p]
-                if not v > thr:
-                    continue
-                # the 4 nearest neighbours first (most cells fail there), then the rest of the window
-                if not ((v > flat[p - 1]) & (v >= flat[p + 1]) & (v > flat[p - padded_w])
-                        & (v >= flat[p + padded_w])):
+                if not ((v > flat[p - padded_w]) & (v >= flat[p + padded_w])):
                     continue
                 peak = True
                 for di in range(-radius, radius + 1):
@@ -145,11 +185,11 @@ def refine_peaks(flat, padded_h, padded_w, index, pad):
             before = flat[min(max(p - stride, 0), last)] == -np.inf
             after = flat[min(max(p + stride, 0), last)] == -np.inf
             middle = int(before) - int(after)
-            f = np.empty(3)
-            for s in range(3):
-                f[s] = _floor_log(flat[min(max(p + (middle - 1 + s) * stride, 0), last)])
-            curv = f[0] - 2.0 * f[1] + f[2]
-            off = (f[0] - f[2]) / (2.0 * curv) if curv < 0.0 else 0.0
+            f0 = _floor_log(flat[min(max(p + (middle - 1) * stride, 0), last)])
+            f1 = _floor_log(flat[min(max(p + middle * stride, 0), last)])
+            f2 = _floor_log(flat[min(max(p + (middle + 1) * stride, 0), last)])
+            curv = f0 - 2.0 * f1 + f2
+            off = (f0 - f2) / (2.0 * curv) if curv < 0.0 else 0.0
             off += middle
             offset[k, axis] = min(max(off, -0.5), 0.5)
             curvature[k, axis] = curv
@@ -486,14 +526,15 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, padded, work):
     """The whole decoder for one image (see :class:`~trt_perception.core.decode.pose.PoseParser`).
 
     cmap float32[C, H, W], paf float32[2L, H, W] (C-contiguous), links int64[L, 2]; fparams,
-    iparams, t_s, weight from ``compiled.pack_params``; padded: float32[C, H + 2 pad, W + 2 pad] with a -inf
-    border; work: float32 of padded's size, all -inf. Returns (number of NaN/Inf values; when not 0,
-    the rest is empty), keypoints float64[O, C, 3], scores float64[O], links bool[O, L].
+    iparams, t_s, weight from ``compiled.pack_params``; padded: float32[C, H + 2 pad, W + 2 pad], cmap
+    inside a -inf border (``find_peaks.pad_maps``); work: float32 of padded's size, all -inf.
+    Returns (number of NaN/Inf values; when not 0, the rest is empty), keypoints float64[O, C, 3],
+    scores float64[O], links bool[O, L].
     """
     channels, height, width = cmap.shape
     num_links = links.shape[0]
     pad = iparams[I_PAD]
-    bad, noise, rows = pad_and_check(cmap, paf, pad, padded, fparams[P_THRESHOLD])
+    bad, noise, rows = check_fields(cmap, paf, fparams[P_THRESHOLD])
     empty = (np.zeros((0, channels, 3)), np.zeros(0), np.zeros((0, num_links), np.bool_))
     if bad:
         return bad, empty[0], empty[1], empty[2]
