@@ -61,8 +61,9 @@ class PoseParams:
     peak_window: int = 3
     #: at most this many peaks per part (the highest), before hidden peaks are added
     max_peaks: int = 100
-    #: noise_factor: x noise level
-    noise_factor: float = 0.0
+    #: the peak threshold is raised to noise_factor x the noise level of the confidence maps, estimated
+    #: from their negative values (``find_peaks.noise_level``), so that noise does not make peaks; 0: off
+    noise_factor: float = 5.0
     #: width (standard deviation, cells) of the Gaussian bumps the model was trained to put at
     #: keypoints: hidden peaks (:mod:`.hidden_peaks`) are looked for within ceil(sigma) cells of the
     #: found peaks, with the width measured on the map (sigma where it cannot be), when some part has
@@ -95,7 +96,7 @@ class PoseParams:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("peak_threshold", "sigma", "hidden_margin", "link_threshold", "paf_floor", "end_weight",
+        for name in ("peak_threshold", "noise_factor", "sigma", "hidden_margin", "link_threshold", "paf_floor", "end_weight",
                      "sample_threshold", "min_sample_fraction", "min_score"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
@@ -108,6 +109,8 @@ class PoseParams:
         if not problems:
             if self.peak_window % 2 == 0:
                 problems.append(f"peak_window must be odd, got {self.peak_window}")
+            if not self.noise_factor >= 0.0:
+                problems.append(f"noise_factor must be >= 0, got {self.noise_factor}")
             if not 0.0 <= self.sigma <= 10.0:
                 problems.append(f"sigma must be in [0, 10] cells, got {self.sigma}")
             if not self.hidden_margin > 0.0:
