@@ -185,7 +185,7 @@ class Skeleton:
 
 def _check_field(name: str, array: np.ndarray, channels: int, what: str) -> np.ndarray:
     """``array`` as C-contiguous float32[channels, H, W], or PoseFieldError saying what is wrong
-    (NaN/Inf values are looked for by :func:`_check_finite`)."""
+    (NaN/Inf values are looked for by :func:`_check_finite`, or by the compiled decoder)."""
     if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
         raise PoseFieldError(f"{name} must be a floating-point array, got "
                              f"{getattr(array, 'dtype', type(array).__name__)}")
@@ -194,17 +194,13 @@ def _check_field(name: str, array: np.ndarray, channels: int, what: str) -> np.n
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def _not_finite_error(bad: int, size: int) -> PoseFieldError:
-    return PoseFieldError(f"cmap and paf have {bad} NaN/Inf values out of {size}; the model output is "
-                          f"invalid (check the engine precision and the input normalization)")
-
-
-def _check_finite(*arrays: np.ndarray) -> None:
-    """PoseFieldError when the arrays hold NaN or Inf values (counted in the message)."""
-    if not all(math.isfinite(np.maximum.reduce(a, axis=None)) and math.isfinite(np.minimum.reduce(a, axis=None))
-               for a in arrays):
-        raise _not_finite_error(sum(a.size - int(np.count_nonzero(np.isfinite(a))) for a in arrays),
-                                sum(a.size for a in arrays))
+def _check_finite(name: str, array: np.ndarray) -> None:
+    """PoseFieldError when ``array`` holds NaN or Inf values (counted in the message)."""
+    if not (math.isfinite(np.maximum.reduce(array, axis=None))
+            and math.isfinite(np.minimum.reduce(array, axis=None))):
+        bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+        raise PoseFieldError(f"{name} has {bad} NaN/Inf values out of {array.size}; the model output is "
+                             f"invalid (check the engine precision and the input normalization)")
 
 
 class PoseParser:
@@ -246,7 +242,8 @@ class PoseParser:
         pad = max(prm.peak_window // 2, math.ceil(prm.sigma) + 1)  # hidden_peaks looks ceil(sigma) + 1 cells around
         if self._kernels is not None:
             return self._parse_compiled(cmap, paf, pad)
-        _check_finite(cmap, paf)
+        _check_finite("cmap", cmap)
+        _check_finite("paf", paf)
         return self._parse_numpy(cmap, paf, pad)
 
     def _parse_compiled(self, cmap: np.ndarray, paf: np.ndarray, pad: int) -> Poses:
@@ -257,15 +254,18 @@ class PoseParser:
             self._packed = (self.params, pack_params(self.params, pad))
         bad, keypoints, scores, links = self._kernels.parse(cmap, paf, self.topology.links, *self._packed[1],
                                                             padded, self._work)
-        if bad:
-            raise _not_finite_error(bad, cmap.size + paf.size)
+        if bad:  # the message names the field and counts its bad values
+            _check_finite("cmap", cmap)
+            _check_finite("paf", paf)
         return Poses(keypoints, scores, links)
 
     def _parse_numpy(self, cmap: np.ndarray, paf: np.ndarray, pad: int) -> Poses:
         topo, prm = self.topology, self.params
         radius = prm.peak_window // 2
         self._padded = padded = pad_maps(cmap, pad, self._padded)
-        threshold = max(prm.peak_threshold, prm.noise_factor * noise_level(cmap))
+        threshold = prm.peak_threshold
+        if prm.noise_factor > 0.0:
+            threshold = max(threshold, prm.noise_factor * noise_level(cmap))
         peaks = find_peaks(padded, radius, threshold, prm.max_peaks)
         num_parts, num_links = topo.num_parts, topo.num_links
         if peaks.index.size == 0:

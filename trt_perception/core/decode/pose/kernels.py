@@ -538,7 +538,9 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, padded, work):
     empty = (np.zeros((0, channels, 3)), np.zeros(0), np.zeros((0, num_links), np.bool_))
     if bad:
         return bad, empty[0], empty[1], empty[2]
-    threshold = max(fparams[P_THRESHOLD], fparams[P_NOISE_FACTOR] * noise)
+    threshold = fparams[P_THRESHOLD]
+    if fparams[P_NOISE_FACTOR] > 0.0:
+        threshold = max(threshold, fparams[P_NOISE_FACTOR] * noise)
     flat = padded.reshape(-1)
     padded_h, padded_w = padded.shape[1], padded.shape[2]
     index, counts = find_peaks(flat, channels, padded_h, padded_w, pad, iparams[I_RADIUS], threshold,
