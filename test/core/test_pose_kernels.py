@@ -81,9 +81,9 @@ def test_noise_level_estimates_the_noise_and_keeps_noise_from_making_people():
 
 def _boxes_overlap(a, b, grow=0.0):
     """Whether the boxes of two people's drawn keypoints (float[C, 2]), grown by ``grow``, overlap."""
-    return (np.nanmin(a[:, 0]) - grow < np.nanmax(b[:, 0]) + grow and np.nanmin(b[:, 0]) - grow < np.nanmax(a[:, 0]) + grow
-            and np.nanmin(a[:, 1]) - grow < np.nanmax(b[:, 1]) + grow
-            and np.nanmin(b[:, 1]) - grow < np.nanmax(a[:, 1]) + grow)
+    low_a, high_a = np.nanmin(a, axis=0) - grow, np.nanmax(a, axis=0) + grow
+    low_b, high_b = np.nanmin(b, axis=0) - grow, np.nanmax(b, axis=0) + grow
+    return bool(np.all(low_a < high_b) and np.all(low_b < high_a))
 
 
 def test_scene_placements():

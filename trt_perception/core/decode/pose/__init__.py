@@ -17,7 +17,8 @@ Steps (one module each): :mod:`.find_peaks` (local maxima above ``peak_threshold
 :mod:`.refine_peaks` (sub-cell position), :mod:`.hidden_peaks` (keypoints merged into a found
 peak's bump, from the map's excess over the found peaks' Gaussians), :mod:`.paf_score_graph`
 (direction agreement of the field along each candidate pair), :mod:`.assignment` (one-to-one per
-link), :mod:`.connect_parts` (people). :class:`PoseParser` chains them in map cells;
+link), :mod:`.connect_parts` (people). :class:`PoseParser` chains them in map cells, as one
+compiled call (:mod:`.kernels`, numba, same results) where :mod:`.compiled` can load it;
 :class:`PoseDecoder` is the :class:`~trt_perception.core.decode.Decoder` that also maps keypoints
 to source-image pixels.
 """
@@ -96,8 +97,8 @@ class PoseParams:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("peak_threshold", "noise_factor", "sigma", "hidden_margin", "link_threshold", "paf_floor", "end_weight",
-                     "sample_threshold", "min_sample_fraction", "min_score"):
+        for name in ("peak_threshold", "noise_factor", "sigma", "hidden_margin", "link_threshold", "paf_floor",
+                     "end_weight", "sample_threshold", "min_sample_fraction", "min_score"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
                 problems.append(f"{name} must be a finite number, got {value!r}")
@@ -220,7 +221,7 @@ class PoseParser:
         self._work: Optional[np.ndarray] = None  # compiled path: -inf scratch of the padded size
         self._packed: tuple[Optional[PoseParams], tuple[np.ndarray, ...]] = (None, ())
         self._kernels = None
-        if compiled is not False and topology.num_parts <= 62:  # the compiled path keeps parts in an int64 bit set
+        if compiled is not False and topology.num_parts <= 62:  # the kernels keep a person's parts in an int64
             self._kernels = load_compiled()
         if compiled and self._kernels is None:
             raise RuntimeError("the compiled pose decoder is unavailable (see the log); install numba "
@@ -239,7 +240,7 @@ class PoseParser:
         if cmap.shape[1:] != paf.shape[1:]:
             raise PoseFieldError(f"cmap and paf maps must have the same size, got "
                                  f"{cmap.shape[2]}x{cmap.shape[1]} and {paf.shape[2]}x{paf.shape[1]}")
-        pad = max(prm.peak_window // 2, math.ceil(prm.sigma) + 1)  # hidden_peaks looks ceil(sigma) + 1 cells around
+        pad = max(prm.peak_window // 2, math.ceil(prm.sigma) + 1)  # hidden_peaks looks ceil(sigma) + 1 around
         if self._kernels is not None:
             return self._parse_compiled(cmap, paf, pad)
         _check_finite("cmap", cmap)
