@@ -221,20 +221,22 @@ def hidden_peaks(flat, padded_h, padded_w, pad, index, x, y, offset, width, radi
     m = index.size
     # the model: work[cell] = max over peaks of their bump, at the cells of the windows
     cells = np.empty(m * side * side, np.int64)
-    bumps = np.empty(m * side * side, np.float32)
+    along_x = np.empty(side, np.float32)
+    along_y = np.empty(side, np.float32)
     n = 0
     for k in range(m):
         cx = _F32(offset[k, 0]) * scale
         cy = _F32(offset[k, 1]) * scale
         cz = _F32(1.0) * scale
-        cl = _F32(math.log(max(flat[index[k]], _F32(1e-6))))
+        height = max(flat[index[k]], _F32(1e-6))
+        for d in range(-radius, radius + 1):  # the bump is separable: height * along_x[dj] * along_y[di]
+            along_x[d + radius] = _F32(math.exp(cx * _F32(2.0 * d) + cz * _F32(-(d * d))))
+            along_y[d + radius] = _F32(math.exp(cy * _F32(2.0 * d) + cz * _F32(-(d * d))))
         for di in range(-radius, radius + 1):
             for dj in range(-radius, radius + 1):
-                term = cx * _F32(2.0 * dj) + cy * _F32(2.0 * di) + cz * _F32(-(di * di + dj * dj)) + cl
-                b = _F32(math.exp(term))
+                b = height * along_y[di + radius] * along_x[dj + radius]
                 cell = index[k] + di * padded_w + dj
                 cells[n] = cell
-                bumps[n] = b
                 work[cell] = max(work[cell], b)
                 n += 1
     # shoulders: window cells whose residual exceeds margin (and threshold), unique, ascending
