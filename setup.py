@@ -18,6 +18,7 @@ setup(
     install_requires=[
         "numpy>=1.24",
         "scipy>=1.10",
+        "numba>=0.60",
         "opencv-python-headless>=4.8",
         "onnxruntime>=1.16",
         "PyYAML>=6.0",

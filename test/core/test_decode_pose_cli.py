@@ -78,3 +78,16 @@ def test_hidden_peak_options(tmp_path, capsys):
     assert wrists == {"": 2, "--sigma 0": 1}
     assert main(_save(tmp_path, cmap[None], paf[None]) + ["--sigma", "-1"]) == 2
     assert "sigma must be in [0, 10]" in capsys.readouterr().err
+
+
+def test_cli_lists_every_command_with_its_own_help():
+    import argparse
+    import importlib
+
+    from trt_perception.cli import TOOLS
+    for command, (module, summary) in TOOLS.items():
+        parser = argparse.ArgumentParser()
+        subparsers = parser.add_subparsers()
+        importlib.import_module(f"trt_perception.tools.{module}").add_parser(subparsers)
+        assert list(subparsers.choices) == [command]
+        assert subparsers._choices_actions[0].help == summary, command

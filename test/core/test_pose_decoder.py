@@ -22,7 +22,7 @@ def _share(num_people, separated, scenes, seed):
     parser = PoseParser()
     hits = total = 0
     for _ in range(scenes):
-        scene = random_scene(rng, num_people, separated=separated)
+        scene = random_scene(rng, num_people, placement="separated" if separated else "free")
         poses = parser(scene.cmap, scene.paf)
         ok = recovered(scene.keypoints, poses.keypoints, COCO18,
                        optional=unresolvable_parts(scene.keypoints, COCO18))
@@ -43,7 +43,7 @@ def test_separated_people_with_other_bump_widths_than_sigma_are_all_recovered(bu
     rng = np.random.default_rng(11)
     parser = PoseParser()
     for _ in range(8):
-        scene = random_scene(rng, 4, separated=True, height_range=(12.0, 30.0), sigma=bump_sigma)
+        scene = random_scene(rng, 4, placement="separated", height_range=(12.0, 30.0), sigma=bump_sigma)
         counted = expected_parts(scene.keypoints, COCO18).sum(axis=1) >= 3
         assert recovered(scene.keypoints, parser(scene.cmap, scene.paf).keypoints, COCO18)[counted].all()
 
@@ -160,7 +160,7 @@ def test_keypoint_and_person_scores():
 
 
 def test_min_parts_min_score_and_max_people_filter():
-    scene = random_scene(np.random.default_rng(11), 4, separated=True)
+    scene = random_scene(np.random.default_rng(11), 4, placement="separated")
     every = PoseParser(params=PoseParams(min_parts=1))(scene.cmap, scene.paf)
     assert len(every) >= 4
     assert np.all(np.diff(every.scores) <= 0)
@@ -256,10 +256,25 @@ def test_runtime_params_change_atomically():
         decoder.set_params({"max_people": 2.5})
 
 
+def test_noise_factor_is_a_runtime_parameter():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.0, 0.05, (18, 56, 56)).astype(np.float32)
+    paf = rng.normal(0.0, 0.05, (42, 56, 56)).astype(np.float32)
+    outputs, geometry = {"cmap": noise[None], "paf": paf[None]}, ResizeGeometry.create(224, 224, 224, 224, "stretch")
+    decoder = PoseDecoder()
+    assert decoder.runtime_params()["noise_factor"] == PoseParams().noise_factor
+    assert decoder(outputs, geometry) == []  # the noise makes no peaks
+    decoder.set_params({"noise_factor": 0.0})  # off: the noise makes peaks and people (compiled params re-packed)
+    assert decoder.params.noise_factor == 0.0 and len(decoder(outputs, geometry)) > 0
+    with pytest.raises(ValueError, match="noise_factor must be >= 0"):
+        decoder.set_params({"noise_factor": -1.0})
+    assert decoder.params.noise_factor == 0.0
+
+
 def test_peaks_at_or_below_zero_with_a_negative_peak_threshold(recwarn):
     cmap = np.full((18, 8, 8), -2.0, dtype=np.float32)
     cmap[0, 2, 2], cmap[0, 5, 5] = -0.2, 0.9  # two peaks of part 0, one of them negative
-    params = PoseParams(min_parts=1, peak_threshold=-1.0, min_score=-1.0)
+    params = PoseParams(min_parts=1, peak_threshold=-1.0, min_score=-1.0, noise_factor=0.0)
     poses = PoseParser(params=params)(cmap, np.zeros((42, 8, 8), np.float32))
     assert sorted(poses.keypoints[:, 0, 2].tolist()) == pytest.approx([-0.2, 0.9])
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

@@ -143,17 +143,43 @@ def _box(points: np.ndarray) -> np.ndarray:
     return np.concatenate([np.nanmin(points, axis=0), np.nanmax(points, axis=0)])
 
 
+PLACEMENTS = ("free", "separated", "crossing", "border")
+
+
+def _centre(rng: np.random.Generator, placement: str, height: float, people: list[np.ndarray],
+            map_h: int, map_w: int) -> tuple[float, float]:
+    """A body centre for ``placement`` (see :func:`random_scene`)."""
+    if placement == "crossing" and people:  # next to a placed person, bodies overlapping
+        other = people[int(rng.integers(len(people)))]
+        cx, cy = np.nanmean(other, axis=0)
+        reach = 0.25 * height
+        return float(cx + rng.uniform(-reach, reach)), float(cy + rng.uniform(-reach, reach))
+    if placement == "border":  # centre within a quarter height of an edge, inside or outside
+        side, reach = int(rng.integers(4)), 0.25 * height
+        along = rng.uniform(0, map_w if side < 2 else map_h)
+        across = rng.uniform(-reach, reach)
+        return ((along, across), (along, map_h + across), (across, along), (map_w + across, along))[side]
+    return float(rng.uniform(0, map_w)), float(rng.uniform(0, map_h))
+
+
 def random_scene(rng: np.random.Generator, num_people: int, map_h: int = 56, map_w: int = 56,
-                 separated: bool = False, height_range: tuple[float, float] = (12.0, 44.0),
+                 placement: str = "free", height_range: tuple[float, float] = (12.0, 44.0),
                  sigma: float = 1.5, paf_width: float = 1.0, noise: float = 0.02,
                  missing: float = 0.05) -> Scene:
     """A scene of ``num_people`` random people (:func:`random_person`) on a ``map_w x map_h`` map.
 
-    Heights are log-uniform in ``height_range`` cells, body centres uniform over the map (people
-    may cross each other and the borders), rotation N(0, 0.15) rad, or uniform for 5 % of people.
-    With ``separated`` the people's boxes, grown by 2 sigma, do not overlap. Each part is missing
-    with probability ``missing``; peak heights are uniform in [0.6, 1], PAF magnitudes in [0.7, 1].
+    Heights are log-uniform in ``height_range`` cells, rotation N(0, 0.15) rad, or uniform for 5 %
+    of people. ``placement``: ``free``: body centres uniform over the map (people may cross each
+    other and the borders); ``separated``: the people's boxes, grown by 2 sigma, do not overlap;
+    ``crossing``: every person after the first centred within a quarter of its height (along x and y)
+    of a person already placed, so bodies and limbs overlap; ``border``: centres within a quarter
+    of the height of an edge, inside or outside, so the border cuts most people. Each drawn part is
+    missing with probability ``missing`` (occluded: no peak, no field on its links); peak heights are
+    uniform in [0.6, 1], PAF magnitudes in [0.7, 1]; Gaussian noise of standard deviation ``noise``
+    on every cell of both maps.
     """
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
     people: list[np.ndarray] = []
     boxes: list[np.ndarray] = []
     margin = 2.0 * sigma
@@ -162,25 +188,61 @@ def random_scene(rng: np.random.Generator, num_people: int, map_h: int = 56, map
             break
         height = np.exp(rng.uniform(*np.log(height_range)))
         angle = rng.uniform(-np.pi, np.pi) if rng.random() < 0.05 else rng.normal(0.0, 0.15)
-        pts = random_person(rng, height, (rng.uniform(0, map_w), rng.uniform(0, map_h)), angle)
+        pts = random_person(rng, height, _centre(rng, placement, height, people, map_h, map_w), angle)
         pts[rng.random(18) < missing] = np.nan
         outside = ~((pts[:, 0] >= 0) & (pts[:, 0] < map_w) & (pts[:, 1] >= 0) & (pts[:, 1] < map_h))
         pts[outside] = np.nan
         if np.count_nonzero(~np.isnan(pts[:, 0])) < 2:
             continue
         box = _box(pts) + np.array([-margin, -margin, margin, margin])
-        if separated and any(box[0] < o[2] and o[0] < box[2] and box[1] < o[3] and o[1] < box[3]
-                             for o in boxes):
+        if placement == "separated" and any(box[0] < o[2] and o[0] < box[2] and box[1] < o[3] and o[1] < box[3]
+                                            for o in boxes):
             continue
         people.append(pts)
         boxes.append(box)
     if len(people) < num_people:
-        raise ValueError(f"could not place {num_people} separated people on a {map_w}x{map_h} map")
+        raise ValueError(f"could not place {num_people} {placement} people on a {map_w}x{map_h} map")
     keypoints = np.stack(people) if people else np.zeros((0, 18, 2))
     cmap, paf = render_fields(keypoints, COCO18, map_h, map_w, sigma, paf_width, noise,
                               part_gain=rng.uniform(0.6, 1.0, (num_people, 18)),
                               link_gain=rng.uniform(0.7, 1.0, (num_people, COCO18.num_links)), rng=rng)
     return Scene(keypoints, cmap, paf)
+
+
+@dataclass(frozen=True)
+class SceneType:
+    """A family of :func:`random_scene` scenes: ``num_people`` and the other arguments (``options``)."""
+
+    name: str
+    num_people: int
+    options: tuple[tuple[str, object], ...] = ()
+
+    def sample(self, rng: np.random.Generator) -> Scene:
+        """One scene of this type drawn with ``rng``."""
+        return random_scene(rng, self.num_people, **dict(self.options))  # type: ignore[arg-type]
+
+
+def _scene_types() -> tuple[SceneType, ...]:
+    small, large = (8.0, 16.0), (30.0, 50.0)
+    types = [SceneType("1 separated", 1, (("placement", "separated"),)),
+             SceneType("5 separated", 5, (("placement", "separated"), ("height_range", (12.0, 30.0))))]
+    for people in (5, 20):
+        types += [SceneType(f"{people} free, none missing", people, (("missing", 0.0),)),
+                  SceneType(f"{people} free", people)]
+        types += [SceneType(f"{people} free, {m:.0%} missing", people, (("missing", m),)) for m in (0.1, 0.2)]
+        types += [SceneType(f"{people} crossing", people, (("placement", "crossing"),)),
+                  SceneType(f"{people} crossing, 10% missing", people, (("placement", "crossing"), ("missing", 0.1))),
+                  SceneType(f"{people} at the border", people, (("placement", "border"),)),
+                  SceneType(f"{people} small (8-16 cells)", people, (("height_range", small),)),
+                  SceneType(f"{people} large (30-50 cells)", people, (("height_range", large),)),
+                  SceneType(f"{people} noise 0.05", people, (("noise", 0.05),))]
+        types += [SceneType(f"{people} sigma {s}, PAF width {w}", people, (("sigma", s), ("paf_width", w)))
+                  for s, w in ((1.0, 1.0), (1.0, 2.0), (2.0, 1.0), (2.0, 2.0))]
+    return tuple(types)
+
+
+#: the scene types of the accuracy benchmark (``benchmarks/pose_decoder.py``), by name
+SCENE_TYPES = {scene_type.name: scene_type for scene_type in _scene_types()}
 
 
 def expected_parts(keypoints: np.ndarray, topology: Topology,

@@ -17,7 +17,8 @@ Steps (one module each): :mod:`.find_peaks` (local maxima above ``peak_threshold
 :mod:`.refine_peaks` (sub-cell position), :mod:`.hidden_peaks` (keypoints merged into a found
 peak's bump, from the map's excess over the found peaks' Gaussians), :mod:`.paf_score_graph`
 (direction agreement of the field along each candidate pair), :mod:`.assignment` (one-to-one per
-link), :mod:`.connect_parts` (people). :class:`PoseParser` chains them in map cells;
+link), :mod:`.connect_parts` (people). :class:`PoseParser` chains them in map cells, as one
+compiled call (:mod:`.kernels`, numba, same results) where :mod:`.compiled` can load it;
 :class:`PoseDecoder` is the :class:`~trt_perception.core.decode.Decoder` that also maps keypoints
 to source-image pixels.
 """
@@ -27,13 +28,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Mapping, Optional
 
 import numpy as np
 
 from trt_perception.core.decode.pose.assignment import assignment
+from trt_perception.core.decode.pose.compiled import load as load_compiled
+from trt_perception.core.decode.pose.compiled import pack_params
 from trt_perception.core.decode.pose.connect_parts import connect_parts
-from trt_perception.core.decode.pose.find_peaks import find_peaks, pad_maps
+from trt_perception.core.decode.pose.find_peaks import find_peaks, noise_level, pad_maps
 from trt_perception.core.decode.pose.hidden_peaks import hidden_peaks, measured_width
 from trt_perception.core.decode.pose.paf_score_graph import paf_score_graph
 from trt_perception.core.decode.pose.refine_peaks import refine_peaks
@@ -60,6 +64,9 @@ class PoseParams:
     peak_window: int = 3
     #: at most this many peaks per part (the highest), before hidden peaks are added
     max_peaks: int = 100
+    #: the peak threshold is raised to noise_factor x the noise level of the confidence maps, estimated
+    #: from their negative values (``find_peaks.noise_level``), so that noise does not make peaks; 0: off
+    noise_factor: float = 5.0
     #: width (standard deviation, cells) of the Gaussian bumps the model was trained to put at
     #: keypoints: hidden peaks (:mod:`.hidden_peaks`) are looked for within ceil(sigma) cells of the
     #: found peaks, with the width measured on the map (sigma where it cannot be), when some part has
@@ -90,8 +97,8 @@ class PoseParams:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("peak_threshold", "sigma", "hidden_margin", "link_threshold", "paf_floor", "end_weight",
-                     "sample_threshold", "min_sample_fraction", "min_score"):
+        for name in ("peak_threshold", "noise_factor", "sigma", "hidden_margin", "link_threshold", "paf_floor",
+                     "end_weight", "sample_threshold", "min_sample_fraction", "min_score"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
                 problems.append(f"{name} must be a finite number, got {value!r}")
@@ -103,6 +110,8 @@ class PoseParams:
         if not problems:
             if self.peak_window % 2 == 0:
                 problems.append(f"peak_window must be odd, got {self.peak_window}")
+            if not self.noise_factor >= 0.0:
+                problems.append(f"noise_factor must be >= 0, got {self.noise_factor}")
             if not 0.0 <= self.sigma <= 10.0:
                 problems.append(f"sigma must be in [0, 10] cells, got {self.sigma}")
             if not self.hidden_margin > 0.0:
@@ -142,6 +151,9 @@ POSE_PARAMS: tuple[ParamSpec, ...] = (
               float_range=(0.0, 1.0), runtime=True, from_model=True),
     ParamSpec("max_people", PoseParams.max_people, "Most people reported per image (highest scores).",
               int_range=(1, 1000), runtime=True, from_model=True),
+    ParamSpec("noise_factor", PoseParams.noise_factor, "The peak threshold is at least this times the "
+              "confidence maps' noise level (estimated from their negative values; 0: off).",
+              float_range=(0.0, 100.0), runtime=True, from_model=True),
 )
 RUNTIME = tuple(spec.name for spec in POSE_PARAMS)
 
@@ -192,31 +204,53 @@ class Skeleton:
 
 
 def _check_field(name: str, array: np.ndarray, channels: int, what: str) -> np.ndarray:
-    """``array`` as float32[channels, H, W], or PoseFieldError saying what is wrong."""
+    """``array`` as C-contiguous float32[channels, H, W], or PoseFieldError saying what is wrong
+    (NaN/Inf values are looked for by :func:`_check_finite`, or by the compiled decoder).
+    """
     if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
         raise PoseFieldError(f"{name} must be a floating-point array, got "
                              f"{getattr(array, 'dtype', type(array).__name__)}")
     if array.ndim != 3 or array.shape[0] != channels or 0 in array.shape:
         raise PoseFieldError(f"{name} must have shape [{channels}, H, W] ({what}), got {list(array.shape)}")
-    array = np.ascontiguousarray(array, dtype=np.float32)
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _check_finite(name: str, array: np.ndarray) -> None:
+    """PoseFieldError when ``array`` holds NaN or Inf values (counted in the message)."""
     if not (math.isfinite(np.maximum.reduce(array, axis=None))
             and math.isfinite(np.minimum.reduce(array, axis=None))):
         bad = array.size - int(np.count_nonzero(np.isfinite(array)))
         raise PoseFieldError(f"{name} has {bad} NaN/Inf values out of {array.size}; the model output is "
                              f"invalid (check the engine precision and the input normalization)")
-    return array
 
 
 class PoseParser:
     """Decodes one image's cmap and paf into :class:`Poses` in map cells (see the module docstring).
 
-    Keeps a padded copy of the last cmap between calls: use one parser per thread.
+    ``compiled``: None (default) runs the compiled decoder (:mod:`.compiled`, numba) when it is
+    available and the numpy steps otherwise; False always the numpy steps (the reference); True
+    requires the compiled decoder (RuntimeError when unavailable). Both give the same results.
+    Keeps buffers between calls: use one parser per thread.
     """
 
-    def __init__(self, topology: Topology = COCO18, params: PoseParams = PoseParams()) -> None:
+    def __init__(self, topology: Topology = COCO18, params: PoseParams = PoseParams(),
+                 compiled: Optional[bool] = None) -> None:
         self.topology = topology
         self.params = params
         self._padded: Optional[np.ndarray] = None  # reused padded cmap buffer
+        self._work: Optional[np.ndarray] = None  # compiled path: -inf scratch of the padded size
+        self._packed: tuple[Optional[PoseParams], tuple[np.ndarray, ...]] = (None, ())
+        self._kernels = None
+        if compiled is not False and topology.num_parts <= 62:  # the kernels keep a person's parts in an int64
+            self._kernels = load_compiled()
+        if compiled and self._kernels is None:
+            raise RuntimeError("the compiled pose decoder is unavailable (see the log); install numba "
+                               "(requirements.txt) or use compiled=None")
+
+    @property
+    def compiled(self) -> bool:
+        """Whether calls run the compiled decoder."""
+        return self._kernels is not None
 
     def __call__(self, cmap: np.ndarray, paf: np.ndarray) -> Poses:
         """cmap: float[C, H, W]; paf: float[2L, H, W] (same H, W). Raises :class:`PoseFieldError`."""
@@ -226,10 +260,34 @@ class PoseParser:
         if cmap.shape[1:] != paf.shape[1:]:
             raise PoseFieldError(f"cmap and paf maps must have the same size, got "
                                  f"{cmap.shape[2]}x{cmap.shape[1]} and {paf.shape[2]}x{paf.shape[1]}")
+        pad = max(prm.peak_window // 2, math.ceil(prm.sigma) + 1)  # hidden_peaks looks ceil(sigma) + 1 around
+        if self._kernels is not None:
+            return self._parse_compiled(self._kernels, cmap, paf, pad)
+        _check_finite("cmap", cmap)
+        _check_finite("paf", paf)
+        return self._parse_numpy(cmap, paf, pad)
+
+    def _parse_compiled(self, kernels: ModuleType, cmap: np.ndarray, paf: np.ndarray, pad: int) -> Poses:
+        self._padded = padded = pad_maps(cmap, pad, self._padded)  # numpy copies rows faster than numba
+        if self._work is None or self._work.size != padded.size:
+            self._work = np.full(padded.size, -np.inf, dtype=np.float32)
+        if self._packed[0] is not self.params:
+            self._packed = (self.params, pack_params(self.params, pad))
+        bad, keypoints, scores, links = kernels.parse(cmap, paf, self.topology.links, *self._packed[1],
+                                                      padded, self._work)
+        if bad:  # the message names the field and counts its bad values
+            _check_finite("cmap", cmap)
+            _check_finite("paf", paf)
+        return Poses(keypoints, scores, links)
+
+    def _parse_numpy(self, cmap: np.ndarray, paf: np.ndarray, pad: int) -> Poses:
+        topo, prm = self.topology, self.params
         radius = prm.peak_window // 2
-        pad = max(radius, math.ceil(prm.sigma) + 1)  # hidden_peaks looks ceil(sigma) + 1 cells around
         self._padded = padded = pad_maps(cmap, pad, self._padded)
-        peaks = find_peaks(padded, radius, prm.peak_threshold, prm.max_peaks)
+        threshold = prm.peak_threshold
+        if prm.noise_factor > 0.0:
+            threshold = max(threshold, prm.noise_factor * noise_level(cmap))
+        peaks = find_peaks(padded, radius, threshold, prm.max_peaks)
         num_parts, num_links = topo.num_parts, topo.num_links
         if peaks.index.size == 0:
             return Poses(np.zeros((0, num_parts, 3)), np.zeros(0), np.zeros((0, num_links), dtype=bool))
@@ -239,7 +297,7 @@ class PoseParser:
             hidden, hx, hy = hidden_peaks(padded, pad, index, x, y, offset,
                                           padded.reshape(-1).take(index),
                                           measured_width(curvature, prm.sigma), math.ceil(prm.sigma),
-                                          prm.hidden_margin, prm.peak_threshold)
+                                          prm.hidden_margin, threshold)
             if hidden.size:  # into the peak list, still grouped by part
                 order = np.argsort(np.concatenate([index, hidden]), kind="stable")
                 index = np.concatenate([index, hidden])[order]

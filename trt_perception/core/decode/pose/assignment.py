@@ -11,7 +11,6 @@ with a block per link (links are independent); consecutive links are solved toge
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from trt_perception.core.decode.pose.paf_score_graph import LinkCandidates
 
@@ -50,6 +49,8 @@ def assignment(candidates: LinkCandidates, num_peaks: int) -> np.ndarray:
             if start[0] - blocks[-1][0] >= _BLOCK_ROWS:
                 blocks.append(start)
     blocks.append(weight.shape)
+    from scipy.optimize import linear_sum_assignment  # 0.5 s to import: only where the solver runs
+
     picked_rows, picked_cols = [], []
     for (r0, c0), (r1, c1) in zip(blocks, blocks[1:]):
         r, c = linear_sum_assignment(weight[r0:r1, c0:c1], maximize=True)

@@ -39,6 +39,16 @@ def pad_maps(cmap: np.ndarray, pad: int, out: Optional[np.ndarray] = None) -> np
     return out
 
 
+def noise_level(cmap: np.ndarray) -> float:
+    """Standard deviation of the noise on confidence maps cmap (float32[C, H, W]), estimated from
+    their negative values: sqrt(2 mean(min(v, 0)^2)), which is the standard deviation of zero-mean
+    noise on maps that are mostly background (keypoints only add positive values). 0 on maps without
+    negative values.
+    """
+    negative = np.minimum(cmap, 0.0).reshape(-1)
+    return float(np.sqrt(2.0 * np.dot(negative, negative) / negative.size))
+
+
 @functools.lru_cache(maxsize=16)
 def _neighbour_tests(row_stride: int, radius: int) -> tuple[tuple[tuple[int, np.ufunc], ...], ...]:
     """(flat offset, comparison a peak must pass against that neighbour) for the window's neighbours

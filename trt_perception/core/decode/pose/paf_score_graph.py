@@ -74,7 +74,7 @@ def _all_pairs(counts: np.ndarray, links: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 @functools.lru_cache(maxsize=8)
-def _samples(num_samples: int, end_weight: float) -> tuple[np.ndarray, np.ndarray]:
+def sample_weights(num_samples: int, end_weight: float) -> tuple[np.ndarray, np.ndarray]:
     """float32[S + 1, 1]: t of each sample along the segment, then 0.5 (the midpoint); float32[S, 1]:
     the samples' weights (they sum to 1).
     """
@@ -131,7 +131,7 @@ def paf_score_graph(paf: np.ndarray, links: np.ndarray, counts: np.ndarray, x: n
         link, a, b, ax, ay, dx, dy, ux, uy, length, base = (
             v.take(keep) for v in (link, a, b, ax, ay, dx, dy, ux, uy, length, base))
 
-    t, weight = _samples(num_samples, end_weight)  # [S + 1, 1]: the arrays below are [S + 1, T]
+    t, weight = sample_weights(num_samples, end_weight)  # [S + 1, 1]: the arrays below are [S + 1, T]
     cells = (ay + t * dy).astype(np.int32)
     cells *= width
     cells += (ax + t * dx).astype(np.int32)

@@ -1,0 +1,127 @@
+"""The compiled pose decoder (numba) against the numpy reference, its fallback, and the scene types
+of the accuracy benchmark."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from trt_perception.core.decode.pose import COCO18, PoseFieldError, PoseParams, PoseParser, compiled
+from trt_perception.core.decode.pose.find_peaks import noise_level
+from trt_perception.testing.pose_fields import SCENE_TYPES, random_scene
+
+needs_compiled = pytest.mark.skipif(compiled.load() is None,
+                                    reason="the compiled pose decoder is unavailable (numba missing?)")
+
+
+def _same(a, b):
+    assert a.keypoints.shape == b.keypoints.shape
+    np.testing.assert_allclose(a.keypoints, b.keypoints, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(a.links, b.links)
+
+
+@needs_compiled
+@pytest.mark.parametrize("name", list(SCENE_TYPES))
+def test_compiled_decoder_gives_the_numpy_reference_skeletons(name):
+    fast, reference = PoseParser(compiled=True), PoseParser(compiled=False)
+    assert fast.compiled and not reference.compiled
+    rng = np.random.default_rng(sum(map(ord, name)))
+    for _ in range(2):
+        scene = SCENE_TYPES[name].sample(rng)
+        _same(fast(scene.cmap, scene.paf), reference(scene.cmap, scene.paf))
+
+
+@needs_compiled
+@pytest.mark.parametrize("params", [PoseParams(sigma=0.0), PoseParams(peak_window=5, num_samples=7),
+                                    PoseParams(max_peaks=3, min_parts=1, max_people=4),
+                                    PoseParams(noise_factor=0.0, link_threshold=0.3, end_weight=0.0)])
+def test_compiled_decoder_follows_the_parameters_like_the_reference(params):
+    rng = np.random.default_rng(5)
+    fast, reference = PoseParser(params=params, compiled=True), PoseParser(params=params, compiled=False)
+    for _ in range(3):
+        scene = random_scene(rng, 8, noise=0.04)
+        _same(fast(scene.cmap, scene.paf), reference(scene.cmap, scene.paf))
+
+
+@needs_compiled
+@pytest.mark.parametrize("field", ["cmap", "paf"])
+def test_compiled_decoder_counts_nan_and_inf(field):
+    scene = random_scene(np.random.default_rng(2), 2)
+    arrays = {"cmap": scene.cmap.copy(), "paf": scene.paf.copy()}
+    arrays[field][0, 3, 4] = np.nan
+    arrays[field][1, 5, 6] = -np.inf
+    for parser in (PoseParser(compiled=True), PoseParser(compiled=False)):
+        with pytest.raises(PoseFieldError, match=f"{field} has 2 NaN/Inf values"):
+            parser(arrays["cmap"], arrays["paf"])
+
+
+def test_numpy_fallback_is_announced_once(monkeypatch, caplog):
+    monkeypatch.setattr(compiled, "_kernels", None)
+    monkeypatch.setenv(compiled.ENV_VAR, "numpy")
+    with caplog.at_level(logging.INFO, logger=compiled.__name__):
+        parsers = [PoseParser(), PoseParser()]
+    assert not any(parser.compiled for parser in parsers)
+    assert sum("numpy steps" in record.getMessage() for record in caplog.records) == 1
+    with pytest.raises(RuntimeError, match="compiled pose decoder is unavailable"):
+        PoseParser(compiled=True)
+    scene = random_scene(np.random.default_rng(4), 3, placement="separated", height_range=(12.0, 24.0))
+    assert len(parsers[0](scene.cmap, scene.paf)) == 3
+
+
+def test_noise_level_estimates_the_noise_and_keeps_noise_from_making_people():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.0, 0.05, (18, 56, 56)).astype(np.float32)
+    assert noise_level(noise) == pytest.approx(0.05, rel=0.05)
+    assert noise_level(np.abs(noise)) == 0.0
+    paf = rng.normal(0.0, 0.05, (42, 56, 56)).astype(np.float32)
+    assert len(PoseParser()(noise, paf)) == 0
+    assert len(PoseParser(params=PoseParams(noise_factor=0.0), compiled=False)(noise, paf)) > 0
+
+
+def _boxes_overlap(a, b, grow=0.0):
+    """Whether the boxes of two people's drawn keypoints (float[C, 2]), grown by ``grow``, overlap."""
+    low_a, high_a = np.nanmin(a, axis=0) - grow, np.nanmax(a, axis=0) + grow
+    low_b, high_b = np.nanmin(b, axis=0) - grow, np.nanmax(b, axis=0) + grow
+    return bool(np.all(low_a < high_b) and np.all(low_b < high_a))
+
+
+def test_scene_placements():
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        crossing = random_scene(rng, 5, placement="crossing").keypoints
+        # every person after the first overlaps some person placed before it (cut parts aside)
+        assert all(any(_boxes_overlap(crossing[o], crossing[p], 3.0) for p in range(o)) for o in range(1, 5))
+        separated = random_scene(rng, 4, placement="separated", height_range=(12.0, 24.0)).keypoints
+        assert not any(_boxes_overlap(separated[o], separated[p]) for o in range(4) for p in range(o))
+    border = np.concatenate([random_scene(rng, 10, placement="border").keypoints for _ in range(5)])
+    centre = np.nanmean(border, axis=1)
+    assert np.median(np.minimum(centre, 56 - centre).min(axis=1)) < 8  # near an edge
+    assert np.mean(np.isnan(border[:, :, 0])) > 0.3  # the border cuts people
+    with pytest.raises(ValueError, match="placement"):
+        random_scene(rng, 2, placement="everywhere")
+
+
+@pytest.mark.parametrize("missing", [0.0, 0.2])
+def test_scene_missing_parts(missing):
+    rng = np.random.default_rng(3)
+    free = np.concatenate([random_scene(rng, 10, missing=missing, height_range=(12.0, 20.0)).keypoints
+                           for _ in range(10)])
+    share = np.mean(np.isnan(free[:, :, 0]))
+    base = np.mean(np.isnan(np.concatenate([random_scene(rng, 10, missing=0.0, height_range=(12.0, 20.0))
+                                            .keypoints for _ in range(10)])[:, :, 0]))
+    assert share == pytest.approx(base + missing * (1 - base), abs=0.05)
+
+
+def test_scene_types_draw_their_settings():
+    for name, scene_type in SCENE_TYPES.items():
+        options = dict(scene_type.options)
+        scene = scene_type.sample(np.random.default_rng(0))
+        assert scene.keypoints.shape == (scene_type.num_people, COCO18.num_parts, 2), name
+        drawn = scene.keypoints[~np.isnan(scene.keypoints[:, :, 0])]
+        assert np.all((drawn >= 0) & (drawn < 56)), name
+        # the estimate assumes mostly background: lower where keypoints cover more of the map
+        assert 0.6 < noise_level(scene.cmap) / options.get("noise", 0.02) < 1.1, name
+        low, high = options.get("height_range", (12.0, 44.0))
+        heights = np.nanmax(scene.keypoints[:, :, 1], axis=1) - np.nanmin(scene.keypoints[:, :, 1], axis=1)
+        assert np.all(heights < 1.2 * high), name

@@ -1,0 +1,613 @@
+"""The whole pose decoder as numba-compiled loops: one call per image, the same results as the numpy steps.
+
+:func:`parse` runs what :class:`~trt_perception.core.decode.pose.PoseParser` runs with the numpy
+modules (find_peaks -> refine_peaks -> hidden_peaks -> paf_score_graph -> assignment ->
+connect_parts -> people), step for step and in the same float32 / float64 arithmetic, so that both
+give the same skeletons (the numpy modules are the reference; ``test/core/test_pose_kernels.py``
+compares them on random scenes). Only float32 rounding may differ in the last bit (float32 ``exp``,
+the hidden peaks' model sums). Imported only through :mod:`.compiled`, which handles numba being
+absent; compiled functions are cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+_NOGIL = dict(cache=True, nogil=True)
+_F32 = np.float32
+
+# indices of the float / int parameter arrays built by ``compiled.pack_params``
+(P_THRESHOLD, P_NOISE_FACTOR, P_SIGMA, P_HIDDEN_MARGIN, P_LINK_THRESHOLD, P_PAF_FLOOR,
+ P_SAMPLE_THRESHOLD, P_MIN_SAMPLE_FRACTION, P_MIN_SCORE) = range(9)
+(I_RADIUS, I_MAX_PEAKS, I_MIN_PARTS, I_MAX_PEOPLE, I_HIDDEN_RADIUS, I_PAD) = range(6)
+#: rows per block of the row filter of :func:`check_fields`
+ROW_BLOCK = 8
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})  # reassoc: the sums vectorize
+def _block_sums(values, low):
+    """float32 sums over ``values`` of v - v (NaN once a value is NaN or Inf), of min(v, 0)^2 and of
+    max(v - low, 0) (> 0 when a value exceeds low).
+    """
+    finite = _F32(0.0)
+    squares = _F32(0.0)
+    excess = _F32(0.0)
+    for k in range(values.size):
+        v = values[k]
+        finite += v - v
+        negative = v if v < _F32(0.0) else _F32(0.0)
+        squares += negative * negative
+        above = v - low
+        excess += above if above > _F32(0.0) else _F32(0.0)
+    return finite, squares, excess
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _finite_sum(values):
+    """float32 sum of v - v over ``values``: NaN once a value is NaN or Inf, else 0."""
+    finite = _F32(0.0)
+    for k in range(values.size):
+        finite += values[k] - values[k]
+    return finite
+
+
+@numba.njit(**_NOGIL)
+def check_fields(cmap, paf, low):
+    """Checks the fields and finds the rows that may hold peaks.
+
+    cmap float32[C, H, W], paf float32[2L, H, W]. Returns the number of NaN/Inf values of cmap and
+    paf; the noise level sqrt(2 * sum of squared negative values / values) (the standard deviation
+    of zero-mean noise on a map that is mostly background); uint8[C * H]: for each map row
+    (c * H + i), whether the block of ``ROW_BLOCK`` rows that holds it (rows of all maps in a row,
+    blocks from row 0) has a value above ``low`` (sums over blocks of rows vectorize, row by row
+    they would not).
+    """
+    channels, height, width = cmap.shape
+    flat = cmap.reshape(-1)
+    num_rows = channels * height
+    rows = np.empty(num_rows, np.uint8)
+    low32 = _F32(low)
+    span = ROW_BLOCK * width
+    finite = _finite_sum(paf.reshape(-1))
+    squares = 0.0
+    for block in range(0, num_rows, ROW_BLOCK):
+        block_finite, block_squares, excess = _block_sums(flat[block * width:block * width + span], low32)
+        finite += block_finite
+        squares += block_squares
+        rows[block:block + ROW_BLOCK] = excess > _F32(0.0)
+    bad = 0
+    if not finite == 0.0:  # count them
+        for v in flat:
+            bad += not v - v == 0.0
+        for v in paf.reshape(-1):
+            bad += not v - v == 0.0
+        return bad, 0.0, rows
+    return bad, math.sqrt(2.0 * squares / flat.size), rows
+
+
+@numba.njit(**_NOGIL)
+def _max2(a, b):
+    return a if a > b else b
+
+
+@numba.njit(**_NOGIL)
+def find_peaks(flat, channels, padded_h, padded_w, pad, radius, threshold, max_count, rows):
+    """As :func:`.find_peaks.find_peaks`: int64[M] flat indices (ascending), int64[C] counts. rows:
+    uint8[C * H], 0 for map rows with no value above ``threshold`` (skipped).
+    """
+    height, width = padded_h - 2 * pad, padded_w - 2 * pad
+    plane = padded_h * padded_w
+    out = np.empty(1024, np.int64)
+    n = 0
+    counts = np.zeros(channels, np.int64)
+    thr = _F32(threshold)
+    cand = np.empty(width + 1, np.int64)
+    for c in range(channels):
+        for i in range(pad, pad + height):
+            if not rows[c * height + i - pad]:
+                continue
+            row = c * plane + i * padded_w
+            found = 0  # cells above the threshold that beat their row neighbours
+            for start in range(row + pad, row + pad + width, 8):
+                if start + 8 <= row + pad + width:  # 8 cells at a time: a tree of maxima, no branch
+                    top = _max2(_max2(_max2(flat[start], flat[start + 1]), _max2(flat[start + 2], flat[start + 3])),
+                                _max2(_max2(flat[start + 4], flat[start + 5]), _max2(flat[start + 6], flat[start + 7])))
+                    if not top > thr:
+                        continue
+                for j in range(start, min(start + 8, row + pad + width)):
+                    v = flat[j]
+                    if (v > thr) & (v > flat[j - 1]) & (v >= flat[j + 1]):
+                        cand[found] = j
+                        found += 1
+            for q in range(found):
+                p = cand[q]
+                v = flat[p]
+                if not ((v > flat[p - padded_w]) & (v >= flat[p + padded_w])):
+                    continue
+                peak = True
+                for di in range(-radius, radius + 1):
+                    for dj in range(-radius, radius + 1):
+                        if abs(di) + abs(dj) > 1:
+                            o = di * padded_w + dj
+                            if (v <= flat[p + o]) if o < 0 else (v < flat[p + o]):
+                                peak = False
+                                break
+                    if not peak:
+                        break
+                if peak:
+                    if n == out.size:
+                        grown = np.empty(2 * n, np.int64)
+                        grown[:n] = out
+                        out = grown
+                    out[n] = p
+                    n += 1
+                    counts[c] += 1
+    index = out[:n]
+    if n and counts.max() > max_count:  # per part, the max_count highest (ties: lower index first)
+        keep = np.ones(n, np.bool_)
+        start = 0
+        for c in range(channels):
+            if counts[c] > max_count:
+                values = np.empty(counts[c], np.float32)
+                for k in range(counts[c]):
+                    values[k] = -flat[index[start + k]]
+                order = np.argsort(values, kind="mergesort")
+                for k in order[max_count:]:
+                    keep[start + k] = False
+            start += counts[c]
+        index = index[keep]
+        counts = np.minimum(counts, max_count)
+    return index, counts
+
+
+@numba.njit(**_NOGIL)
+def _floor_log(v):
+    """float64 log of a float32 value floored at float32(1e-6) (numpy's ``log(maximum(v, 1e-6),
+    dtype=float64)``).
+    """
+    return math.log(np.float64(max(v, _F32(1e-6))))
+
+
+@numba.njit(**_NOGIL)
+def refine_peaks(flat, padded_h, padded_w, index, pad):
+    """As :func:`.refine_peaks.refine_peaks`: x, y float64[M], offset, curvature float64[M, 2]."""
+    m = index.size
+    x, y = np.empty(m), np.empty(m)
+    offset, curvature = np.empty((m, 2)), np.empty((m, 2))
+    plane = padded_h * padded_w
+    last = flat.size - 1
+    x_max = np.nextafter(float(padded_w - 2 * pad), 0.0)
+    y_max = np.nextafter(float(padded_h - 2 * pad), 0.0)
+    for k in range(m):
+        p = index[k]
+        for axis in range(2):
+            stride = 1 if axis == 0 else padded_w
+            before = flat[min(max(p - stride, 0), last)] == -np.inf
+            after = flat[min(max(p + stride, 0), last)] == -np.inf
+            middle = int(before) - int(after)
+            f0 = _floor_log(flat[min(max(p + (middle - 1) * stride, 0), last)])
+            f1 = _floor_log(flat[min(max(p + middle * stride, 0), last)])
+            f2 = _floor_log(flat[min(max(p + (middle + 1) * stride, 0), last)])
+            curv = f0 - 2.0 * f1 + f2
+            off = (f0 - f2) / (2.0 * curv) if curv < 0.0 else 0.0
+            off += middle
+            offset[k, axis] = min(max(off, -0.5), 0.5)
+            curvature[k, axis] = curv
+        row = (p % plane) // padded_w
+        col = (p % plane) % padded_w
+        x[k] = min(col + (offset[k, 0] + (0.5 - pad)), x_max)
+        y[k] = min(row + (offset[k, 1] + (0.5 - pad)), y_max)
+    return x, y, offset, curvature
+
+
+@numba.njit(**_NOGIL)
+def measured_width(curvature, sigma):
+    """As :func:`.hidden_peaks.measured_width`."""
+    negative = curvature.ravel()[curvature.ravel() < 0.0]
+    if negative.size == 0:
+        return sigma
+    return max(0.5 * sigma, 1.0 / math.sqrt(-np.sort(negative)[negative.size // 2]))
+
+
+@numba.njit(**_NOGIL)
+def hidden_peaks(flat, padded_h, padded_w, pad, index, x, y, offset, width, radius, margin, threshold, work):
+    """As :func:`.hidden_peaks.hidden_peaks` (``work``: float32 buffer of flat's size, all -inf, left
+    so): hidden flat indices int64[K] ascending, x, y float64[K].
+    """
+    plane = padded_h * padded_w
+    two_var = 2.0 * width * width
+    scale = _F32(1.0 / two_var)
+    side = 2 * radius + 1
+    margin32 = _F32(margin)
+    m = index.size
+    # the model: work[cell] = max over peaks of their bump, at the cells of the windows
+    cells = np.empty(m * side * side, np.int64)
+    along_x = np.empty(side, np.float32)
+    along_y = np.empty(side, np.float32)
+    n = 0
+    for k in range(m):
+        cx = _F32(offset[k, 0]) * scale
+        cy = _F32(offset[k, 1]) * scale
+        cz = _F32(1.0) * scale
+        height = max(flat[index[k]], _F32(1e-6))
+        for d in range(-radius, radius + 1):  # the bump is separable: height * along_x[dj] * along_y[di]
+            along_x[d + radius] = _F32(math.exp(cx * _F32(2.0 * d) + cz * _F32(-(d * d))))
+            along_y[d + radius] = _F32(math.exp(cy * _F32(2.0 * d) + cz * _F32(-(d * d))))
+        for di in range(-radius, radius + 1):
+            for dj in range(-radius, radius + 1):
+                b = height * along_y[di + radius] * along_x[dj + radius]
+                cell = index[k] + di * padded_w + dj
+                cells[n] = cell
+                work[cell] = max(work[cell], b)
+                n += 1
+    # shoulders: window cells whose residual exceeds margin (and threshold), unique, ascending
+    shoulder = np.empty(n, np.int64)
+    s = 0
+    thr32 = _F32(threshold)
+    for t in range(n):
+        cell = cells[t]
+        if flat[cell] - work[cell] > margin32 and (threshold <= margin or flat[cell] > thr32):
+            shoulder[s] = cell
+            s += 1
+    shoulder = np.unique(shoulder[:s])
+    hidden = np.empty(shoulder.size, np.int64)
+    hx, hy = np.empty(shoulder.size), np.empty(shoulder.size)
+    h = 0
+    x_max = np.nextafter(float(padded_w - 2 * pad), 0.0)
+    y_max = np.nextafter(float(padded_h - 2 * pad), 0.0)
+    limit = 0.25 * width * width
+    values = np.empty(9, np.float32)
+    residual = np.empty(9, np.float32)
+    away = np.empty(9, np.bool_)
+    for q in range(shoulder.size):
+        cell = shoulder[q]
+        for b in range(9):
+            around = cell + (b // 3 - 1) * padded_w + (b % 3 - 1)
+            values[b] = flat[around]
+            explained = work[around]
+            away[b] = explained == -np.inf
+            if away[b]:
+                explained = np.inf
+            residual[b] = values[b] - explained
+        peak = residual[4]
+        top = True
+        for b in range(4):
+            if not peak > residual[b]:
+                top = False
+        for b in range(5, 9):
+            if not peak >= residual[b]:
+                top = False
+        if not top:
+            continue
+        mu = np.zeros(2)
+        for axis in range(2):  # slopes: x from cells 3->4 and 4->5, y from 1->4 and 4->7
+            lows = (3, 4) if axis == 0 else (1, 4)
+            highs = (4, 5) if axis == 0 else (4, 7)
+            sides = (3, 5) if axis == 0 else (1, 7)
+            total = 0.0
+            used = 0
+            for e in range(2):
+                slope = _floor_log(values[highs[e]]) - _floor_log(values[lows[e]])
+                slope += (-1.0 if e == 0 else 1.0) / two_var
+                use = residual[sides[e]] > _F32(margin / 3.0) or (away[sides[e]] and values[sides[e]] > 0.0)
+                if use:
+                    total += slope
+                    used += 1
+                else:
+                    total += slope * 0.0
+            value = total * (0.5 * two_var) / max(used, 1)
+            mu[axis] = 0.0 if abs(value) > 1.5 else value
+        row = (cell % plane) // padded_w
+        col = (cell % plane) % padded_w
+        px = min(max((col + mu[0]) + (0.5 - pad), 0.0), x_max)
+        py = min(max((row + mu[1]) + (0.5 - pad), 0.0), y_max)
+        part = cell // plane
+        far = True
+        for k in range(m):
+            if index[k] // plane == part:
+                dx, dy = px - x[k], py - y[k]
+                if dx * dx + dy * dy < limit:
+                    far = False
+        if far:
+            hidden[h], hx[h], hy[h] = cell, px, py
+            h += 1
+    for t in range(n):  # leave the buffer all -inf for the next call
+        work[cells[t]] = -np.inf
+    return hidden[:h], hx[:h], hy[:h]
+
+
+@numba.njit(**_NOGIL)
+def _direction(field, cell, plane, ux, uy, floor):
+    """float32 f . u / max(|f|, floor) at the flat y-channel index ``cell``."""
+    fy, fx = field[cell], field[cell + plane]
+    value = fx * ux + fy * uy
+    return value / max(np.sqrt(fx * fx + fy * fy), floor)
+
+
+@numba.njit(**_NOGIL)
+def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min_sample_fraction,
+                    link_threshold, paf_floor):
+    """As :func:`.paf_score_graph.paf_score_graph`: link, a, b int64[T], score float64[T]. t_s:
+    float32[S + 1] the samples' t, then 0.5; weight: float32[S] (``paf_score_graph._samples``).
+    """
+    num_samples = weight.size
+    _, height, width = paf.shape
+    field = paf.reshape(-1)
+    plane = height * width
+    starts = np.cumsum(counts) - counts
+    xs = np.empty(x.size, np.float32)
+    ys = np.empty(y.size, np.float32)
+    x_cap, y_cap = _F32(width - 1e-3), _F32(height - 1e-3)
+    for k in range(x.size):
+        xs[k] = min(_F32(x[k]), x_cap)
+        ys[k] = min(_F32(y[k]), y_cap)
+    floor, thr = _F32(paf_floor), _F32(sample_threshold)
+    half = _F32(0.5 * height)
+    total = 0
+    for k in range(links.shape[0]):
+        total += counts[links[k, 0]] * counts[links[k, 1]]
+    out_link = np.empty(total, np.int64)
+    out_a = np.empty(total, np.int64)
+    out_b = np.empty(total, np.int64)
+    out_score = np.empty(total)
+    n = 0
+    for k in range(links.shape[0]):
+        pa, pb = links[k, 0], links[k, 1]
+        base = k * 2 * plane
+        for a in range(starts[pa], starts[pa] + counts[pa]):
+            ax, ay = xs[a], ys[a]
+            for b in range(starts[pb], starts[pb] + counts[pb]):
+                dx, dy = xs[b] - ax, ys[b] - ay
+                length = np.sqrt(dx * dx + dy * dy)
+                safe = max(length, _F32(1e-6))
+                ux, uy = dx / safe, dy / safe
+                mid = int(ay + t_s[num_samples] * dy) * width + int(ax + t_s[num_samples] * dx)
+                if not _direction(field, base + mid, plane, ux, uy, floor) > thr:
+                    continue
+                follows = 0
+                score = 0.0  # in sample order, as numpy's reduction over the samples axis
+                for s in range(num_samples):
+                    cell = int(ay + t_s[s] * dy) * width + int(ax + t_s[s] * dx)
+                    value = _direction(field, base + cell, plane, ux, uy, floor)
+                    if value > thr:
+                        follows += 1
+                    score += float(value * weight[s])
+                score -= float(max(_F32(0.0), length / half - _F32(1.0)))
+                if follows / num_samples >= min_sample_fraction and score > link_threshold:
+                    out_link[n], out_a[n], out_b[n], out_score[n] = k, a, b, score
+                    n += 1
+    return out_link[:n], out_a[:n], out_b[:n], out_score[:n]
+
+
+@numba.njit(**_NOGIL)
+def _max_weight_matching(weight):
+    """For float64[n, m], n <= m: the column of each row in a matching of all rows maximizing the
+    summed weight (shortest augmenting paths with potentials, O(n^2 m)).
+    """
+    n, m = weight.shape
+    u = np.zeros(n + 1)
+    v = np.zeros(m + 1)
+    p = np.zeros(m + 1, np.int64)  # p[j]: row (1-based) matched to column j, 0: none
+    way = np.zeros(m + 1, np.int64)
+    for i in range(1, n + 1):
+        p[0] = i
+        j0 = 0
+        minv = np.full(m + 1, np.inf)
+        used = np.zeros(m + 1, np.bool_)
+        while True:
+            used[j0] = True
+            i0 = p[j0]
+            delta = np.inf
+            j1 = 0
+            for j in range(1, m + 1):
+                if not used[j]:
+                    cur = -weight[i0 - 1, j - 1] - u[i0] - v[j]
+                    if cur < minv[j]:
+                        minv[j] = cur
+                        way[j] = j0
+                    if minv[j] < delta:
+                        delta = minv[j]
+                        j1 = j
+            for j in range(m + 1):
+                if used[j]:
+                    u[p[j]] += delta
+                    v[j] -= delta
+                else:
+                    minv[j] -= delta
+            j0 = j1
+            if p[j0] == 0:
+                break
+        while True:
+            j1 = way[j0]
+            p[j0] = p[j1]
+            j0 = j1
+            if j0 == 0:
+                break
+    col_of_row = np.full(n, -1, np.int64)
+    for j in range(1, m + 1):
+        if p[j] > 0:
+            col_of_row[p[j] - 1] = j - 1
+    return col_of_row
+
+
+@numba.njit(**_NOGIL)
+def assignment(link, a, b, score, num_peaks):
+    """As :func:`.assignment.assignment`: bool[T] kept by the per-link maximum-score matching."""
+    t_total = link.size
+    chosen = np.zeros(t_total, np.bool_)
+    count_a = np.zeros(num_peaks, np.int64)
+    count_b = np.zeros(num_peaks, np.int64)
+    start = 0
+    while start < t_total:  # candidates are grouped by link
+        end = start
+        while end < t_total and link[end] == link[start]:
+            end += 1
+        for t in range(start, end):
+            count_a[a[t]] += 1
+            count_b[b[t]] += 1
+        rows = np.full(num_peaks, -1, np.int64)
+        cols = np.full(num_peaks, -1, np.int64)
+        n_rows = n_cols = 0
+        for t in range(start, end):
+            if count_a[a[t]] > 1 or count_b[b[t]] > 1:
+                if rows[a[t]] < 0:
+                    rows[a[t]] = 0
+                    n_rows += 1
+                if cols[b[t]] < 0:
+                    cols[b[t]] = 0
+                    n_cols += 1
+            else:
+                chosen[t] = True
+        if n_rows:
+            r = c = 0
+            for q in range(num_peaks):  # number the shared peaks in ascending order
+                if rows[q] >= 0:
+                    rows[q] = r
+                    r += 1
+                if cols[q] >= 0:
+                    cols[q] = c
+                    c += 1
+            weight = np.zeros((n_rows, n_cols))
+            member = np.full((n_rows, n_cols), -1, np.int64)
+            for t in range(start, end):
+                if count_a[a[t]] > 1 or count_b[b[t]] > 1:
+                    weight[rows[a[t]], cols[b[t]]] = score[t]
+                    member[rows[a[t]], cols[b[t]]] = t
+            if n_rows <= n_cols:
+                col_of_row = _max_weight_matching(weight)
+                for i in range(n_rows):
+                    if col_of_row[i] >= 0 and member[i, col_of_row[i]] >= 0:
+                        chosen[member[i, col_of_row[i]]] = True
+            else:
+                row_of_col = _max_weight_matching(weight.T.copy())
+                for j in range(n_cols):
+                    if row_of_col[j] >= 0 and member[row_of_col[j], j] >= 0:
+                        chosen[member[row_of_col[j], j]] = True
+        for t in range(start, end):
+            count_a[a[t]] = 0
+            count_b[b[t]] = 0
+        start = end
+    return chosen
+
+
+@numba.njit(**_NOGIL)
+def connect_parts(part, a, b, score, chosen):
+    """As :func:`.connect_parts.connect_parts`: int64[M] group of each peak, numbered 0..G-1."""
+    num_peaks = part.size
+    picked = np.flatnonzero(chosen)
+    picked = picked[np.argsort(-score[picked], kind="mergesort")]
+    parent = np.arange(num_peaks)
+    parts = np.empty(num_peaks, np.int64)
+    for q in range(num_peaks):
+        parts[q] = np.int64(1) << part[q]
+    for t in picked:
+        ra, rb = a[t], b[t]
+        while parent[ra] != ra:
+            parent[ra] = parent[parent[ra]]
+            ra = parent[ra]
+        while parent[rb] != rb:
+            parent[rb] = parent[parent[rb]]
+            rb = parent[rb]
+        if ra != rb and not parts[ra] & parts[rb]:
+            parent[ra] = rb
+            parts[rb] |= parts[ra]
+    number = np.full(num_peaks, -1, np.int64)
+    groups = 0
+    for q in range(num_peaks):
+        if parent[q] == q:
+            number[q] = groups
+            groups += 1
+    group = np.empty(num_peaks, np.int64)
+    for q in range(num_peaks):
+        r = q
+        while parent[r] != r:
+            r = parent[r]
+        group[q] = number[r]
+    return group
+
+
+@numba.njit(**_NOGIL)
+def parse(cmap, paf, links, fparams, iparams, t_s, weight, padded, work):
+    """The whole decoder for one image (see :class:`~trt_perception.core.decode.pose.PoseParser`).
+
+    cmap float32[C, H, W], paf float32[2L, H, W] (C-contiguous), links int64[L, 2]; fparams,
+    iparams, t_s, weight from ``compiled.pack_params``; padded: float32[C, H + 2 pad, W + 2 pad], cmap
+    inside a -inf border (``find_peaks.pad_maps``); work: float32 of padded's size, all -inf.
+    Returns (number of NaN/Inf values; when not 0, the rest is empty), keypoints float64[O, C, 3],
+    scores float64[O], links bool[O, L].
+    """
+    channels, height, width = cmap.shape
+    num_links = links.shape[0]
+    pad = iparams[I_PAD]
+    bad, noise, rows = check_fields(cmap, paf, fparams[P_THRESHOLD])
+    empty = (np.zeros((0, channels, 3)), np.zeros(0), np.zeros((0, num_links), np.bool_))
+    if bad:
+        return bad, empty[0], empty[1], empty[2]
+    threshold = fparams[P_THRESHOLD]
+    if fparams[P_NOISE_FACTOR] > 0.0:
+        threshold = max(threshold, fparams[P_NOISE_FACTOR] * noise)
+    flat = padded.reshape(-1)
+    padded_h, padded_w = padded.shape[1], padded.shape[2]
+    index, counts = find_peaks(flat, channels, padded_h, padded_w, pad, iparams[I_RADIUS], threshold,
+                               iparams[I_MAX_PEAKS], rows)
+    if index.size == 0:
+        return 0, empty[0], empty[1], empty[2]
+    x, y, offset, curvature = refine_peaks(flat, padded_h, padded_w, index, pad)
+    sigma = fparams[P_SIGMA]
+    if sigma > 0.0 and counts.max() > 1:
+        hidden, hx, hy = hidden_peaks(flat, padded_h, padded_w, pad, index, x, y, offset,
+                                      measured_width(curvature, sigma), iparams[I_HIDDEN_RADIUS],
+                                      fparams[P_HIDDEN_MARGIN], threshold, work)
+        if hidden.size:
+            everything = np.concatenate((index, hidden))
+            order = np.argsort(everything, kind="mergesort")
+            index = everything[order]
+            x = np.concatenate((x, hx))[order]
+            y = np.concatenate((y, hy))[order]
+    plane = padded_h * padded_w
+    part = index // plane
+    counts = np.bincount(part, minlength=channels)
+    value = np.empty(index.size)
+    for q in range(index.size):
+        value[q] = flat[index[q]]
+    link, a, b, score = paf_score_graph(paf, links, counts, x, y, t_s, weight,
+                                        fparams[P_SAMPLE_THRESHOLD], fparams[P_MIN_SAMPLE_FRACTION],
+                                        fparams[P_LINK_THRESHOLD], fparams[P_PAF_FLOOR])
+    group = connect_parts(part, a, b, score, assignment(link, a, b, score, index.size))
+
+    num_groups = group.max() + 1
+    size = np.zeros(num_groups, np.int64)
+    keypoint_sum = np.zeros(num_groups)
+    for q in range(index.size):
+        size[group[q]] += 1
+        keypoint_sum[group[q]] += value[q]
+    link_count = np.zeros(num_groups, np.int64)
+    link_sum = np.zeros(num_groups)
+    for t in range(link.size):
+        g = group[a[t]]
+        if g == group[b[t]]:
+            link_sum[g] += score[t]
+            link_count[g] += 1
+    person_score = (keypoint_sum + link_sum) / (size + link_count)
+    kept = np.flatnonzero((size >= iparams[I_MIN_PARTS]) & (person_score >= fparams[P_MIN_SCORE]))
+    kept = kept[np.argsort(-person_score[kept], kind="mergesort")[:iparams[I_MAX_PEOPLE]]]
+    row = np.full(num_groups, -1, np.int64)
+    for r in range(kept.size):
+        row[kept[r]] = r
+    keypoints = np.zeros((kept.size, channels, 3))
+    keypoints[:, :, :2] = np.nan
+    for q in range(index.size):
+        r = row[group[q]]
+        if r >= 0:
+            keypoints[r, part[q], 0] = x[q]
+            keypoints[r, part[q], 1] = y[q]
+            keypoints[r, part[q], 2] = value[q]
+    out_links = np.zeros((kept.size, num_links), np.bool_)
+    for t in range(link.size):
+        g = group[a[t]]
+        if g == group[b[t]] and row[g] >= 0:
+            out_links[row[g], link[t]] = True
+    return 0, keypoints, person_score[kept], out_links
