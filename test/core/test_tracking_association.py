@@ -5,7 +5,7 @@ import numpy as np
 
 from trt_perception.core.tracking.association import associate, iou_matrix, match
 
-THRESHOLDS = dict(high_threshold=0.5, low_threshold=0.1, match_iou=0.2, low_match_iou=0.5, tentative_match_iou=0.3)
+THRESHOLDS = dict(cost=None, high_threshold=0.5, low_threshold=0.1, match_iou=0.2, low_match_iou=0.5, tentative_match_iou=0.3)
 
 
 def box(x: float, w: float = 10.0) -> list[float]:
@@ -59,3 +59,18 @@ def test_unconfirmed_tracks_do_not_take_low_scores_or_what_confirmed_ones_matche
     owner = associate(tracks[:1], confirmed[:1], np.array([box(0)]), np.array([0.3]), np.ones((1, 1), bool),
                       **THRESHOLDS)
     assert owner.tolist() == [-1]
+
+
+def test_a_given_cost_decides_between_eligible_pairs():
+    # det 0 overlaps track 0 more, but the cost (e.g. a Mahalanobis distance) prefers track 1
+    tracks = np.array([box(0), box(3)])
+    dets = np.array([box(1)])
+    args = dict(THRESHOLDS)
+    del args["cost"]
+    owner = associate(tracks, np.array([True, True]), dets, np.array([0.9]), np.ones((2, 1), bool), None, **args)
+    assert owner.tolist() == [0]
+    cost = np.array([[0.8], [0.1]])
+    owner = associate(tracks, np.array([True, True]), dets, np.array([0.9]), np.ones((2, 1), bool), cost, **args)
+    assert owner.tolist() == [1]
+    rows, cols = match(np.array([[0.9, 0.5]]), 0.2, cost=np.array([[0.7, 0.2]]))
+    assert (rows.tolist(), cols.tolist()) == ([0], [1])

@@ -1,5 +1,6 @@
 """Messages in CDR form: Detection2DArray bytes that rclpy reads back as the message
-detections_to_msg builds (random detections, labels, frame ids, stamps; a wrong layout is caught);
+detections_to_msg builds (random detections, labels, track ids, frame ids, stamps; a wrong layout
+is caught);
 sensor_msgs/Image read from rclpy's serialization, field for field, and damaged bytes refused."""
 
 import random
@@ -34,8 +35,9 @@ def random_case(rng: random.Random) -> tuple[Detections, Header]:
     xy = np.array([[rng.uniform(0, 700), rng.uniform(0, 500)] for _ in range(k)], np.float32).reshape(k, 2)
     wh = np.array([[rng.uniform(0.5, 200), rng.uniform(0.5, 300)] for _ in range(k)], np.float32).reshape(k, 2)
     labels = [rng.choice(["person", "", "p", "cyclist", "vélo", "a" * rng.randint(1, 40)]) for _ in range(k)]
+    ids = rng.choice([None, [rng.choice(["", "1", "4711", "ü" * rng.randint(1, 3)]) for _ in range(k)]])  # track ids
     dets = Detections(np.concatenate([xy, xy + wh], axis=1), np.array([rng.random() for _ in range(k)], np.float32),
-                      np.arange(k, dtype=np.int32), labels)
+                      np.arange(k, dtype=np.int32), labels, ids)
     header = Header(frame_id=rng.choice(["", "c", "camera", "front_camera_optical_frame", "ä" * rng.randint(1, 9)]))
     header.stamp.sec, header.stamp.nanosec = rng.randint(0, 2**31 - 1), rng.randint(0, 999_999_999)
     return dets, header

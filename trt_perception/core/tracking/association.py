@@ -35,32 +35,36 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0.0)
 
 
-def match(iou: np.ndarray, min_iou: float, allowed: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
-    """The one-to-one pairs (rows int[P], cols int[P]) of greatest total IoU among those with
-    IoU >= ``min_iou`` (and ``allowed``, bool like ``iou``), rows ascending.
+def match(iou: np.ndarray, min_iou: float, allowed: Optional[np.ndarray] = None,
+          cost: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    """The one-to-one pairs (rows int[P], cols int[P]), rows ascending, among the eligible ones
+    (IoU >= ``min_iou`` and ``allowed``, bool like ``iou``) of least total cost: ``1 - IoU``, or
+    ``cost`` (float like ``iou``, in [0, 1] for eligible pairs) where given.
 
-    Solved as an assignment on the cost ``min(1 - IoU, 1 - min_iou)``: a pair at the cap costs what
-    leaving both unmatched costs, so a poor pair never displaces a good one (the same optimum as
-    ByteTrack's lapjv with ``cost_limit``).
+    Solved as an assignment in which an ineligible pair costs the cap (``1 - min_iou``, or 1 with
+    ``cost``): what leaving both unmatched costs, so a poor pair never displaces a good one (the
+    same optimum as ByteTrack's lapjv with ``cost_limit``).
     """
     if iou.size == 0:
         return np.zeros(0, np.intp), np.zeros(0, np.intp)
-    limit = 1.0 - min_iou
-    cost = np.minimum(1.0 - iou, limit)
+    eligible = iou >= min_iou
     if allowed is not None:
-        cost[~allowed] = limit
+        eligible &= allowed
+    limit = 1.0 - min_iou if cost is None else 1.0
+    cost = np.where(eligible, np.minimum(1.0 - iou if cost is None else cost, limit), limit)
     rows, cols = linear_sum_assignment(cost)
-    keep = (iou[rows, cols] >= min_iou) if allowed is None else (iou[rows, cols] >= min_iou) & allowed[rows, cols]
+    keep = eligible[rows, cols]
     return rows[keep], cols[keep]
 
 
-def associate(track_boxes: np.ndarray, confirmed: np.ndarray, det_boxes: np.ndarray, det_scores: np.ndarray, allowed: np.ndarray,
-              high_threshold: float, low_threshold: float, match_iou: float, low_match_iou: float,
+def associate(track_boxes: np.ndarray, confirmed: np.ndarray, det_boxes: np.ndarray, det_scores: np.ndarray,
+              allowed: np.ndarray, cost: Optional[np.ndarray], high_threshold: float, low_threshold: float, match_iou: float, low_match_iou: float,
               tentative_match_iou: float) -> np.ndarray:
     """The track of each detection, int[K] (-1: none), by the stages of the module docstring.
 
     track_boxes: float[N, 4] predicted boxes; confirmed: bool[N]; det_boxes: float[K, 4]; det_scores: float[K]; allowed: bool[N, K] pairs that
-    may match (same class, within the motion gate). Detections below ``low_threshold`` match nothing.
+    may match (same class, within the motion gate); cost: float[N, K] in [0, 1] for allowed pairs,
+    the cost each stage minimizes (None: 1 - IoU). Detections below ``low_threshold`` match nothing.
     """
     owner = np.full(len(det_scores), -1, np.intp)
     if len(track_boxes) == 0 or len(det_scores) == 0:
@@ -77,7 +81,7 @@ def associate(track_boxes: np.ndarray, confirmed: np.ndarray, det_boxes: np.ndar
         if t.size == 0 or d.size == 0:
             continue
         sub = np.ix_(t, d)
-        rows, cols = match(iou[sub], min_iou, allowed[sub])
+        rows, cols = match(iou[sub], min_iou, allowed[sub], None if cost is None else cost[sub])
         owner[d[cols]] = t[rows]
         track_free[t[rows]] = False
     return owner

@@ -152,10 +152,12 @@ class Tracker:
         if len(self._id) == 0 or len(dets) == 0:
             return np.full(len(dets), -1, np.intp)
         allowed = self._class[:, None] == dets.class_ids[None, :]
+        cost = None
         if p.motion_gate:
-            allowed &= kalman.gate_distances(self._mean, self._cov, measured) <= kalman.CHI2_95_4DOF
+            cost = kalman.gate_distances(self._mean, self._cov, measured) / kalman.CHI2_95_4DOF
+            allowed &= cost <= 1.0
         return associate(kalman.boxes_xyxy(self._mean), self._id > 0, dets.boxes_xyxy,
-                         dets.scores, allowed, p.high_threshold, p.low_threshold, p.match_iou,
+                         dets.scores, allowed, cost, p.high_threshold, p.low_threshold, p.match_iou,
                          p.low_match_iou, p.tentative_match_iou)
 
     def _select(self, keep: np.ndarray) -> None:
