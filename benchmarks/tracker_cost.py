@@ -63,19 +63,21 @@ def scene(frames: int, people: int, rng: np.random.Generator) -> list[Detections
     return out
 
 
-def time_tracker(frames: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """(update times in ms float64[frames], mean confirmed tracks held) after 100 warm-up frames."""
+def time_tracker(frames: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+    """(wall and thread CPU ms per update, float64[frames] each, mean confirmed tracks held) after
+    100 warm-up frames."""
     dets = scene(frames + 100, 20, rng)
     tracker = Tracker()
-    times, held = [], []
+    wall, cpu, held = [], [], []
     for i, frame in enumerate(tqdm(dets, unit="frame", disable=None)):
-        start = time.perf_counter_ns()
+        start, start_cpu = time.perf_counter_ns(), time.thread_time_ns()
         tracker.update(frame, int(i * 1e9 / FPS))
-        elapsed = time.perf_counter_ns() - start
+        elapsed, elapsed_cpu = time.perf_counter_ns() - start, time.thread_time_ns() - start_cpu
         if i >= 100:
-            times.append(elapsed / 1e6)
+            wall.append(elapsed / 1e6)
+            cpu.append(elapsed_cpu / 1e6)
             held.append(tracker.confirmed_count)
-    return np.array(times), float(np.mean(held))
+    return np.array(wall), np.array(cpu), float(np.mean(held))
 
 
 def dense_filter(n: int) -> Callable[[np.ndarray, float], None]:
@@ -165,7 +167,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     load = os.getloadavg()[0]
-    update_ms, held = time_tracker(args.frames, rng)
+    update_ms, update_cpu_ms, held = time_tracker(args.frames, rng)
     filters = time_filters(args.frames, 20, rng)
     p50, p90, p99 = np.percentile(update_ms, [50, 90, 99])
     lines = [
@@ -178,11 +180,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         "",
         f"## Tracker.update, 20 pedestrians ({held:.1f} confirmed tracks held on average)",
         "",
-        "| frames | median ms | p90 ms | p99 ms | target ms |",
-        "| ---: | ---: | ---: | ---: | ---: |",
-        f"| {len(update_ms)} | {p50:.3f} | {p90:.3f} | {p99:.3f} | {TARGET_MS} (median) |",
+        "| frames | median ms | p90 ms | p99 ms | thread CPU median ms | target ms |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {len(update_ms)} | {p50:.3f} | {p90:.3f} | {p99:.3f} | {np.median(update_cpu_ms):.3f} | "
+        f"{TARGET_MS} (median) |",
         "",
-        f"Median {'within' if p50 <= TARGET_MS else 'ABOVE'} the target.",
+        f"Median {'within' if p50 <= TARGET_MS else 'ABOVE'} the target. Other processes on the machine "
+        "inflate the times (p90 and p99 the most); the thread CPU time leaves out the time the tracker "
+        "waited for a core, not the slowdown from sharing cores and caches.",
         "",
         "## Kalman filter alone: predict + update of 20 tracks per frame",
         "",

@@ -4,9 +4,11 @@ ByteTrack's method (Zhang et al. 2022) in image pixels, timed by the frames' sta
 
 * every track has a constant-velocity Kalman state (:mod:`.kalman`), predicted to each frame's
   stamp, so frame gaps and dropped frames are predicted over their true duration;
-* detections are matched to tracks by IoU in stages (:mod:`.association`): high-score detections
-  first, then low-score ones to keep tracks alive through partial occlusion, then unconfirmed
-  tracks; only the same class, and (``motion_gate``) only within the track's 95 % Kalman gate;
+* detections are matched to tracks in stages (:mod:`.association`): high-score detections first,
+  then low-score ones to keep tracks alive through partial occlusion, then unconfirmed tracks; a
+  pair needs the stage's least IoU and the same class; with ``motion_gate`` it must also lie
+  within the track's 95 % Kalman gate, and the pairs are chosen by least Kalman (Mahalanobis)
+  distance instead of greatest IoU;
 * an unmatched detection scoring at least ``new_track_threshold`` and ``high_threshold`` starts an
   unconfirmed track; it is confirmed, and takes the next id of this tracker's counter ("1", "2",
   ...), on its ``min_hits``-th matched frame in a row; an unconfirmed track missed once is dropped;
