@@ -103,7 +103,8 @@ def _covered(boxes: np.ndarray, heights: np.ndarray) -> np.ndarray:
     inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
     nearer = heights[None, :] > heights[:, None]
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return np.minimum((inter * nearer).sum(axis=1) / area, 1.0)
+    share: np.ndarray = np.minimum((inter * nearer).sum(axis=1) / area, 1.0)
+    return share
 
 
 def simulate(level: Level, seed: int, frames: int) -> list[Frame]:

@@ -37,7 +37,8 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     h = np.minimum(a[:, 3:4], b[3]) - np.maximum(a[:, 1:2], b[1])
     inter = np.maximum(w, 0.0) * np.maximum(h, 0.0)
     union = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]))[:, None] + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / np.maximum(union, 1e-12)
+    iou: np.ndarray = inter / np.maximum(union, 1e-12)
+    return iou
 
 
 def match(iou: np.ndarray, min_iou: float, allowed: Optional[np.ndarray] = None,
@@ -78,9 +79,12 @@ def associate(track_boxes: np.ndarray, confirmed: np.ndarray, det_boxes: np.ndar
     high = det_scores >= high_threshold
     low = ~high & (det_scores >= low_threshold)
     track_free = np.ones(len(track_boxes), bool)
-    for tracks, dets, min_iou in ((confirmed, high, match_iou),
-                                  (confirmed, low, low_match_iou),
-                                  (~confirmed, high, tentative_match_iou)):
+    stages = [(confirmed, high, match_iou)]
+    if low.any():
+        stages.append((confirmed, low, low_match_iou))
+    if not confirmed.all():
+        stages.append((~confirmed, high, tentative_match_iou))
+    for tracks, dets, min_iou in stages:
         t = np.flatnonzero(tracks & track_free)
         if t.size == 0:
             continue

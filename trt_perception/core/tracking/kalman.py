@@ -92,7 +92,8 @@ def gate_distances(mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray) 
     diff = np.asarray(measurements, np.float64)[None, :, :] - predicted[:, None, :]
     diff *= diff
     diff /= s[:, None, :]
-    return diff.sum(axis=2)
+    distances: np.ndarray = diff.sum(axis=2)
+    return distances
 
 
 def update(mean: np.ndarray, cov: np.ndarray, rows: np.ndarray, measurements: np.ndarray) -> None:

@@ -140,8 +140,9 @@ class Tracker:
         self._hits = np.where(hit, self._hits + 1, 0)
         self._last_seen[rows] = stamp_ns
         keep = np.where(self._id > 0, stamp_ns - self._last_seen <= p.max_lost * 1e9, hit)
-        owner[matched] = (np.cumsum(keep) - 1)[rows]          # matched tracks are always kept
-        self._select(keep)
+        if not keep.all():
+            owner[matched] = (np.cumsum(keep) - 1)[rows]      # matched tracks are always kept
+            self._select(keep)
         born = ~matched & (dets.scores >= max(p.new_track_threshold, p.high_threshold))
         if born.any():
             owner[born] = len(self._id) + np.arange(np.count_nonzero(born))
@@ -163,8 +164,6 @@ class Tracker:
                          p.low_match_iou, p.tentative_match_iou)
 
     def _select(self, keep: np.ndarray) -> None:
-        if keep.all():
-            return
         self._mean, self._cov = self._mean[keep], self._cov[keep]
         self._id, self._hits, self._class = self._id[keep], self._hits[keep], self._class[keep]
         self._last_seen = self._last_seen[keep]
