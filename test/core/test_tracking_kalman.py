@@ -72,3 +72,16 @@ def test_zero_step_changes_nothing_and_gate_grows_with_distance():
     d2 = kalman.gate_distances(mean, cov, np.array([[100.0, 300.0, 40.0, 100.0], [110.0, 300.0, 40.0, 100.0],
                                                     [200.0, 300.0, 40.0, 100.0]]))
     assert d2[0, 0] == 0.0 and 0.0 < d2[0, 1] < kalman.CHI2_95_4DOF < d2[0, 2]
+
+
+def test_uncertainty_grows_while_a_track_goes_undetected():
+    mean, cov = kalman.initiate(np.array([[100.0, 300.0, 40.0, 100.0]]))
+    start = kalman.log_uncertainty(mean, cov)[0]
+    assert start > 0.0
+    history = []
+    for _ in range(5):
+        kalman.predict(mean, cov, 0.2)
+        history.append(kalman.log_uncertainty(mean, cov)[0])
+    assert history == sorted(history) and history[0] > start
+    kalman.update(mean, cov, np.array([0]), mean[:, :4].copy())
+    assert kalman.log_uncertainty(mean, cov)[0] < history[-1]

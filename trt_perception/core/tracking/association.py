@@ -13,11 +13,11 @@ stage (scipy's ``linear_sum_assignment``); :func:`associate` chains the stages:
 3. tentative (unconfirmed) tracks with the high-score detections left, IoU >= ``tentative_match_iou``.
 
 A pair is only allowed between the same class and, where a motion gate is given, within it. Each
-stage maximizes the total IoU, or, where a cost is given (the tracker's squared Mahalanobis
-distances of the detections from the predicted boxes, scaled to the gate), minimizes it: two
-pedestrians walking one behind the other overlap each other's boxes about as much as their own,
-and the distance, which knows each track's size and velocity, tells them apart (on the ``target``
-scenes of benchmarks/tracking_eval.py it halved the ID switches).
+stage maximizes the total IoU, or, where a cost is given (the tracker's Gaussian negative
+log-likelihoods of the detections given the predicted boxes), minimizes it: two pedestrians
+walking one behind the other overlap each other's boxes about as much as their own, and the
+likelihood, which knows each track's size, velocity and certainty, tells them apart (on the
+``target`` scenes of benchmarks/tracking_eval.py it halved the ID switches).
 """
 
 from __future__ import annotations

@@ -96,6 +96,16 @@ def gate_distances(mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray) 
     return distances
 
 
+def log_uncertainty(mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """float64[N]: ln det S - ln det R, how much less certain each predicted measurement is than one
+    measurement (0 for a state known exactly; grows while a track goes undetected). Added to
+    :func:`gate_distances` it is the Gaussian negative log-likelihood up to a constant."""
+    predicted, s = innovation(mean, cov)
+    r = (MEASUREMENT_STD * np.maximum(predicted[:, 3:4], _MIN_SIZE)) ** 2
+    uncertainty: np.ndarray = np.log(s / r).sum(axis=1)
+    return uncertainty
+
+
 def update(mean: np.ndarray, cov: np.ndarray, rows: np.ndarray, measurements: np.ndarray) -> None:
     """Correct the states ``rows`` (int[M]) with their measured boxes float[M, 4] (cx, cy, w, h),
     in place."""

@@ -61,7 +61,7 @@ class TrackerParams:
     max_lost: float = _param(2.0, (0.0, 60.0), "seconds a confirmed track is kept without detections "
                              "before it is dropped")
     motion_gate: bool = _param(True, None, "also require a detection within the 95 % Kalman gate of "
-                               "the track's predicted box, and match by Kalman distance instead of IoU")
+                               "the track's predicted box, and match by Kalman likelihood instead of IoU")
 
     def __post_init__(self) -> None:
         problems = []

@@ -7,8 +7,9 @@ ByteTrack's method (Zhang et al. 2022) in image pixels, timed by the frames' sta
 * detections are matched to tracks in stages (:mod:`.association`): high-score detections first,
   then low-score ones to keep tracks alive through partial occlusion, then unconfirmed tracks; a
   pair needs the stage's least IoU and the same class; with ``motion_gate`` it must also lie
-  within the track's 95 % Kalman gate, and the pairs are chosen by least Kalman (Mahalanobis)
-  distance instead of greatest IoU;
+  within the track's 95 % Kalman gate, and the pairs are chosen by least Gaussian negative
+  log-likelihood (Mahalanobis distance plus the prediction's uncertainty, which keeps a long-lost
+  track's wide gate from taking a tracked pedestrian's detection) instead of greatest IoU;
 * an unmatched detection scoring at least ``new_track_threshold`` and ``high_threshold`` starts an
   unconfirmed track; it is confirmed, and takes the next id of this tracker's counter ("1", "2",
   ...), on its ``min_hits``-th matched frame in a row; an unconfirmed track missed once is dropped;
@@ -156,9 +157,12 @@ class Tracker:
             return np.full(len(dets), -1, np.intp)
         allowed = self._class[:, None] == dets.class_ids[None, :]
         cost = None
-        if p.motion_gate:
-            cost = kalman.gate_distances(self._mean, self._cov, measured) / kalman.CHI2_95_4DOF
-            allowed &= cost <= 1.0
+        if p.motion_gate:            # negative log-likelihood, the uncertainty term bounded: cost in [0, 1]
+            chi2 = kalman.CHI2_95_4DOF
+            distances = kalman.gate_distances(self._mean, self._cov, measured)
+            allowed &= distances <= chi2
+            uncertainty = np.minimum(kalman.log_uncertainty(self._mean, self._cov), chi2)
+            cost = (distances + uncertainty[:, None]) / (2.0 * chi2)
         return associate(kalman.boxes_xyxy(self._mean), self._id > 0, dets.boxes_xyxy,
                          dets.scores, allowed, cost, p.high_threshold, p.low_threshold, p.match_iou,
                          p.low_match_iou, p.tentative_match_iou)
