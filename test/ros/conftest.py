@@ -1,4 +1,6 @@
 import pytest
+import rclpy
+from rclpy.context import Context
 
 from harness import RosHarness
 
@@ -8,3 +10,12 @@ def ros():
     harness = RosHarness()
     yield harness
     harness.close()
+
+
+@pytest.fixture(scope="module")
+def context():
+    """An rclpy context for (de)serialization, which needs the middleware loaded."""
+    ctx = Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.shutdown(context=ctx)

@@ -8,8 +8,6 @@ import struct
 
 import numpy as np
 import pytest
-import rclpy
-from rclpy.context import Context
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -20,14 +18,6 @@ from trt_perception.ros import serialized
 from trt_perception.ros.conversions import detections_to_msg
 from trt_perception.core.image import ImageError
 from trt_perception.ros.serialized import detections_cdr, matches_rclpy, read_image, reads_images, writes_detections
-
-
-@pytest.fixture(scope="module")
-def context():
-    ctx = Context()
-    rclpy.init(context=ctx)  # serialization needs the middleware loaded
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 def random_case(rng: random.Random) -> tuple[Detections, Header]:

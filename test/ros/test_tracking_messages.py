@@ -2,9 +2,6 @@
 the directly written CDR bytes, and as text markers beside the boxes."""
 
 import numpy as np
-import pytest
-import rclpy
-from rclpy.context import Context
 from rclpy.serialization import deserialize_message
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
@@ -14,14 +11,6 @@ from trt_perception.core.decode.ssd.detections import Detections
 from trt_perception.core.tracking import Tracker, TrackerParams
 from trt_perception.ros.conversions import box_markers, detections_to_msg
 from trt_perception.ros.serialized import detections_cdr, matches_rclpy
-
-
-@pytest.fixture(scope="module")
-def context():
-    ctx = Context()
-    rclpy.init(context=ctx)  # serialization needs the middleware loaded
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 def tracked_frames() -> list[Detections]:
