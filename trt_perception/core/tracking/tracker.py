@@ -47,8 +47,8 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+import trt_perception.core.tracking.kalman as kalman
 from trt_perception.core.decode.ssd.detections import Detections
-from trt_perception.core.tracking import kalman
 from trt_perception.core.tracking.association import associate
 from trt_perception.core.tracking.params import TrackerParams
 
