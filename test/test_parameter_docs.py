@@ -16,12 +16,14 @@ from pathlib import Path
 from trt_perception.core.decode.pose import POSE_PARAMS
 from trt_perception.core.decode.ssd.decoder import SSD_PARAMS
 from trt_perception.core.param_spec import ParamSpec
+from trt_perception.ros.detector_node import TRACK_PARAMS
 from trt_perception.ros.multi_camera_node import MULTI_CAMERA_PARAMS
 from trt_perception.ros.perception_task import TASK_PARAMS
 from trt_perception.ros.task_node import COMMON_PARAMS
 
 ROOT = Path(__file__).resolve().parents[1]
-ALL_SPECS = {spec.name: spec for spec in COMMON_PARAMS + TASK_PARAMS + SSD_PARAMS + POSE_PARAMS + MULTI_CAMERA_PARAMS}
+ALL_SPECS = {spec.name: spec for spec in COMMON_PARAMS + TASK_PARAMS + SSD_PARAMS + TRACK_PARAMS + POSE_PARAMS
+             + MULTI_CAMERA_PARAMS}
 
 
 def readme_rows() -> list[list[str]]:

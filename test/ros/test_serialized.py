@@ -1,5 +1,6 @@
 """Messages in CDR form: Detection2DArray bytes that rclpy reads back as the message
-detections_to_msg builds (random detections, labels, frame ids, stamps; a wrong layout is caught);
+detections_to_msg builds (random detections, labels, track ids, frame ids, stamps; a wrong layout
+is caught);
 sensor_msgs/Image read from rclpy's serialization, field for field, and damaged bytes refused."""
 
 import random
@@ -7,8 +8,6 @@ import struct
 
 import numpy as np
 import pytest
-import rclpy
-from rclpy.context import Context
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -21,21 +20,14 @@ from trt_perception.ros.conversions import detections_to_msg
 from trt_perception.ros.serialized import detections_cdr, matches_rclpy, read_image, reads_images, writes_detections
 
 
-@pytest.fixture(scope="module")
-def context():
-    ctx = Context()
-    rclpy.init(context=ctx)  # serialization needs the middleware loaded
-    yield ctx
-    rclpy.shutdown(context=ctx)
-
-
 def random_case(rng: random.Random) -> tuple[Detections, Header]:
     k = rng.choice([0, 1, 2, 5, 17])
     xy = np.array([[rng.uniform(0, 700), rng.uniform(0, 500)] for _ in range(k)], np.float32).reshape(k, 2)
     wh = np.array([[rng.uniform(0.5, 200), rng.uniform(0.5, 300)] for _ in range(k)], np.float32).reshape(k, 2)
     labels = [rng.choice(["person", "", "p", "cyclist", "vélo", "a" * rng.randint(1, 40)]) for _ in range(k)]
+    ids = rng.choice([None, [rng.choice(["", "1", "4711", "ü" * rng.randint(1, 3)]) for _ in range(k)]])  # track ids
     dets = Detections(np.concatenate([xy, xy + wh], axis=1), np.array([rng.random() for _ in range(k)], np.float32),
-                      np.arange(k, dtype=np.int32), labels)
+                      np.arange(k, dtype=np.int32), labels, ids)
     header = Header(frame_id=rng.choice(["", "c", "camera", "front_camera_optical_frame", "ä" * rng.randint(1, 9)]))
     header.stamp.sec, header.stamp.nanosec = rng.randint(0, 2**31 - 1), rng.randint(0, 999_999_999)
     return dets, header

@@ -19,11 +19,16 @@ def to_bgr(pixels: np.ndarray, order: str) -> np.ndarray:
 
 
 def draw_detections(bgr: np.ndarray, dets: Detections) -> np.ndarray:
-    """Draw each box with its label and score onto ``bgr`` (in place); returns ``bgr``."""
-    for (x0, y0, x1, y1), score, label in zip(dets.boxes_xyxy.tolist(), dets.scores.tolist(), dets.labels):
+    """Draw each box with its label, score and track id (``#7``, when tracked) onto ``bgr`` (in
+    place); returns ``bgr``.
+    """
+    ids = dets.ids if dets.ids is not None else [""] * len(dets)
+    for (x0, y0, x1, y1), score, label, track_id in zip(dets.boxes_xyxy.tolist(), dets.scores.tolist(),
+                                                         dets.labels, ids):
         p0, p1 = (int(round(x0)), int(round(y0))), (int(round(x1)) - 1, int(round(y1)) - 1)
         cv2.rectangle(bgr, p0, p1, (40, 255, 40), 2)
-        cv2.putText(bgr, f"{label} {score:.2f}", (p0[0], max(p0[1] - 4, 10)),
+        caption = f"#{track_id} {label} {score:.2f}" if track_id else f"{label} {score:.2f}"
+        cv2.putText(bgr, caption, (p0[0], max(p0[1] - 4, 10)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.45, (40, 255, 40), 1, cv2.LINE_AA)
     return bgr
 

@@ -26,12 +26,14 @@ def _duration(ns: int) -> Duration:
 
 def detections_to_msg(dets: Detections, header: Any) -> Detection2DArray:
     """vision_msgs 4.x Detection2DArray: bbox centre/size in source pixels, class_id = the label
-    (the class index when the model has no labels file), score in [0, 1].
+    (the class index when the model has no labels file), score in [0, 1], id = the track id
+    (empty when not tracked or of no confirmed track).
     """
     out = Detection2DArray(header=header)
     boxes = dets.boxes_xyxy.astype(np.float64)
-    for box, score, label in zip(boxes, dets.scores.tolist(), dets.labels):
-        det = Detection2D(header=header)
+    ids = dets.ids if dets.ids is not None else [""] * len(dets)
+    for box, score, label, track_id in zip(boxes, dets.scores.tolist(), dets.labels, ids):
+        det = Detection2D(header=header, id=track_id)
         det.bbox.center.position.x = float(box[0] + box[2]) / 2.0
         det.bbox.center.position.y = float(box[1] + box[3]) / 2.0
         det.bbox.size_x = float(box[2] - box[0])
@@ -57,7 +59,8 @@ def bgr_image_msg(pixels: np.ndarray, header: Any) -> Image:
 
 def box_markers(dets: Detections, header: Any, namespace: str = "detections") -> MarkerArray:
     """One LINE_STRIP rectangle per box in image pixel coordinates (z = 0), plus a DELETEALL first
-    so that markers of the previous frame disappear.
+    so that markers of the previous frame disappear; after them, a TEXT_VIEW_FACING marker with the
+    track id at the top-left corner of each tracked box (marker ids K + box index).
     """
     markers = MarkerArray()
     markers.markers.append(Marker(header=header, ns=namespace, action=Marker.DELETEALL))
@@ -69,6 +72,14 @@ def box_markers(dets: Detections, header: Any, namespace: str = "detections") ->
         marker.points = [Point(x=x, y=y, z=0.0) for x, y in
                          ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))]
         markers.markers.append(marker)
+    for i, (box, track_id) in enumerate(zip(dets.boxes_xyxy.astype(np.float64), dets.ids or ())):
+        if track_id:
+            text = Marker(header=header, ns=namespace, id=len(dets) + i, type=Marker.TEXT_VIEW_FACING,
+                          action=Marker.ADD, text=track_id)
+            text.pose.position = Point(x=float(box[0]), y=float(box[1]), z=0.0)
+            text.scale.z = 12.0
+            text.color = ColorRGBA(r=0.1, g=1.0, b=0.2, a=1.0)
+            markers.markers.append(text)
     return markers
 
 

@@ -86,7 +86,7 @@ class MultiCameraNode(TaskNode):
 
     NODE_NAME = "multi_camera_node"
     TASK_TYPE = DetectorTask
-    EXTRA_PARAMS = MULTI_CAMERA_PARAMS + TASK_PARAMS + DetectorTask.DECODER_PARAMS
+    EXTRA_PARAMS = MULTI_CAMERA_PARAMS + TASK_PARAMS + DetectorTask.DECODER_PARAMS + DetectorTask.FEATURE_PARAMS
 
     def __init__(self, node_name: str = "", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)

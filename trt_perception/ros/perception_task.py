@@ -84,6 +84,8 @@ class PerceptionTask(ABC):
     #: decoder thresholds, the decoder's declarations (``runtime``, ``from_model``): passed to the
     #: decoder's ``set_params`` once set, the model configuration's values until then
     DECODER_PARAMS: tuple[ParamSpec, ...] = ()
+    #: the task's other parameters (the detector's tracker), declared beside TASK_PARAMS
+    FEATURE_PARAMS: tuple[ParamSpec, ...] = ()
 
     def __init__(self, node: LifecycleNode, prefix: str = "", camera: str = "") -> None:
         self.node = node
@@ -97,7 +99,7 @@ class PerceptionTask(ABC):
         #: the task in the log and in diagnostic status names: ``detector``, ``detector /cam_a``
         self.name = f"{self.LABEL} {camera}" if camera else self.LABEL
         self.logger = node.get_logger().get_child(prefix) if prefix else node.get_logger()
-        base = TASK_PARAMS + self.DECODER_PARAMS
+        base = TASK_PARAMS + self.DECODER_PARAMS + self.FEATURE_PARAMS
         self.specs = tuple(spec.renamed(self.param_prefix + spec.name) for spec in base)
         self._names = {self.param_prefix + spec.name: spec.name for spec in base}
         self._decoder_names = {spec.name for spec in self.DECODER_PARAMS}

@@ -86,7 +86,8 @@ def detections_cdr(dets: Detections, header: Any) -> bytes:
     boxes = dets.boxes_xyxy.astype(np.float64)
     centres = ((boxes[:, :2] + boxes[:, 2:]) / 2.0).tolist()
     sizes = (boxes[:, 2:] - boxes[:, :2]).tolist()
-    for (cx, cy), (w, h), score, label in zip(centres, sizes, dets.scores.tolist(), dets.labels):
+    ids = dets.ids if dets.ids is not None else [""] * len(dets)
+    for (cx, cy), (w, h), score, label, track_id in zip(centres, sizes, dets.scores.tolist(), dets.labels, ids):
         writer.header(stamp, frame_id)
         writer.u32(1)                                # one hypothesis
         writer.string(label.encode())
@@ -94,7 +95,7 @@ def detections_cdr(dets: Detections, header: Any) -> bytes:
         writer.doubles(_POSE, cx, cy, 0.0, 0.0, 0.0, 0.0, 1.0)
         writer.out += _ZERO_COVARIANCE               # aligned: follows float64s
         writer.doubles(_BBOX, cx, cy, 0.0, w, h)
-        writer.string(b"")                           # id
+        writer.string(track_id.encode())
     return bytes(writer.out)
 
 
@@ -117,10 +118,11 @@ def matches_rclpy(sample: Detections, header: Any) -> bool:
 @functools.lru_cache(maxsize=1)
 def writes_detections() -> bool:
     """Whether :func:`detections_cdr` writes this middleware's serialized Detection2DArray (rclpy
-    initialized): :func:`matches_rclpy` on two detections with a non-ASCII label.
+    initialized): :func:`matches_rclpy` on two detections with a non-ASCII label, one with a track id.
     """
     sample = Detections(np.array([[1.5, 2.0, 30.25, 40.0], [0.0, 0.0, 7.0, 9.5]], np.float32),
-                        np.array([0.9, 0.55], np.float32), np.array([1, 2], np.int32), ["person", "vélo"])
+                        np.array([0.9, 0.55], np.float32), np.array([1, 2], np.int32), ["person", "vélo"],
+                        ["12", ""])
     return matches_rclpy(sample, Header(frame_id="camera"))
 
 

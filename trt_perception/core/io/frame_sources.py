@@ -110,6 +110,8 @@ class VideoFrames:
         capture = self._open()
         try:
             self.frame_count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+            #: frames per second from the container header (0.0 when it states none)
+            self.fps = max(0.0, float(capture.get(cv2.CAP_PROP_FPS) or 0.0))
         finally:
             capture.release()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -15,13 +16,15 @@ class Detections:
     see :mod:`trt_perception.core.geometry`), clipped to the image, each of positive area.
     scores: float32[K] in (0, 1]. class_ids: int32[K], the column of the model's class output
     (0 = background, never reported). labels: the class names (``str(class_id)`` without a labels
-    file).
+    file). ids: None when not tracked, else one track id per detection (a string of the camera's
+    track counter, "" for a detection of no confirmed track; see :mod:`trt_perception.core.tracking`).
     """
 
     boxes_xyxy: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
     labels: list[str]
+    ids: Optional[list[str]] = None
 
     def __len__(self) -> int:
         return len(self.scores)
