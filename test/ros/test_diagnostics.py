@@ -16,7 +16,7 @@ from harness import LifecycleClient, wait_for
 from trt_perception.ros.detector_node import DetectorNode
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-NAMES = ("detector_node: detector latency", "detector_node: detector frame rate", "detector_node: device")
+NAMES = ("/detector_node: detector latency", "/detector_node: detector frame rate", "/detector_node: device")
 
 
 def start(ros, **params):
@@ -163,7 +163,7 @@ def test_period_zero_publishes_no_diagnostics(ros):
     node, _, images, diagnostics, detections = start(ros, diagnostics_period=0.0)
     send(images, detections, frame_msg(), 1)
     assert not wait_for(lambda: bool(diagnostics), timeout=1.0)
-    assert ["detector_node: " + s.task for s in node.health_statuses()] == list(NAMES)  # on request
+    assert ["/detector_node: " + s.task for s in node.health_statuses()] == list(NAMES)  # on request
 
 
 def test_one_line_summary_in_the_log(ros, capfd):

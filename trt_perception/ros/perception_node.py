@@ -50,6 +50,7 @@ from trt_perception.core.model_config import ModelConfigError
 from trt_perception.ros import parameters
 from trt_perception.ros.diagnostics import TOPIC as DIAGNOSTICS_TOPIC, diagnostic_array
 from trt_perception.ros.frame_input import Frame, FrameInput
+from trt_perception.ros.parameter_overrides import check_undeclared_overrides
 from trt_perception.ros.parameters import ParamSpec
 from trt_perception.ros.perception_task import PerceptionTask
 
@@ -94,6 +95,9 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("stats_window", 10.0, "Statistics (latency percentiles, rates, counts in diagnostics) "
               "cover the frames of the last this many seconds...", float_range=(0.1, 3600.0)),
     ParamSpec("stats_window_frames", 1000, "... and at most this many frames.", int_range=(10, 100000)),
+    ParamSpec("strict_parameters", False, "Parameters given (files, launch, -p) that the node does not "
+              "declare, e.g. misspelt: false = a warning at configure naming each with the closest "
+              "declared name; true = configure fails."),
 )
 
 #: Expected configuration problems: FAILURE with the reason, not ERROR.
@@ -139,6 +143,7 @@ class PerceptionNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self.params = parameters.read(self, COMMON_PARAMS)
+            check_undeclared_overrides(self, self.params["strict_parameters"])
             backend = resolve_backend(self.params["backend"])
             preprocess, why = choose_preprocess(self.params["preprocess"], backend, self.params["device_id"])
             self.get_logger().info(why)
@@ -272,7 +277,7 @@ class PerceptionNode(LifecycleNode):
         """Publish the current statuses on /diagnostics (timer callback while active)."""
         if self._diagnostics_pub is not None:
             self._diagnostics_pub.publish(diagnostic_array(
-                self.get_name(), self.hardware_id, self.health_statuses(), self.get_clock().now().to_msg()))
+                self.get_fully_qualified_name(), self.hardware_id, self.health_statuses(), self.get_clock().now().to_msg()))
 
     def _log_summary(self) -> None:
         now = time.monotonic_ns()
