@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"trt-perception replay: error: {exc}", file=sys.stderr)
         return 1
     apply_local_defaults()
-    import rclpy   # after the environment defaults
+    from rclpy.utilities import get_default_context   # after the environment defaults
 
     from trt_perception.ros.replay import Replayer, ReplayError
     from trt_perception.ros.session import rclpy_session
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
             recorder = None
             if args.record:
                 recorder = BagRecorder(stack.enter_context(atomic_bag(args.record, args.storage)), package_typestore())
-            replayer = Replayer(rclpy.get_default_context(), recorder)
+            replayer = Replayer(get_default_context(), recorder)
             try:
                 replayer.connect(inputs, args.outputs, args.wait)
                 print(f"replaying {len(messages)} frames x {args.loop} of {', '.join(inputs)}; outputs: "

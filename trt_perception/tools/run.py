@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"trt-perception run: error: {exc}", file=sys.stderr)
         return 1
     apply_local_defaults()
-    import rclpy   # after the environment defaults
+    from rclpy.utilities import get_default_context   # after the environment defaults
     from rclpy.executors import ExternalShutdownException
 
     from trt_perception.ros.session import rclpy_session
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     failed: list[str] = []
     with rclpy_session():
         try:
-            system = InProcessSystem(plan, rclpy.get_default_context())
+            system = InProcessSystem(plan, get_default_context())
         except SystemStartError as exc:
             print(f"trt-perception run: error: {exc}", file=sys.stderr)
             return 1
