@@ -4,13 +4,22 @@ Call :func:`apply_local_defaults` before importing rclpy: unless the user set th
 stays on this machine (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) in ROS domain 0 (ROS's own
 default, made explicit). A user's explicit setting is never changed: export
 ``ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET`` to reach nodes on other machines.
+
+:func:`frame_transport_profile` gives the Fast DDS profile for raw camera frames
+(``config/fastdds_large_frames.xml``, see benchmarks/results/transport_delivery.md) as the
+environment that selects it, unless the user chose a profile file already.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Mapping, Optional
 
 DEFAULTS = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_DOMAIN_ID": "0"}
+
+#: the variables naming Fast DDS's XML profile file (Fast DDS 3 / Kilted, Fast DDS 2 / Jazzy)
+PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+FRAME_PROFILE = "fastdds_large_frames.xml"
 
 
 def apply_local_defaults() -> dict[str, str]:
@@ -18,3 +27,15 @@ def apply_local_defaults() -> dict[str, str]:
     applied = {name: value for name, value in DEFAULTS.items() if not os.environ.get(name)}
     os.environ.update(applied)
     return applied
+
+
+def frame_transport_profile(config_dir: str, environ: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+    """``{variable: <config_dir>/fastdds_large_frames.xml}`` for both :data:`PROFILE_VARIABLES`,
+    or ``{}`` when ``environ`` (default :data:`os.environ`) sets either, or the middleware is not
+    Fast DDS (``RMW_IMPLEMENTATION`` set to another)."""
+    environ = os.environ if environ is None else environ
+    rmw = environ.get("RMW_IMPLEMENTATION", "")
+    if any(environ.get(name) for name in PROFILE_VARIABLES) or (rmw and rmw != "rmw_fastrtps_cpp"):
+        return {}
+    path = os.path.join(config_dir, FRAME_PROFILE)
+    return {name: path for name in PROFILE_VARIABLES}

@@ -5,7 +5,8 @@ Needs ``launch`` and ``launch_ros`` (a ROS 2 install); nothing else in the packa
 module. Launch arguments are read when the launch is executed (an ``OpaqueFunction``), turned into
 the plan, and each :class:`~trt_perception.ros.system.NodeSpec` into a ``LifecycleNode`` plus,
 with ``autostart``, a configure event and a handler that activates the node once, the first time it
-is inactive. Every launch file declares :data:`COMMON_ARGUMENTS` (``ros2 launch ... --show-args``
+is inactive. Nodes run with the package's Fast DDS profile for raw frames
+(:func:`~trt_perception.core.ros_env.frame_transport_profile`) unless the environment names one. Every launch file declares :data:`COMMON_ARGUMENTS` (``ros2 launch ... --show-args``
 lists them with their descriptions); a value outside an argument's choices, or a parameter file
 that does not exist, fails the launch with the reason.
 """
@@ -25,6 +26,7 @@ from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
 from trt_perception.core.backends import BACKENDS
+from trt_perception.core.ros_env import frame_transport_profile
 from trt_perception.ros.system import KINDS, NodeSpec, system_plan
 
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
@@ -47,8 +49,8 @@ def lifecycle_actions(spec: NodeSpec, autostart: bool) -> list[Any]:
     ``cleanup`` and ``configure`` the node stays inactive until the user activates it."""
     parameters: list[Any] = list(spec.params_files) + ([dict(spec.overrides)] if spec.overrides else [])
     node = LifecycleNode(package=spec.package, executable=spec.executable, name=spec.name,
-                         namespace=spec.namespace, parameters=parameters,
-                         remappings=list(spec.remaps), output="screen")
+                         namespace=spec.namespace, parameters=parameters, remappings=list(spec.remaps),
+                         additional_env=frame_transport_profile(_config("")), output="screen")
     if not autostart:
         return [node]
     activate_when_inactive = RegisterEventHandler(OnStateTransition(

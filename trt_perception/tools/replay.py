@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from typing import Any, Iterable, Iterator, Optional
@@ -27,7 +28,8 @@ from trt_perception.core.bag_writer import STORAGES, BagRecorder, atomic_bag, pa
 from trt_perception.core.frame_sources import FrameSourceError
 from trt_perception.core.latency_plot import write_plot
 from trt_perception.core.replay_report import LATENCY_TYPE, ReplayedFrame, format_report, replay_report
-from trt_perception.core.ros_env import apply_local_defaults
+from trt_perception.core.ros_env import apply_local_defaults, frame_transport_profile
+from trt_perception.ros.resources import share_dir
 
 
 def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"trt-perception replay: error: {exc}", file=sys.stderr)
         return 1
     apply_local_defaults()
+    os.environ.update(frame_transport_profile(str(share_dir() / "config")))
     from rclpy.utilities import get_default_context   # after the environment defaults
 
     from trt_perception.ros.replay import Replayer, ReplayError

@@ -11,9 +11,10 @@ or a node fails its transitions (the others keep running until stopped).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from trt_perception.core.ros_env import apply_local_defaults
+from trt_perception.core.ros_env import apply_local_defaults, frame_transport_profile
 from trt_perception.ros.resources import share_dir
 from trt_perception.ros.system import KINDS, kinds_in_files, system_plan
 
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"trt-perception run: error: {exc}", file=sys.stderr)
         return 1
     apply_local_defaults()
+    os.environ.update(frame_transport_profile(str(share_dir() / "config")))
     from rclpy.utilities import get_default_context   # after the environment defaults
     from rclpy.executors import ExternalShutdownException
 
