@@ -75,21 +75,23 @@ def visit(description, **arguments):
 
 
 def test_launch_files_build_their_nodes_from_the_plan():
+    modules = launch_modules()
     from launch_ros.actions import LifecycleNode as LaunchedLifecycleNode
 
     expected = {"detector": ["detector_node"], "pose": ["pose_node"],
                 "perception": ["detector_node", "detector_node"],
                 "perception_shared": ["perception_node", "perception_node"]}
-    for name, module in launch_modules().items():
+    for name, module in modules.items():
         actions = visit(module.generate_launch_description(), cameras="/cam_a,/cam_b")
         nodes = [a for a in actions if isinstance(a, LaunchedLifecycleNode)]
         assert [n.node_executable for n in nodes] == expected[name], name
 
 
 def test_every_launch_file_declares_the_common_arguments_with_descriptions():
+    modules = launch_modules()
     from trt_perception.ros.launch_actions import COMMON_ARGUMENTS
 
-    for name, module in launch_modules().items():
+    for name, module in modules.items():
         declared = {a.name: a for a in module.generate_launch_description().get_launch_arguments()}
         assert set(COMMON_ARGUMENTS) | {"params_file", "namespace", "image_topic"} <= set(declared), name
         assert all(a.description and "no description" not in a.description for a in declared.values()), name
@@ -110,9 +112,9 @@ def test_a_missing_params_file_fails_the_launch_with_its_path(tmp_path):
 
 
 def test_launch_arguments_become_parameter_overrides_and_namespaces(monkeypatch):
+    modules = launch_modules()
     from trt_perception.ros import launch_actions
 
-    modules = launch_modules()
     specs = []
     monkeypatch.setattr(launch_actions, "lifecycle_actions", lambda spec, autostart: specs.append(spec) or [])
     visit(modules["detector"].generate_launch_description(), input_type="compressed", model_config="/m/ssd.yaml",
@@ -133,9 +135,10 @@ def test_launch_arguments_become_parameter_overrides_and_namespaces(monkeypatch)
 
 
 def test_autostart_activates_once_and_only_after_the_first_configure():
+    modules = launch_modules()
     from launch.actions import RegisterEventHandler
 
-    for name, module in launch_modules().items():
+    for name, module in modules.items():
         handlers = [a.event_handler for a in visit(module.generate_launch_description())
                     if isinstance(a, RegisterEventHandler)]
         assert handlers and all(h.handle_once for h in handlers), name
