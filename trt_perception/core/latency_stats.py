@@ -160,10 +160,10 @@ class InputStats:
     never received: see :mod:`~trt_perception.core.sequence_gaps`); and frames decoded (total)."""
 
     def __init__(self, settings: WindowSettings, now_ns: int) -> None:
-        self.lost = RollingWindow(settings.capacity, settings.window_s, now_ns=now_ns)
         self.received = RollingWindow(settings.capacity, settings.window_s, now_ns=now_ns)
         self.dropped = RollingWindow(settings.capacity, settings.window_s, now_ns=now_ns)
         self.rejected = RollingWindow(settings.capacity, settings.window_s, now_ns=now_ns)
+        self.lost = RollingWindow(settings.capacity, settings.window_s, now_ns=now_ns)
         self.converted = 0
 
     def start(self, now_ns: int) -> None:
@@ -228,14 +228,10 @@ def snapshot(inputs: InputStats, task: TaskStats, now_ns: int) -> StatsSnapshot:
     """One task's totals, counts and rates in the window, and latency statistics at ``now_ns``.
     Each window is read once (:meth:`RollingWindow.view`), so its total and its window count agree
     even while frames are recorded."""
-    views: dict[int, WindowView] = {}
-
-    def view(window: RollingWindow) -> WindowView:
-        if id(window) not in views:
-            views[id(window)] = window.view(now_ns)
-        return views[id(window)]
-
-    return StatsSnapshot(window_s=task.window_s, totals=_counters(inputs, task, lambda w: view(w).total),
-                         in_window=_counters(inputs, task, lambda w: view(w).count),
-                         input_rate_hz=view(inputs.received).rate_hz, output_rate_hz=view(task.frames).rate_hz,
-                         latency=dict(zip(LATENCY_SERIES, view(task.frames).column_stats())))
+    windows = (inputs.received, inputs.dropped, inputs.rejected, inputs.lost, task.frames, task.dropped, task.failed)
+    views = {id(window): window.view(now_ns) for window in windows}
+    received, frames = views[id(inputs.received)], views[id(task.frames)]
+    return StatsSnapshot(window_s=task.window_s, totals=_counters(inputs, task, lambda w: views[id(w)].total),
+                         in_window=_counters(inputs, task, lambda w: views[id(w)].count),
+                         input_rate_hz=received.rate_hz, output_rate_hz=frames.rate_hz,
+                         latency=dict(zip(LATENCY_SERIES, frames.column_stats())))
