@@ -55,11 +55,6 @@ class RosHarness:
         self.executor.add_node(node)
         return node
 
-    def call(self, client: Any, request: Any, timeout: float = 10.0) -> Any:
-        future = self.send(client, request, timeout)
-        assert wait_for(future.done, timeout), f"service {client.srv_name} did not answer"
-        return future.result()
-
     def send(self, client: Any, request: Any, timeout: float = 10.0) -> Any:
         """``client``'s request, once the graph lists its service (within ``timeout`` s): the future."""
         if not client.wait_for_service(timeout_sec=timeout):
@@ -69,8 +64,8 @@ class RosHarness:
         return client.call_async(request)
 
     def call_idempotent(self, client: Any, request: Any, timeout: float = 20.0, retry_s: float = 2.0) -> Any:
-        """:meth:`call` for a request that may be sent again: again every ``retry_s`` s unanswered
-        (see the module docstring), the first answer within ``timeout`` s."""
+        """The answer to a request that may be sent again: sent again every ``retry_s`` s while
+        unanswered (see the module docstring); the first answer within ``timeout`` s."""
         deadline = time.monotonic() + timeout
         futures = []
         while True:
