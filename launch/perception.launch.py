@@ -4,6 +4,8 @@
     ros2 launch trt_perception perception.launch.py enable_pose:=true pose_params:=/path/my_pose.yaml
     ros2 launch trt_perception perception.launch.py input_type:=compressed autostart:=false
     ros2 launch trt_perception perception.launch.py cameras:=/cam_a,/cam_b batch:=true
+    ros2 launch trt_perception perception.launch.py namespace:=robot1 model_config:=/path/my_ssd.yaml \
+        pose_model_config:=/path/my_pose.yaml enable_pose:=true backend:=tensorrt
 
 Per camera namespace <ns>: <ns>/detector_node and <ns>/pose_node read <ns>/<image_topic> and publish
 <ns>/detections, <ns>/skeletons, <ns>/detector/latency, <ns>/pose/latency (see

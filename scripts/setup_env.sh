@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Sets up the developer environment in .venv (idempotent; re-running skips finished steps):
 #   1. Debian/Ubuntu build tools when missing (cmake, g++, python3-venv, python3-dev);
-#   2. a virtual environment with the core, ROS 2 Kilted wheels and test dependencies;
+#   2. a virtual environment with the core, ROS 2 wheels and test dependencies;
 #   3. the wheels' CMake exports pointed at this machine's Python and numpy headers;
 #   4. vision_msgs (2D subset, identical definitions) built into the venv if not importable;
 #   5. this package's messages built with cmake into the venv, and the package installed editable.
 # Python 3.10 to 3.13 is needed (the ROS 2 wheels exist for those). PYTHON picks the interpreter.
+# ROS_WHEELS_DISTRO picks the distribution: kilted (default: .venv, requirements-ros.txt) or jazzy
+# (.venv-jazzy, requirements-ros-jazzy.txt; its wheels exist for Python 3.11). VENV overrides the folder.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
-VENV=$ROOT/.venv
+DISTRO=${ROS_WHEELS_DISTRO:-kilted}
+case "$DISTRO" in
+  kilted) ROS_REQ=requirements-ros.txt; VENV=${VENV:-$ROOT/.venv} ;;
+  jazzy) ROS_REQ=requirements-ros-jazzy.txt; VENV=${VENV:-$ROOT/.venv-jazzy} ;;
+  *) echo "[setup] ROS_WHEELS_DISTRO must be kilted or jazzy, got '$DISTRO'"; exit 1 ;;
+esac
 PY=${PYTHON:-python3}
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
@@ -37,12 +44,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 VPY=$VENV/bin/python
 req_stamp=$VENV/.requirements.sha256
-req_sum=$(cat requirements.txt requirements-ros.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+req_sum=$(cat requirements.txt "$ROS_REQ" requirements-dev.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$req_stamp" 2>/dev/null)" != "$req_sum" ]; then
-  log "installing Python packages (core, ROS 2 wheels, test tools)"
+  log "installing Python packages (core, ROS 2 $DISTRO wheels, test tools)"
   "$VPY" -m pip install -q --disable-pip-version-check --upgrade pip
   "$VPY" -m pip install -q --disable-pip-version-check \
-    -r requirements.txt -r requirements-ros.txt -r requirements-dev.txt
+    -r requirements.txt -r "$ROS_REQ" -r requirements-dev.txt
   echo "$req_sum" > "$req_stamp"
 fi
 
@@ -80,7 +87,7 @@ cmake_install() {  # cmake_install SOURCE_DIR BUILD_DIR [cmake args...]: configu
 # 4. vision_msgs, only where the real package is not importable.
 if ! "$VPY" -c "import vision_msgs.msg" 2>/dev/null; then
   log "building vision_msgs (2D subset) into the venv"
-  cmake_install third_party/vision_msgs "$ROOT/ros_build/vision_msgs"
+  cmake_install third_party/vision_msgs "$ROOT/ros_build/$DISTRO/vision_msgs"
 fi
 
 # 5. This package's messages (interfaces only: the Python code is installed editable by pip).
@@ -88,7 +95,7 @@ msg_sum=$(cat msg/*.msg CMakeLists.txt package.xml | sha256sum | cut -d' ' -f1)
 msg_stamp=$VENV/.trt_perception_msgs.sha256
 if [ "$(cat "$msg_stamp" 2>/dev/null)" != "$msg_sum" ]; then
   log "building trt_perception messages into the venv"
-  cmake_install "$ROOT" "$ROOT/ros_build/trt_perception" -DTRT_PERCEPTION_INTERFACES_ONLY=ON
+  cmake_install "$ROOT" "$ROOT/ros_build/$DISTRO/trt_perception" -DTRT_PERCEPTION_INTERFACES_ONLY=ON
   # Leave the generated modules as a namespace portion (no __init__.py, no metadata of its own):
   # the source package's __init__ extends its __path__ to them, and pip owns the metadata.
   site=$("$VPY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
@@ -100,4 +107,4 @@ if ! "$VPY" -c "import trt_perception.cli" 2>/dev/null || [ ! -x "$VENV/bin/trt-
   "$VPY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
     -e . --config-settings editable_mode=compat
 fi
-log "ready: $VENV (ROS 2 $("$VPY" -c 'import os; print(os.environ.get("ROS_DISTRO", "Kilted wheels"))'))"
+log "ready: $VENV (ROS 2 $DISTRO wheels)"

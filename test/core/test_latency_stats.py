@@ -164,3 +164,34 @@ def test_many_events_at_once_count_fully_and_fill_at_most_the_ring():
     assert window.total == 1_000_003
     assert window.count(5_000) == 5         # the ring holds the newest 5, all at 4_000
     assert window.rate(5_000) == 5 * 1e9 / (5_000 - 4_000)
+
+
+def test_snapshot_totals_and_window_counts_agree_while_frames_are_recorded():
+    """Each window is read once: a frame recorded between reading the totals and the window
+    statistics cannot make ``processed`` exceed the window's count (all frames are in the window)."""
+    import threading
+    import time
+
+    settings = WindowSettings(window_s=3600.0, capacity=20000)
+    inputs, task = InputStats(settings, 0), TaskStats(settings, 0)
+    stop = threading.Event()
+
+    def record():
+        for _ in range(settings.capacity - 1):   # every frame stays in the window
+            if stop.is_set():
+                return
+            now = time.monotonic_ns()
+            inputs.received.record(now)
+            task.record_frame(now, {}, 1, 1)
+
+    thread = threading.Thread(target=record)
+    thread.start()
+    try:
+        for _ in range(200):
+            snap = snapshot(inputs, task, time.monotonic_ns() + S)
+            assert snap.totals.processed == snap.in_window.processed == snap.latency["processing"].count
+            assert snap.totals.received == snap.in_window.received
+    finally:
+        stop.set()
+        thread.join()
+    assert task.frames.total > 0

@@ -3,6 +3,12 @@
 ``RosHarness`` owns an rclpy context, a multi-threaded executor spinning in a background thread
 and a plain node for test publishers, subscriptions and service clients. ``LifecycleClient`` drives
 a lifecycle node through the standard ``lifecycle_msgs`` services, as ``ros2 lifecycle set`` does.
+
+A slow graph: every test makes its nodes anew with the same names, and the graph may still list a
+destroyed node's services for a while. ``wait_for_service`` then answers at once although the new
+server is not matched yet, and a request sent now is lost. Requests are therefore sent again when
+unanswered, where that is safe: ``get_state`` always; ``change_state`` only after ``get_state``
+shows the node still in the transition's start state (the first request never arrived).
 """
 
 from __future__ import annotations
@@ -49,14 +55,24 @@ class RosHarness:
         self.executor.add_node(node)
         return node
 
-    def call(self, client: Any, request: Any, timeout: float = 10.0) -> Any:
+    def send(self, client: Any, request: Any, timeout: float = 10.0) -> Any:
+        """``client``'s request, once the graph lists its service (within ``timeout`` s): the future."""
         if not client.wait_for_service(timeout_sec=timeout):
             servers = [name for name, _ in self.node.get_service_names_and_types()]
             raise AssertionError(f"service {client.srv_name} not available; services in the graph: {servers}; "
                                  f"nodes: {self.node.get_node_names_and_namespaces()}")
-        future = client.call_async(request)
-        assert wait_for(future.done, timeout), f"service {client.srv_name} did not answer"
-        return future.result()
+        return client.call_async(request)
+
+    def call_idempotent(self, client: Any, request: Any, timeout: float = 20.0, retry_s: float = 2.0) -> Any:
+        """The answer to a request that may be sent again: sent again every ``retry_s`` s while
+        unanswered (see the module docstring); the first answer within ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        futures = []
+        while True:
+            futures.append(self.send(client, request, timeout))
+            if wait_for(lambda: any(f.done() for f in futures), min(retry_s, max(deadline - time.monotonic(), 0))):
+                return next(f for f in futures if f.done()).result()
+            assert time.monotonic() < deadline, f"service {client.srv_name} did not answer {len(futures)} requests"
 
     def close(self) -> None:
         nodes = list(self.executor.get_nodes())
@@ -79,17 +95,28 @@ class LifecycleClient:
         "cleanup": Transition.TRANSITION_CLEANUP,
         "shutdown": Transition.TRANSITION_UNCONFIGURED_SHUTDOWN,
     }
+    #: the state each transition starts from
+    STARTS = {"configure": "unconfigured", "activate": "inactive", "deactivate": "active",
+              "cleanup": "inactive", "shutdown": "unconfigured"}
 
     def __init__(self, harness: RosHarness, node_name: str) -> None:
         self.harness = harness
         self.change = harness.node.create_client(ChangeState, f"/{node_name}/change_state")
         self.get = harness.node.create_client(GetState, f"/{node_name}/get_state")
 
-    def set(self, transition: str) -> bool:
-        """Request a transition by name; True when the node reports success."""
+    def set(self, transition: str, timeout: float = 30.0, retry_s: float = 3.0) -> bool:
+        """Request a transition by name; True when the node reports success. Unanswered after
+        ``retry_s`` s while the node is still in the start state, the request is sent again (it went
+        to a server not matched yet: see the module docstring)."""
         request = ChangeState.Request()
         request.transition.id = self.TRANSITIONS[transition]
-        return bool(self.harness.call(self.change, request).success)
+        deadline = time.monotonic() + timeout
+        futures = [self.harness.send(self.change, request, timeout)]
+        while not wait_for(lambda: any(f.done() for f in futures), retry_s):
+            assert time.monotonic() < deadline, f"{self.change.srv_name} did not answer {transition}"
+            if self.state() == self.STARTS[transition] and not any(f.done() for f in futures):
+                futures.append(self.harness.send(self.change, request, timeout))
+        return bool(next(f for f in futures if f.done()).result().success)
 
     def state(self) -> str:
-        return self.harness.call(self.get, GetState.Request()).current_state.label
+        return self.harness.call_idempotent(self.get, GetState.Request()).current_state.label

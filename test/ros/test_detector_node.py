@@ -217,3 +217,29 @@ def test_the_model_configs_decoder_thresholds_apply_unless_the_node_parameter_is
     assert params["nms_iou_threshold"] == 0.4                                    # set on the node
     assert node.set_parameters([Parameter("score_threshold", value=0.8)])[0].successful
     assert node.pipeline.decoder.runtime_params()["score_threshold"] == 0.8
+
+
+def undeclared_node(ros, tmp_path, strict):
+    params = tmp_path / "params.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    backend: onnxruntime\n    threads: 1\n"
+                      f"    score_treshold: 0.7\n    strict_parameters: {str(strict).lower()}\n")
+    return ros.add(DetectorNode(context=ros.context, cli_args=[
+        "--ros-args", "--params-file", str(params), "-p", "frobnicate:=3"]))
+
+
+def test_undeclared_parameters_are_named_with_the_closest_declared_one(ros, tmp_path, capfd):
+    node = undeclared_node(ros, tmp_path, strict=False)
+    lifecycle = LifecycleClient(ros, "detector_node")
+    assert lifecycle.set("configure")           # a warning, not a failure
+    err = capfd.readouterr().err
+    assert ("2 parameter(s) given to /detector_node that it does not declare: frobnicate, "
+            "score_treshold (did you mean score_threshold?)") in err
+    assert node.pipeline.decoder.runtime_params()["score_threshold"] != 0.7   # rclpy did ignore it
+
+
+def test_strict_parameters_fails_configure_on_an_undeclared_parameter(ros, tmp_path, capfd):
+    node = undeclared_node(ros, tmp_path, strict=True)
+    lifecycle = LifecycleClient(ros, "detector_node")
+    assert not lifecycle.set("configure")
+    assert lifecycle.state() == "unconfigured" and node.pipeline is None
+    assert "score_treshold (did you mean score_threshold?)" in capfd.readouterr().err

@@ -15,7 +15,7 @@ from vision_msgs.msg import Detection2DArray
 from trt_perception.ros.detector_node import DetectorNode
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-NAMES = ("detector_node: detector latency", "detector_node: detector frame rate", "detector_node: device")
+NAMES = ("/detector_node: detector latency", "/detector_node: detector frame rate", "/detector_node: device")
 
 
 def start(ros, **params):
@@ -162,7 +162,7 @@ def test_period_zero_publishes_no_diagnostics(ros):
     node, _, images, diagnostics, detections = start(ros, diagnostics_period=0.0)
     send(images, detections, frame_msg(), 1)
     assert not wait_for(lambda: bool(diagnostics), timeout=1.0)
-    assert ["detector_node: " + s.task for s in node.health_statuses()] == list(NAMES)  # on request
+    assert ["/detector_node: " + s.task for s in node.health_statuses()] == list(NAMES)  # on request
 
 
 def test_one_line_summary_in_the_log(ros, capfd):
@@ -177,3 +177,21 @@ def test_one_line_summary_in_the_log(ros, capfd):
     assert wait_for(logged, timeout=5, period=0.2)
     line = next(line for line in lines if "total 2 received" in line)
     assert "[detector_node]" in line and "detector: " in line and "processing p50/p95" in line
+
+
+def test_nodes_of_two_cameras_publish_distinct_status_names(ros):
+    overrides = [Parameter("backend", value="onnxruntime"), Parameter("threads", value=1),
+                 Parameter("diagnostics_period", value=0.2)]
+    diagnostics = []
+    ros.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+    for camera in ("cam_a", "cam_b"):
+        ros.add(DetectorNode(context=ros.context, namespace=camera, parameter_overrides=overrides))
+        lifecycle = LifecycleClient(ros, f"{camera}/detector_node")
+        assert lifecycle.set("configure") and lifecycle.set("activate")
+
+    def names():
+        return {s.name for array in list(diagnostics) for s in array.status}
+
+    expected = {f"/{camera}{name}" for camera in ("cam_a", "cam_b") for name in NAMES}
+    assert wait_for(lambda: names() >= expected), names()
+    assert names() == expected

@@ -50,31 +50,108 @@ def write_yaml(path, text):
 
 # ---- the launch files (need launch_ros) ---------------------------------------------------------
 
-def test_launch_files_build_their_nodes_from_the_plan():
-    pytest.importorskip("launch_ros", reason="launch_ros has no pip wheel here; on a ROS 2 install this "
-                                             "test builds every launch file's description")
+def launch_modules():
+    """Every launch file as a module; skips without launch_ros or an installed package."""
+    pytest.importorskip("launch_ros", reason="launch_ros has no pip wheel here; on a ROS 2 install (or with "
+                                             "../shared/ros_cli/install.sh) these tests build every launch file")
     from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
     try:
-        get_package_share_directory("trt_perception")
+        share = Path(get_package_share_directory("trt_perception"))
     except PackageNotFoundError:
+        share = None
+    if share is None or not (share / "config" / "detector.yaml").is_file():  # setup_env.sh: messages only
         pytest.skip("trt_perception is not installed in an ament prefix (colcon build, source install/setup.bash)")
+    modules = {}
+    for path in sorted((ROOT / "launch").glob("*.launch.py")):
+        spec = importlib.util.spec_from_file_location(path.name.replace(".", "_"), path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        modules[path.name.removesuffix(".launch.py")] = module
+    return modules
+
+
+def visit(description, **arguments):
+    """The actions a launch description produces with ``arguments`` (declared defaults apply)."""
     from launch import LaunchContext
+
+    context = LaunchContext()
+    context.launch_configurations.update(arguments)
+    actions = []
+    for entity in description.entities:
+        actions += entity.visit(context) or []
+    return actions
+
+
+def test_launch_files_build_their_nodes_from_the_plan():
+    modules = launch_modules()
     from launch_ros.actions import LifecycleNode as LaunchedLifecycleNode
 
     expected = {"detector": ["detector_node"], "pose": ["pose_node"],
                 "perception": ["detector_node", "detector_node"],
                 "perception_shared": ["perception_node", "perception_node"]}
-    for path in sorted((ROOT / "launch").glob("*.launch.py")):
-        spec = importlib.util.spec_from_file_location(path.name.replace(".", "_"), path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        context = LaunchContext()
-        context.launch_configurations["cameras"] = "/cam_a,/cam_b"
-        actions = []
-        for entity in module.generate_launch_description().entities:
-            actions += entity.visit(context) or []
+    for name, module in modules.items():
+        actions = visit(module.generate_launch_description(), cameras="/cam_a,/cam_b")
         nodes = [a for a in actions if isinstance(a, LaunchedLifecycleNode)]
-        assert [n.node_executable for n in nodes] == expected[path.name.removesuffix(".launch.py")], path.name
+        assert [n.node_executable for n in nodes] == expected[name], name
+
+
+def test_every_launch_file_declares_the_common_arguments_with_descriptions():
+    modules = launch_modules()
+    from trt_perception.ros.launch_actions import COMMON_ARGUMENTS
+
+    for name, module in modules.items():
+        declared = {a.name: a for a in module.generate_launch_description().get_launch_arguments()}
+        assert set(COMMON_ARGUMENTS) | {"params_file", "namespace", "image_topic"} <= set(declared), name
+        assert all(a.description and "no description" not in a.description for a in declared.values()), name
+
+
+def test_a_wrong_argument_value_fails_with_the_allowed_values():
+    description = launch_modules()["detector"].generate_launch_description()
+    with pytest.raises(Exception, match="input_type.*(raw|compressed)"):
+        visit(description, input_type="jpeg")
+
+
+def test_a_missing_params_file_fails_the_launch_with_its_path(tmp_path):
+    missing = str(tmp_path / "typo.yaml")
+    for name, module in launch_modules().items():
+        argument = "detector_params" if name == "perception" else "params_file"
+        with pytest.raises(FileNotFoundError, match=re.escape(missing)):
+            visit(module.generate_launch_description(), **{argument: missing})
+
+
+def test_launch_arguments_become_parameter_overrides_and_namespaces(monkeypatch):
+    modules = launch_modules()
+    from trt_perception.ros import launch_actions
+
+    specs = []
+    monkeypatch.setattr(launch_actions, "lifecycle_actions", lambda spec, autostart: specs.append(spec) or [])
+    visit(modules["detector"].generate_launch_description(), input_type="compressed", model_config="/m/ssd.yaml",
+          backend="onnxruntime", strict_parameters="true", namespace="/cam_x")
+    (spec,) = specs
+    assert spec.fqn == "/cam_x/detector_node"
+    assert dict(spec.overrides) == {"input_type": "compressed", "model_config": "/m/ssd.yaml",
+                                    "backend": "onnxruntime", "strict_parameters": True}
+    specs.clear()
+    visit(modules["perception_shared"].generate_launch_description(), model_config="/m/d.yaml",
+          pose_model_config="/m/p.yaml", namespace="robot", cameras="/front,rear")
+    assert [s.fqn for s in specs] == ["/robot/front/perception_node", "/robot/rear/perception_node"]
+    assert dict(specs[0].overrides) == {"detector.model_config": "/m/d.yaml", "pose.model_config": "/m/p.yaml"}
+    specs.clear()
+    visit(modules["perception"].generate_launch_description(), model_config="/m/d.yaml",
+          pose_model_config="/m/p.yaml", enable_pose="true")
+    assert [dict(s.overrides) for s in specs] == [{"model_config": "/m/d.yaml"}, {"model_config": "/m/p.yaml"}]
+
+
+def test_autostart_activates_once_and_only_after_the_first_configure():
+    modules = launch_modules()
+    from launch.actions import RegisterEventHandler
+
+    for name, module in modules.items():
+        handlers = [a.event_handler for a in visit(module.generate_launch_description())
+                    if isinstance(a, RegisterEventHandler)]
+        assert handlers and all(h.handle_once for h in handlers), name
+        assert not [a for a in visit(module.generate_launch_description(), autostart="false")
+                    if isinstance(a, RegisterEventHandler)], name
 
 
 # ---- the plan: executables and parameter files ------------------------------------------------

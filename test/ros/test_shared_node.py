@@ -150,8 +150,8 @@ def test_diagnostics_name_each_task(ros, shared):
     assert lifecycle.set("configure") and lifecycle.set("activate")
     assert wait_for(lambda: bool(diagnostics))
     assert [s.name for s in diagnostics[-1].status] == [
-        "perception_node: detector latency", "perception_node: detector frame rate",
-        "perception_node: pose latency", "perception_node: pose frame rate", "perception_node: device"]
+        "/perception_node: detector latency", "/perception_node: detector frame rate",
+        "/perception_node: pose latency", "/perception_node: pose frame rate", "/perception_node: device"]
 
 
 def flatten(mapping, prefix=""):

@@ -2,6 +2,7 @@
 and FrameInput's accounting on top of it (frames discarded by a full queue are counted)."""
 
 import threading
+import time
 
 from harness import wait_for
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -9,6 +10,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from trt_perception.ros.frame_input import FrameInput
+from trt_perception.ros.serialized import reads_images
 from trt_perception.ros.subscription_reader import SubscriptionReader
 
 RELIABLE_10 = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
@@ -158,3 +160,30 @@ def test_close_after_the_context_was_shut_down_returns():
     assert not closer.is_alive() and not thread.is_alive()
     assert errors == []               # stopping on purpose is not an error
     node.destroy_node()
+
+
+def test_gaps_while_idle_count_as_lost_in_transport_not_dropped(ros):
+    """Messages really taken from a subscription, handed to FrameInput as its reader would, with
+    publication sequence numbers that skip (as a lossy link leaves them) while the node was idle."""
+    taken = []
+    reader = SubscriptionReader(ros.node, lambda batch, taken_ns: taken.extend(batch), [].append, name="probe")
+    reader.subscribe(Image, "image", QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST), raw=reads_images())
+    publisher = ros.node.create_publisher(Image, "image", 10)
+    assert wait_for(lambda: publisher.get_subscription_count() == 1)
+    publisher.publish(Image(height=2, width=2, encoding="bgr8", step=6, data=bytes(12)))
+    assert wait_for(lambda: len(taken) == 1)
+    reader.close()
+    msg, info = taken[0]
+    assert info["publication_sequence_number"] >= 1 and info["received_timestamp"] > 0
+
+    frames = []
+    frame_input = FrameInput(ros.node, frames.append)
+    frame_input.start("raw", QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
+                                        reliability=ReliabilityPolicy.BEST_EFFORT))
+    for sequence in (1, 2, 5, 6, 10):   # 3, 4 and 7-9 never arrived; each arrived after the last was handled
+        arrival = dict(info, publication_sequence_number=sequence, received_timestamp=time.time_ns())
+        frame_input._on_messages([(msg, arrival)], time.perf_counter_ns())
+    stats = frame_input.stats
+    assert (stats.received.total, stats.dropped.total, stats.lost.total, stats.converted) == (5, 0, 5, 5)
+    assert len(frames) == 5
+    frame_input.close()

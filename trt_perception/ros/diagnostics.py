@@ -5,8 +5,9 @@ diagnostic_aggregator, rqt_runtime_monitor and ``ros2 topic echo /diagnostics`` 
 like any other:
 
 * the array goes to the absolute topic ``/diagnostics``, stamped with the node's clock;
-* one DiagnosticStatus per task, named ``"<node name>: <task>"`` (the node's name without its
-  namespace, as ``Node.get_name()`` gives it), e.g. ``"detector_node: detector latency"``;
+* one DiagnosticStatus per task, named ``"<node>: <task>"`` where ``<node>`` is the node's fully
+  qualified name (namespace included, as ROS 1's updater and the aggregators' path matching expect),
+  e.g. ``"/cam_front/detector_node: detector latency"``: the nodes of several cameras stay apart;
 * ``hardware_id`` set on every status; ``level`` OK (0), WARN (1) or ERROR (2); ``message`` a
   one-line summary (the problems, worst first); ``values`` every statistic as strings.
 """
@@ -23,7 +24,9 @@ TOPIC = "/diagnostics"
 
 
 def diagnostic_array(node_name: str, hardware_id: str, statuses: Sequence[Status], stamp: Any) -> DiagnosticArray:
-    """The DiagnosticArray of ``statuses`` (``stamp``: builtin_interfaces/Time)."""
+    """The DiagnosticArray of ``statuses`` (``node_name``: fully qualified; ``stamp``:
+    builtin_interfaces/Time).
+    """
     out = DiagnosticArray()
     out.header.stamp = stamp
     for status in statuses:

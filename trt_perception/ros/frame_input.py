@@ -13,11 +13,14 @@ bytes, one copy fewer than rclpy's message) where the middleware's format is the
 function reads.
 
 Counts (in :attr:`FrameInput.stats`): every message taken is *received*; the older messages of a
-batch are *dropped because busy*, and so are the messages the middleware discarded from the full
-queue, found as gaps in each publisher's sequence numbers
-(:class:`~trt_perception.core.telemetry.sequence_gaps.SequenceGaps`, where rclpy reports publisher ids and
-sequence numbers: Kilted does) and counted as received too; a message that cannot be decoded is
-*rejected* (a rate-limited warning); every decoded frame counts as *converted*.
+batch are *dropped because busy*. Gaps in each publisher's sequence numbers are split by
+:class:`~trt_perception.core.telemetry.sequence_gaps.LossCounter`: messages the middleware discarded from
+the full queue while the node was busy are *dropped because busy* (and counted as received too);
+messages that never arrived while the node was idle are *lost in transport*. Publishers are told
+apart by the ``publisher_gid`` rclpy reports (Kilted); where it reports none (Jazzy: sequence
+numbers only), gaps are counted while the topic has exactly one publisher, and not at all (a
+warning says so) while it has several. A message that cannot be decoded is *rejected* (a
+rate-limited warning); every decoded frame counts as *converted*.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from trt_perception.core.image import ImageError, RawImage, decode_compressed_image
 from trt_perception.core.pipeline import SourceFrame
 from trt_perception.core.telemetry.latency_stats import InputStats, WindowSettings
-from trt_perception.core.telemetry.sequence_gaps import SequenceGaps
+from trt_perception.core.telemetry.sequence_gaps import Arrival, LossCounter
 from trt_perception.ros.serialized import read_image, reads_images
 from trt_perception.ros.subscription_reader import Batch, SubscriptionReader
 
@@ -67,7 +70,9 @@ class FrameInput:
         self._reader: Optional[SubscriptionReader] = None
         #: raw images are taken serialized and read in place (serialized.read_image)
         self._serialized = False
-        self._gaps = SequenceGaps()
+        self._losses = LossCounter(1)
+        self._idle_since_ns: Optional[int] = None   # time.time_ns() when the last batch was handled
+        self._unattributed_warned = False
         self.stats = InputStats(WindowSettings(), time.monotonic_ns())
 
     def reset(self, settings: WindowSettings) -> None:
@@ -84,7 +89,9 @@ class FrameInput:
         and start reading.
         """
         self.stats.start(time.monotonic_ns())
-        self._gaps = SequenceGaps()
+        self._losses = LossCounter(qos.depth)
+        self._idle_since_ns = None
+        self._unattributed_warned = False
         compressed = input_type == "compressed"
         msg_type, topic = (CompressedImage, f"{image_topic}/compressed") if compressed else (Image, image_topic)
         self._serialized = msg_type is Image and reads_images()
@@ -107,14 +114,42 @@ class FrameInput:
     def _on_messages(self, batch: Batch, taken_ns: int) -> None:
         """Count ``batch`` (oldest first) and what it skipped, decode the newest message."""
         now = time.monotonic_ns()
-        missed = 0
+        losses = self._losses.count(self._arrivals(batch), self._idle_since_ns)
+        self.stats.received.record(now, count=len(batch) + losses.dropped_busy)
+        self.stats.dropped.record(now, count=len(batch) - 1 + losses.dropped_busy)
+        if losses.lost_in_transport:
+            self.stats.lost.record(now, count=losses.lost_in_transport)
+        try:
+            self._decode(batch[-1][0], taken_ns)
+        finally:
+            self._idle_since_ns = time.time_ns()  # the middleware's reception times use this clock
+
+    def _arrivals(self, batch: Batch) -> list[Arrival]:
+        """Publisher, sequence number and reception time of each message (see the module docstring)."""
+        sole: Optional[bool] = None
+        arrivals = []
         for _, info in batch:
             gid = info.get("publisher_gid")
-            missed += self._gaps.missed(gid.get("data") if isinstance(gid, dict) else None,
-                                        info.get("publication_sequence_number"))
-        self.stats.received.record(now, count=len(batch) + missed)
-        self.stats.dropped.record(now, count=len(batch) - 1 + missed)
-        self._decode(batch[-1][0], taken_ns)
+            if isinstance(gid, dict):
+                publisher: Optional[Any] = bytes(gid.get("data", b""))
+            else:  # no publisher ids: one publisher on the topic, or nothing can be counted
+                if sole is None:
+                    sole = self._sole_publisher()
+                publisher = "the only publisher" if sole else None
+            arrivals.append(Arrival(publisher, info.get("publication_sequence_number"),
+                                    info.get("received_timestamp") or None))
+        return arrivals
+
+    def _sole_publisher(self) -> bool:
+        topic = self.topic_name
+        publishers = self._node.count_publishers(topic) if topic else 0
+        if publishers > 1 and not self._unattributed_warned:
+            self._unattributed_warned = True
+            self._node.get_logger().warning(
+                f"{publishers} publishers on {topic} and this rclpy reports no publisher ids: frames "
+                "lost in transport or discarded by the full queue cannot be counted while there is "
+                "more than one (ROS 2 Kilted reports them)")
+        return publishers == 1
 
     def _decode(self, msg: Any, received: int) -> None:
         image: Optional[RawImage] = None

@@ -15,15 +15,15 @@ with the frame's input header, as a ``detector_node`` per camera (started by ``t
 run`` or the launch file) would: ``<camera>/detections``, ``<camera>/detector/latency``,
 optionally ``<camera>/detector/debug_image`` and ``<camera>/detector/markers``.
 
-Counts per camera (``/diagnostics``: "multi_camera_node: detector <camera> latency" and "...
+Counts per camera (``/diagnostics``: "/multi_camera_node: detector <camera> latency" and "...
 frame rate"): *received*, *dropped* (older messages of the subscription queue, and frames
-superseded in the camera's slot while a batch ran), *rejected* (undecodable), *failed* (inference
-errors), processed. A bad frame of one camera never stalls the others: decoding errors are that
-camera's, and a batch whose inference fails is retried frame by frame so only the frame that
-fails is counted as failed. Each ``FrameLatency`` carries the batch's stages (preprocess,
-inference, postprocess of the whole batch) and ``batch_wait``, the time the frame waited in its
-slot. The status "multi_camera_node: batches" gives the batch size histogram, gather wait and
-inference time.
+superseded in the camera's slot while a batch ran), *rejected* (undecodable), *lost in transport*
+(see :mod:`~trt_perception.ros.frame_input`), *failed* (inference errors), processed. A bad
+frame of one camera never stalls the others: decoding errors are that camera's, and a batch whose
+inference fails is retried frame by frame so only the frame that fails is counted as failed.
+Each ``FrameLatency`` carries the batch's stages (preprocess, inference, postprocess of the whole
+batch) and ``batch_wait``, the time the frame waited in its slot. The status
+"/multi_camera_node: batches" gives the batch size histogram, gather wait and inference time.
 
 Parameters: :data:`~trt_perception.ros.task_node.COMMON_PARAMS`, :data:`MULTI_CAMERA_PARAMS`, and
 the detector's (:data:`~trt_perception.ros.perception_task.TASK_PARAMS`, the SSD thresholds),

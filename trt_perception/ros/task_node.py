@@ -54,6 +54,7 @@ from trt_perception.ros import parameters
 from trt_perception.ros.diagnostics import TOPIC as DIAGNOSTICS_TOPIC
 from trt_perception.ros.diagnostics import diagnostic_array
 from trt_perception.ros.frame_input import Frame, FrameInput
+from trt_perception.ros.parameter_overrides import check_undeclared_overrides
 from trt_perception.ros.perception_task import PerceptionTask
 
 COMMON_PARAMS: tuple[ParamSpec, ...] = (
@@ -99,6 +100,9 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("stats_window", 10.0, "Statistics (latency percentiles, rates, counts in diagnostics) "
               "cover the frames of the last this many seconds...", float_range=(0.1, 3600.0)),
     ParamSpec("stats_window_frames", 1000, "... and at most this many frames.", int_range=(10, 100000)),
+    ParamSpec("strict_parameters", False, "Parameters given (files, launch, -p) that the node does not "
+              "declare, e.g. misspelt: false = a warning at configure naming each with the closest "
+              "declared name; true = configure fails."),
 )
 
 #: Expected configuration problems: FAILURE with the reason, not ERROR.
@@ -185,6 +189,7 @@ class TaskNode(LifecycleNode):
         """
         try:
             self.params = parameters.read(self, COMMON_PARAMS)
+            check_undeclared_overrides(self, self.params["strict_parameters"])
             settings = WindowSettings(self.params["stats_window"], self.params["stats_window_frames"])
             self._configure_tasks(settings)
             self._setup_diagnostics()
@@ -309,7 +314,8 @@ class TaskNode(LifecycleNode):
         """Publish the current statuses on /diagnostics (timer callback while active)."""
         if self._diagnostics_pub is not None:
             self._diagnostics_pub.publish(diagnostic_array(
-                self.get_name(), self.hardware_id, self.health_statuses(), self.get_clock().now().to_msg()))
+                self.get_fully_qualified_name(), self.hardware_id, self.health_statuses(),
+                self.get_clock().now().to_msg()))
 
     def _log_summary(self) -> None:
         now = time.monotonic_ns()

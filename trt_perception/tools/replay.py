@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from typing import Any, Iterable, Iterator, Optional
@@ -26,10 +27,11 @@ from trt_perception.core.io.atomic_write import atomic_write_text
 from trt_perception.core.io.bag_message_reader import BagImage, BagImageMessages
 from trt_perception.core.io.bag_writer import STORAGES, BagRecorder, atomic_bag, package_typestore
 from trt_perception.core.io.frame_sources import FrameSourceError
+from trt_perception.ros.resources import share_dir
 from trt_perception.tools import replay_benchmark
 from trt_perception.tools.latency_plot import write_plot
 from trt_perception.tools.replay_report import LATENCY_TYPE, ReplayedFrame, format_report, replay_report
-from trt_perception.tools.ros_env import apply_local_defaults
+from trt_perception.tools.ros_env import apply_local_defaults, frame_transport_profile
 
 
 def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -133,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"trt-perception replay: error: {exc}", file=sys.stderr)
         return 1
     apply_local_defaults()
-    import rclpy  # after the environment defaults
+    os.environ.update(frame_transport_profile(str(share_dir() / "config")))
+    from rclpy.utilities import get_default_context  # after the environment defaults
 
     from trt_perception.ros.replay import Replayer, ReplayError
     from trt_perception.ros.session import rclpy_session
@@ -145,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
             recorder = None
             if args.record:
                 recorder = BagRecorder(stack.enter_context(atomic_bag(args.record, args.storage)), package_typestore())
-            replayer = Replayer(rclpy.get_default_context(), recorder)
+            replayer = Replayer(get_default_context(), recorder)
             try:
                 replayer.connect(inputs, args.outputs, args.wait)
                 if replay_benchmark.wanted(args):

@@ -11,11 +11,12 @@ or a node fails its transitions (the others keep running until stopped).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from trt_perception.ros.resources import share_dir
 from trt_perception.ros.system import KINDS, kinds_in_files, system_plan
-from trt_perception.tools.ros_env import apply_local_defaults
+from trt_perception.tools.ros_env import apply_local_defaults, frame_transport_profile
 
 
 def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -56,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"trt-perception run: error: {exc}", file=sys.stderr)
         return 1
     apply_local_defaults()
-    import rclpy  # after the environment defaults
+    os.environ.update(frame_transport_profile(str(share_dir() / "config")))
     from rclpy.executors import ExternalShutdownException
+    from rclpy.utilities import get_default_context  # after the environment defaults
 
     from trt_perception.ros.session import rclpy_session
     from trt_perception.ros.system_runner import InProcessSystem, SystemStartError
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     failed: list[str] = []
     with rclpy_session():
         try:
-            system = InProcessSystem(plan, rclpy.get_default_context())
+            system = InProcessSystem(plan, get_default_context())
         except SystemStartError as exc:
             print(f"trt-perception run: error: {exc}", file=sys.stderr)
             return 1

@@ -11,7 +11,8 @@ key/value string pair. Checks:
   and no valid stamp in the window, WARN.
 * frame rate (as diagnostic_updater's FrequencyStatus): with ``min_output_rate_hz`` > 0, no frame
   published in the window is ERROR and an output rate below the bound WARN; frames whose inference
-  failed are ERROR; frames rejected as bad input are WARN. Frames dropped because the task was busy
+  failed are ERROR; frames rejected as bad input are WARN; frames lost in transport (published but
+  never received: a lossy best-effort link) are WARN. Frames dropped because the task was busy
   are reported, not judged (the nodes always process the newest frame by design).
 * device: GPU memory in use (OK; "n/a" without a GPU).
 """
@@ -99,7 +100,7 @@ def rate_status(task: str, snap: StatsSnapshot, bounds: HealthBounds) -> Status:
     values = [("window (s)", f"{snap.window_s:g}"), ("input rate (Hz)", f"{snap.input_rate_hz:.3f}"),
               ("output rate (Hz)", f"{snap.output_rate_hz:.3f}"),
               ("min output rate (Hz)", f"{bounds.min_output_rate_hz:g}")]
-    for field in ("received", "processed", "dropped_busy", "rejected", "failed"):
+    for field in ("received", "processed", "dropped_busy", "rejected", "failed", "lost_in_transport"):
         values.append((f"frames {field}", str(getattr(snap.totals, field))))
         values.append((f"frames {field} in window", str(getattr(snap.in_window, field))))
 
@@ -115,6 +116,9 @@ def rate_status(task: str, snap: StatsSnapshot, bounds: HealthBounds) -> Status:
         problems.append((ERROR, f"inference failed on {window.failed} frames"))
     if window.rejected:
         problems.append((WARN, f"{window.rejected} frames rejected (bad input)"))
+    if window.lost_in_transport:
+        problems.append((WARN, f"{window.lost_in_transport} frames lost in transport (published, never "
+                               "received: see qos_reliability)"))
     ok = f"{snap.input_rate_hz:.1f} Hz in, {snap.output_rate_hz:.1f} Hz out"
     return _summary(task, problems, ok, values)
 
@@ -136,5 +140,6 @@ def summary_line(task: str, snap: StatsSnapshot) -> str:
     window = snap.in_window
     return (f"{task}: {snap.input_rate_hz:.1f} Hz in, {snap.output_rate_hz:.1f} Hz out; processing "
             f"p50/p95 {_ms(proc.p50)}/{_ms(proc.p95)} ms; end-to-end p50/p95 {_ms(e2e.p50)}/{_ms(e2e.p95)} ms; "
-            f"last {snap.window_s:g} s: {window.dropped_busy} dropped (busy), {window.rejected} rejected, "
-            f"{window.failed} failed; total {snap.totals.received} received, {snap.totals.processed} processed")
+            f"last {snap.window_s:g} s: {window.dropped_busy} dropped (busy), {window.lost_in_transport} "
+            f"lost in transport, {window.rejected} rejected, {window.failed} failed; "
+            f"total {snap.totals.received} received, {snap.totals.processed} processed")

@@ -22,7 +22,8 @@ STAMP_MISSING = 3
 @dataclass
 class FrameCounters:
     """What happened to every received frame: received = processed + dropped_busy + rejected
-    + failed (+ at most one frame in flight).
+    + failed (+ at most one frame in flight); and the frames published that never arrived
+    (``lost_in_transport``: not part of ``received``).
     """
 
     received: int = 0
@@ -30,12 +31,13 @@ class FrameCounters:
     dropped_busy: int = 0
     rejected: int = 0
     failed: int = 0
+    lost_in_transport: int = 0
 
     def summary(self) -> str:
         """The counters as one log line (received, processed, dropped busy, rejected, failed)."""
         return (f"{self.received} frames received, {self.processed} processed, "
                 f"{self.dropped_busy} dropped (busy), {self.rejected} rejected (bad input), "
-                f"{self.failed} failed")
+                f"{self.failed} failed, {self.lost_in_transport} lost in transport")
 
 
 @dataclass

@@ -102,10 +102,13 @@ class RollingWindow:
                     self._values[row] = values
             self._total += max(count, 0)
 
-    def _in_window(self, now_ns: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """(times, values) of the events in the window, and the window's span in ns."""
+    def view(self, now_ns: int) -> "WindowView":
+        """The total and the window's events at ``now_ns``, read together under the lock (a
+        frame recorded meanwhile is in both or in neither).
+        """
         with self._lock:
-            kept = min(self._total, self.capacity)
+            total = self._total
+            kept = min(total, self.capacity)
             times = self._times[:kept].copy()
             values = self._values[:kept].copy()
             since = self._since_ns
@@ -115,23 +118,37 @@ class RollingWindow:
         span = now_ns - lower
         if times.size == self.capacity:  # the window may hold more events than were kept
             span = min(span, now_ns - int(times.min()))
-        return times, values[mask], span
+        return WindowView(total, int(times.size), times.size * 1e9 / span if span > 0 else 0.0, values[mask])
 
     def count(self, now_ns: int) -> int:
         """Events in the window."""
-        return int(self._in_window(now_ns)[0].size)
+        return self.view(now_ns).count
 
     def rate(self, now_ns: int) -> float:
         """Events per second over the window (0 when the window has no span yet)."""
-        times, _, span = self._in_window(now_ns)
-        return times.size * 1e9 / span if span > 0 else 0.0
+        return self.view(now_ns).rate_hz
 
     def column_stats(self, now_ns: int, scale: float = 1e-6) -> list[SeriesStats]:
         """:class:`SeriesStats` of each value column in the window, values times ``scale``
         (default: nanoseconds to milliseconds).
         """
-        _, values, _ = self._in_window(now_ns)
-        return [SeriesStats.of(values[:, i] * scale) for i in range(values.shape[1])]
+        return self.view(now_ns).column_stats(scale)
+
+
+@dataclass(frozen=True)
+class WindowView:
+    """One consistent reading of a :class:`RollingWindow`: events since construction/clear
+    (``total``), in the window (``count``, ``rate_hz``) and their value rows (float[count, columns]).
+    """
+
+    total: int
+    count: int
+    rate_hz: float
+    values: np.ndarray
+
+    def column_stats(self, scale: float = 1e-6) -> list[SeriesStats]:
+        """:class:`SeriesStats` of each value column, values times ``scale``."""
+        return [SeriesStats.of(self.values[:, i] * scale) for i in range(self.values.shape[1])]
 
 
 @dataclass(frozen=True)
@@ -144,18 +161,21 @@ class WindowSettings:
 
 class InputStats:
     """Events of one image input, shared by the tasks it feeds: frames received, dropped before
-    decoding because the decoder was busy, rejected as bad input; and frames decoded (total).
+    decoding because the decoder was busy, rejected as bad input, lost in transport (published,
+    never received: see :mod:`~trt_perception.core.telemetry.sequence_gaps`); and frames decoded
+    (total).
     """
 
     def __init__(self, settings: WindowSettings, now_ns: int) -> None:
         self.received = RollingWindow(settings.capacity, settings.window_s, now_ns=now_ns)
         self.dropped = RollingWindow(settings.capacity, settings.window_s, now_ns=now_ns)
         self.rejected = RollingWindow(settings.capacity, settings.window_s, now_ns=now_ns)
+        self.lost = RollingWindow(settings.capacity, settings.window_s, now_ns=now_ns)
         self.converted = 0
 
     def start(self, now_ns: int) -> None:
         """Start every window at ``now_ns`` (monotonic nanoseconds), forgetting what they held."""
-        for window in (self.received, self.dropped, self.rejected):
+        for window in (self.received, self.dropped, self.rejected, self.lost):
             window.start(now_ns)
 
 
@@ -207,7 +227,8 @@ class StatsSnapshot:
 def _counters(inputs: InputStats, task: TaskStats, count: Callable[[RollingWindow], int]) -> FrameCounters:
     return FrameCounters(received=count(inputs.received), processed=count(task.frames),
                          dropped_busy=count(inputs.dropped) + count(task.dropped),
-                         rejected=count(inputs.rejected), failed=count(task.failed))
+                         rejected=count(inputs.rejected), failed=count(task.failed),
+                         lost_in_transport=count(inputs.lost))
 
 
 def totals(inputs: InputStats, task: TaskStats) -> FrameCounters:
@@ -216,9 +237,14 @@ def totals(inputs: InputStats, task: TaskStats) -> FrameCounters:
 
 
 def snapshot(inputs: InputStats, task: TaskStats, now_ns: int) -> StatsSnapshot:
-    """One task's totals, counts and rates in the window, and latency statistics at ``now_ns``."""
-    latency = dict(zip(LATENCY_SERIES, task.frames.column_stats(now_ns)))
-    return StatsSnapshot(window_s=task.window_s, totals=totals(inputs, task),
-                         in_window=_counters(inputs, task, lambda window: window.count(now_ns)),
-                         input_rate_hz=inputs.received.rate(now_ns), output_rate_hz=task.frames.rate(now_ns),
-                         latency=latency)
+    """One task's totals, counts and rates in the window, and latency statistics at ``now_ns``.
+    Each window is read once (:meth:`RollingWindow.view`), so its total and its window count agree
+    even while frames are recorded.
+    """
+    windows = (inputs.received, inputs.dropped, inputs.rejected, inputs.lost, task.frames, task.dropped, task.failed)
+    views = {id(window): window.view(now_ns) for window in windows}
+    received, frames = views[id(inputs.received)], views[id(task.frames)]
+    return StatsSnapshot(window_s=task.window_s, totals=_counters(inputs, task, lambda w: views[id(w)].total),
+                         in_window=_counters(inputs, task, lambda w: views[id(w)].count),
+                         input_rate_hz=received.rate_hz, output_rate_hz=frames.rate_hz,
+                         latency=dict(zip(LATENCY_SERIES, frames.column_stats())))
