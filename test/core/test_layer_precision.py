@@ -9,7 +9,8 @@ import pytest
 from trt_perception.cli import main
 from trt_perception.core.cuda.identity import GpuIdentity
 from trt_perception.core.pipeline_factory import PipelineOptions, backend_options
-from trt_perception.core.precision.layer_precision import (
+from trt_perception.core.tensorrt.cache import EngineKey
+from trt_perception.core.tensorrt.layer_precision import (
     LayerPrecisionError,
     as_key,
     assign_layers,
@@ -17,7 +18,6 @@ from trt_perception.core.precision.layer_precision import (
     read_layer_precisions,
     write_layer_precisions,
 )
-from trt_perception.core.tensorrt.cache import EngineKey
 from trt_perception.core.tensorrt.options import BuildOptions, BuildOptionsError
 
 ROOT = Path(__file__).resolve().parents[2]

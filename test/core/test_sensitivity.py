@@ -10,7 +10,6 @@ import pytest
 from precision_models import chain_model, frames, save
 
 from trt_perception.cli import main
-from trt_perception.core.precision.layer_precision import read_layer_precisions
 from trt_perception.core.precision.result_cache import ResultCache
 from trt_perception.core.precision.sensitivity import (
     EvalSet,
@@ -21,6 +20,7 @@ from trt_perception.core.precision.sensitivity import (
     layer_groups,
     onnx_runner,
 )
+from trt_perception.core.tensorrt.layer_precision import read_layer_precisions
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,10 +24,10 @@ from trt_perception.core.io.atomic_write import atomic_write_bytes, atomic_write
 from trt_perception.core.io.frame_sources import FrameSourceError
 from trt_perception.core.model_config import ModelConfig, ModelConfigError, load_model_config
 from trt_perception.core.precision.fp16_range import DEFAULT_NEAR_FRACTION
-from trt_perception.core.precision.layer_precision import LayerPrecisionError, as_key, read_layer_precisions
 from trt_perception.core.precision.result_cache import default_precision_cache_dir
 from trt_perception.core.tensorrt.cache import EngineCache, EngineCacheError, default_cache_dir
 from trt_perception.core.tensorrt.calibration import CalibrationError, CalibrationSettings
+from trt_perception.core.tensorrt.layer_precision import LayerPrecisionError, as_key, read_layer_precisions
 from trt_perception.core.tensorrt.options import PRECISIONS, BuildOptions, BuildOptionsError
 from trt_perception.tools.fp16_check import fp16_check
 from trt_perception.tools.validate import add_validation_arguments, run_validation

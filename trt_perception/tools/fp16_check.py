@@ -23,10 +23,10 @@ from trt_perception.core.io.atomic_write import atomic_write_text
 from trt_perception.core.io.frame_sources import FrameSourceError
 from trt_perception.core.model_config import ModelConfig, ModelConfigError, load_model_config
 from trt_perception.core.precision.fp16_range import DEFAULT_NEAR_FRACTION, Fp16RangeReport, measure_ranges
-from trt_perception.core.precision.layer_precision import write_layer_precisions
 from trt_perception.core.precision.model_frames import read_frames
 from trt_perception.core.precision.result_cache import ResultCache, default_precision_cache_dir
 from trt_perception.core.tensorrt.calibration import CalibrationError
+from trt_perception.core.tensorrt.layer_precision import write_layer_precisions
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -20,7 +20,6 @@ from tqdm import tqdm
 
 from trt_perception.core.io.atomic_write import atomic_write_text
 from trt_perception.core.model_config import ModelConfig
-from trt_perception.core.precision.layer_precision import write_layer_precisions
 from trt_perception.core.precision.model_frames import detection_decoder, read_frames
 from trt_perception.core.precision.result_cache import ResultCache, default_precision_cache_dir
 from trt_perception.core.precision.sensitivity import (
@@ -38,6 +37,7 @@ from trt_perception.core.precision.sensitivity_report import (
     sensitivity_json,
     sensitivity_table,
 )
+from trt_perception.core.tensorrt.layer_precision import write_layer_precisions
 
 
 def add_mixed_arguments(parser: argparse.ArgumentParser) -> None:

@@ -21,7 +21,7 @@ Options (all validated by the constructor, which imports neither TensorRT nor py
                           and its preprocessing used for calibration frames
 ``cuda_graph``            capture the engine's enqueue in a CUDA graph, replayed per frame (default False)
 ``device_id``             CUDA device (default 0)
-``layer_precision_file``  layers pinned to FP32/FP16 (:mod:`trt_perception.core.precision.layer_precision`)
+``layer_precision_file``  layers pinned to FP32/FP16 (:mod:`trt_perception.core.tensorrt.layer_precision`)
 ========================= ============================================================================
 
 Buffers: one page-locked host array and one device allocation per I/O tensor, sized for the
@@ -42,7 +42,6 @@ import numpy as np
 
 from trt_perception.core.backends.base import Backend, BackendError, TensorSpec
 from trt_perception.core.model_config import ModelConfig, ModelConfigError, load_model_config
-from trt_perception.core.precision.layer_precision import LayerPrecisionError, as_key, read_layer_precisions
 from trt_perception.core.tensorrt.cache import EngineCache, EngineCacheError
 from trt_perception.core.tensorrt.calibration import CalibrationError, CalibrationSettings
 from trt_perception.core.tensorrt.io_plan import (
@@ -54,6 +53,7 @@ from trt_perception.core.tensorrt.io_plan import (
     numpy_dtype,
     plan_buffers,
 )
+from trt_perception.core.tensorrt.layer_precision import LayerPrecisionError, as_key, read_layer_precisions
 from trt_perception.core.tensorrt.options import BuildOptions, BuildOptionsError
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ precision flags used here work in both, deprecated but functional in 10.12+).
 
 Precision (see :mod:`.options`): FP16 sets ``BuilderFlag.FP16``; INT8 sets ``INT8`` and ``FP16``
 (layers without an INT8 kernel run in FP16); ``layer_precisions`` pins named layers to FP32/FP16
-with ``OBEY_PRECISION_CONSTRAINTS`` (:mod:`trt_perception.core.precision.layer_precision`).
+with ``OBEY_PRECISION_CONSTRAINTS`` (:mod:`trt_perception.core.tensorrt.layer_precision`).
 A Q/DQ ONNX is explicitly quantized (TensorRT uses its scales); any other ONNX is calibrated with
 :class:`EntropyCalibrator` (IInt8EntropyCalibrator2, the calibrator DLA requires) from
 :class:`~.calibration.CalibrationSettings`.
@@ -28,7 +28,6 @@ import tensorrt as trt
 from trt_perception.core.cuda.device import HostDeviceBuffer, import_pycuda
 from trt_perception.core.cuda.identity import GpuIdentity
 from trt_perception.core.io.atomic_write import atomic_write_bytes
-from trt_perception.core.precision.layer_precision import assign_layers
 from trt_perception.core.preprocess import PreprocessConfig
 from trt_perception.core.tensorrt.cache import CachedEngine, EngineCache, EngineKey
 from trt_perception.core.tensorrt.calibration import (
@@ -39,6 +38,7 @@ from trt_perception.core.tensorrt.calibration import (
     write_calibration_cache,
 )
 from trt_perception.core.tensorrt.io_plan import numpy_dtype
+from trt_perception.core.tensorrt.layer_precision import assign_layers
 from trt_perception.core.tensorrt.options import BuildOptions
 from trt_perception.core.tensorrt.profiles import ProfileShapes, batch_profile
 from trt_perception.core.tensorrt.reports import (

@@ -13,7 +13,7 @@ The batch range ``min_batch <= opt_batch <= max_batch`` becomes the optimization
 model with a dynamic batch dimension; a model with a fixed batch needs all three equal to it.
 
 ``layer_precisions`` pins ONNX nodes' layers to FP32 or FP16 (precision constraints TensorRT
-obeys; see :mod:`trt_perception.core.precision.layer_precision`).
+obeys; see :mod:`trt_perception.core.tensorrt.layer_precision`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
-from trt_perception.core.precision.layer_precision import LAYER_PRECISIONS
+from trt_perception.core.tensorrt.layer_precision import LAYER_PRECISIONS
 
 PRECISIONS = ("fp32", "fp16", "int8")
 #: builder optimization levels TensorRT accepts (8.6 and later); 3 is TensorRT's default

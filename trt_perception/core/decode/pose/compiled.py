@@ -15,14 +15,11 @@ import logging
 import math
 import os
 from types import ModuleType
-from typing import TYPE_CHECKING, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
 from trt_perception.core.decode.pose.paf_score_graph import sample_weights
-
-if TYPE_CHECKING:
-    from trt_perception.core.decode.pose import PoseParams
 
 _LOG = logging.getLogger(__name__)
 #: environment variable: ``numpy`` forces the numpy steps
@@ -42,7 +39,7 @@ def load() -> Optional[ModuleType]:
             _LOG.info("pose decoder: numpy steps (%s=numpy)", ENV_VAR)
             return None
         try:
-            from trt_perception.core.decode.pose import kernels
+            import trt_perception.core.decode.pose.kernels as kernels
             _warm_up(kernels)
         except Exception as exc:  # ImportError, numba's errors (no cache locator, LLVM failures)
             _LOG.warning("pose decoder: compiled path unavailable (%s: %s); using the numpy steps, several "
@@ -52,8 +49,9 @@ def load() -> Optional[ModuleType]:
     return _kernels if isinstance(_kernels, ModuleType) else None
 
 
-def pack_params(params: "PoseParams", pad: int) -> tuple[np.ndarray, ...]:
-    """Fparams float64[9], iparams int64[6], t float32[S + 1], weight float32[S]: the arguments of
+def pack_params(params: Any, pad: int) -> tuple[np.ndarray, ...]:
+    """``params`` (a PoseParams) as fparams float64[9], iparams int64[6], t float32[S + 1],
+    weight float32[S]: the arguments of
     :func:`.kernels.parse` that come from the parameters (index names in :mod:`.kernels`).
     """
     fparams = np.array([params.peak_threshold, params.noise_factor, params.sigma, params.hidden_margin,
