@@ -9,6 +9,7 @@ import contextlib
 from typing import Iterator, Optional, Sequence
 
 import rclpy
+from rclpy.utilities import try_shutdown
 
 
 @contextlib.contextmanager
@@ -20,4 +21,4 @@ def rclpy_session(args: Optional[Sequence[str]] = None) -> Iterator[None]:
     try:
         yield
     finally:
-        rclpy.try_shutdown()
+        try_shutdown()
