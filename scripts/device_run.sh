@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the GPU tests, benchmarks/gpu_decode.py and benchmarks/gpu_pipeline.py on the lent GPU machine (the `device` tool),
+# Runs the GPU tests and benchmarks/gpu_pipeline.py, gpu_decode.py, gpu_batch.py (BENCHMARKS picks) on the lent GPU
+# machine (the `device` tool),
 # from the repository root of the copy it sends, writing logs and results into $OUT.
 # Carry [".device/base", ".whl"]: pycuda staged by ../shared/device/stage.sh, and OpenCV 5.0.0.93
 # (the version the CPU reference path is tested with here) as .whl/cv2.tar.xz, an xz tar of the
@@ -20,7 +21,14 @@ python3 -c "import cv2, numpy, pycuda, onnxruntime as o; print('cv2', cv2.__vers
   'pycuda', pycuda.VERSION_TEXT, 'onnxruntime', o.__version__, o.get_available_providers())"
 python3 -m pytest -q -p no:cacheprovider test/core/test_gpu_plan.py test/core/test_gpu_kernel_host.py \
   test/core/test_gpu_preprocess.py test/core/test_gpu_pipeline.py test/core/test_gpu_pipeline_onnxruntime.py \
+  test/core/test_gpu_batch_pipeline.py test/core/test_batch_pipeline.py \
   test/core/test_preprocess_choice.py test/core/test_image.py "$@" > "$OUT/pytest.log" 2>&1
 echo "pytest exit $?"; tail -15 "$OUT/pytest.log"
-python3 benchmarks/gpu_pipeline.py --out "$OUT" --repeats 300 2>&1 | tee "$OUT/bench.log" | tail -60
-python3 benchmarks/gpu_decode.py --out "$OUT" --repeats 300 2>&1 | tee "$OUT/decode.log" | tail -40
+# BENCHMARKS: which benchmarks to run after the tests (default all three)
+for b in ${BENCHMARKS:-pipeline decode batch}; do
+  case $b in
+    pipeline) python3 benchmarks/gpu_pipeline.py --out "$OUT" --repeats 300 2>&1 | tee "$OUT/bench.log" | tail -60 ;;
+    decode) python3 benchmarks/gpu_decode.py --out "$OUT" --repeats 300 2>&1 | tee "$OUT/decode.log" | tail -40 ;;
+    batch) python3 benchmarks/gpu_batch.py --out "$OUT" 2>&1 | tee "$OUT/batch.log" | tail -45 ;;
+  esac
+done

@@ -13,6 +13,7 @@ from trt_perception.core.backends.base import BackendError
 from trt_perception.core.backends.onnxrt import OnnxRuntimeBackend
 from trt_perception.core.batching.batch_pipeline import BatchPipeline, BatchStageTimes
 from trt_perception.core.batching.batch_plan import BatchCalls, BatchPlanError, plan_engine_batches
+from trt_perception.core.cuda.runtime import gpu_available
 from trt_perception.core.decode import create_decoder
 from trt_perception.core.model_config import load_model_config
 from trt_perception.core.pipeline import Pipeline, SourceFrame
@@ -136,18 +137,26 @@ def test_bad_plans_are_refused(cameras, limit):
         plan_engine_batches(cameras, BuildOptions(dla_core=0), dla_batch_limit=limit)
 
 
-def test_batch_backend_options_build_tensorrt_for_the_cameras_and_leave_onnxruntime_alone():
-    kwargs, note = batch_backend_options(PipelineOptions(precision="fp16"), "tensorrt", 4, "model.yaml")
+def test_batch_backend_options_build_tensorrt_for_the_cameras_and_free_onnxruntime_batches_on_the_gpu():
+    kwargs, note = batch_backend_options(PipelineOptions(precision="fp16"), "tensorrt", "gpu", 4, "model.yaml")
     assert (kwargs["min_batch"], kwargs["opt_batch"], kwargs["max_batch"]) == (1, 4, 4) and note == ""
     assert kwargs["precision"] == "fp16" and kwargs["model_config"] == "model.yaml"
-    dla, note = batch_backend_options(PipelineOptions(dla_core=0), "tensorrt", 3)
+    dla, note = batch_backend_options(PipelineOptions(dla_core=0), "tensorrt", "cpu", 3)
     assert (dla["min_batch"], dla["opt_batch"], dla["max_batch"]) == (3, 3, 3) and "padded" in note
-    assert batch_backend_options(PipelineOptions(threads=2), "onnxruntime", 4) == ({"threads": 2}, "")
+    assert batch_backend_options(PipelineOptions(threads=2), "onnxruntime", "cpu", 4) == ({"threads": 2}, "")
+    gpu, note = batch_backend_options(PipelineOptions(device_id=1), "onnxruntime", "gpu", 4)
+    assert gpu == {"device_buffers": True, "device_id": 1, "device_batch": True} and note == ""
 
 
-def test_create_batch_pipeline_runs_onnxruntime_and_refuses_gpu_preprocessing():
-    pipeline, why = create_batch_pipeline(MODEL_YAML, PipelineOptions(backend="onnxruntime", threads=1), 3)
+def test_create_batch_pipeline_runs_onnxruntime_on_the_cpu():
+    pipeline, why = create_batch_pipeline(MODEL_YAML, PipelineOptions(backend="onnxruntime", preprocess="cpu",
+                                                                      threads=1), 3)
     with pipeline:
+        assert isinstance(pipeline, BatchPipeline) and not pipeline.takes_raw_images
         assert pipeline.calls == BatchCalls(3) and "3 camera(s)" in why
-    with pytest.raises(BackendError, match="preprocess: gpu"):
+
+
+@pytest.mark.skipif(gpu_available()[0], reason="checks the refusal where no GPU can be used")
+def test_create_batch_pipeline_refuses_gpu_preprocessing_without_a_gpu_with_the_reason():
+    with pytest.raises(BackendError, match="preprocess: gpu was asked for but"):
         create_batch_pipeline(MODEL_YAML, PipelineOptions(backend="onnxruntime", preprocess="gpu"), 2)

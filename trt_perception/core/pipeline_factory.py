@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from trt_perception.core.backends import BackendError, resolve_backend
 from trt_perception.core.backends.onnxrt import cuda_provider_available
@@ -21,6 +21,9 @@ from trt_perception.core.batching.batch_pipeline import BatchPipeline
 from trt_perception.core.batching.batch_plan import plan_engine_batches
 from trt_perception.core.pipeline import PerceptionPipeline, Pipeline
 from trt_perception.core.tensorrt.options import BuildOptions
+
+if TYPE_CHECKING:
+    from trt_perception.core.gpu.gpu_batch_pipeline import GpuBatchPipeline
 
 PREPROCESS_MODES = ("auto", "gpu", "cpu")
 
@@ -124,35 +127,54 @@ def create_pipeline(config_path: str | Path, options: PipelineOptions) -> tuple[
     return Pipeline.from_config(config_path, backend, **backend_kwargs), why
 
 
-def batch_backend_options(options: PipelineOptions, backend: str, cameras: int,
+def batch_backend_options(options: PipelineOptions, backend: str, preprocess: str, cameras: int,
                           config_path: Optional[str | Path] = None) -> tuple[dict[str, Any], str]:
-    """Constructor options of the resolved ``backend`` for a batch of ``cameras`` frames (CPU
-    preprocessing), and a note for the log (empty unless the batch plan has one). TensorRT: the
-    optimization profile of :func:`~trt_perception.core.batching.batch_plan.plan_engine_batches`
-    (GPU: min 1 / opt N / max N; the engine cache key holds it).
+    """Constructor options of the resolved ``backend`` for a batch of ``cameras`` frames with
+    ``preprocess`` (``cpu`` / ``gpu``), and a note for the log (empty unless the batch plan has
+    one). TensorRT: the optimization profile of
+    :func:`~trt_perception.core.batching.batch_plan.plan_engine_batches` (GPU: min 1 / opt N / max N;
+    the engine cache key holds it; on a DLA core a fixed batch within the device's DLA batch limit).
+    ONNX Runtime on device buffers: its ``device_batch`` (the model's batch dimension kept free).
     """
-    kwargs = backend_options(options, backend, "cpu", config_path)
+    kwargs = backend_options(options, backend, preprocess, config_path)
     if backend != "tensorrt":
+        if preprocess == "gpu":
+            kwargs["device_batch"] = True
         return kwargs, ""
-    plan = plan_engine_batches(cameras, BuildOptions(precision=options.precision, dla_core=options.dla_core))
+    dla_limit = None
+    if options.dla_core >= 0:
+        try:   # without TensorRT the backend itself refuses to start, with the reason
+            from trt_perception.core.tensorrt.builder import dla_batch_limit
+        except ImportError:
+            pass
+        else:
+            dla_limit = dla_batch_limit()
+    plan = plan_engine_batches(cameras, BuildOptions(precision=options.precision, dla_core=options.dla_core),
+                               dla_limit)
     kwargs.update(min_batch=plan.options.min_batch, opt_batch=plan.options.opt_batch,
                   max_batch=plan.options.max_batch)
     return kwargs, plan.note
 
 
 def create_batch_pipeline(config_path: str | Path, options: PipelineOptions,
-                          cameras: int) -> tuple[BatchPipeline, str]:
-    """The pipeline that runs the frames of ``cameras`` cameras in one inference call per batch
-    (:class:`~trt_perception.core.batching.batch_pipeline.BatchPipeline`, backend options from
-    :func:`batch_backend_options`), and the sentence for the log. Preprocessing is on the CPU:
-    ``preprocess: gpu`` raises BackendError (no batched GPU preprocessing yet).
+                          cameras: int) -> tuple[BatchPipeline | GpuBatchPipeline, str]:
+    """The pipeline that runs the frames of ``cameras`` cameras in one inference call per batch,
+    and the sentence for the log: with GPU preprocessing (:func:`choose_preprocess`) the
+    :class:`~trt_perception.core.gpu.gpu_batch_pipeline.GpuBatchPipeline` (``pipeline_depth``
+    batches in flight), else the CPU
+    :class:`~trt_perception.core.batching.batch_pipeline.BatchPipeline`; backend options from
+    :func:`batch_backend_options`. Raises ModelConfigError, BackendError, ValueError (a bad
+    option) with the reason.
     """
     backend = resolve_backend(options.backend)
-    if options.preprocess not in PREPROCESS_MODES:
-        raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {options.preprocess!r}")
-    if options.preprocess == "gpu":
-        raise BackendError("preprocess: gpu is not available for a batch of cameras yet; use auto or cpu")
-    backend_kwargs, note = batch_backend_options(options, backend, cameras, config_path)
+    preprocess, why = choose_preprocess(options.preprocess, backend, options.device_id)
+    backend_kwargs, note = batch_backend_options(options, backend, preprocess, cameras, config_path)
+    note = f"; {note}" if note else ""
+    if preprocess == "gpu":
+        from trt_perception.core.gpu.gpu_batch_pipeline import GpuBatchPipeline as GpuBatch
+        device_id = backend_kwargs.pop("device_id")
+        gpu = GpuBatch.from_config(config_path, backend, cameras, depth=options.pipeline_depth,
+                                   device_id=device_id, **backend_kwargs)
+        return gpu, f"{cameras} camera(s) batched into one {backend} call per batch; {why}{note}"
     pipeline = BatchPipeline.from_config(config_path, max_batch=cameras, backend_kind=backend, **backend_kwargs)
-    return pipeline, (f"{cameras} camera(s) batched into one {backend} call per batch, CPU preprocessing"
-                      + (f"; {note}" if note else ""))
+    return pipeline, f"{cameras} camera(s) batched into one {backend} call per batch; {why}{note}"

@@ -7,9 +7,13 @@ counts), subscribing ``<camera>/<image_topic>`` (``input_type: raw``) or
 :class:`~trt_perception.core.batching.gatherer.BatchGatherer` (the newest frame of each camera; a
 batch when every camera has a new frame or ``batch_timeout_ms`` after the first one arrived); one
 batch thread runs each batch through one
-:class:`~trt_perception.core.batching.batch_pipeline.BatchPipeline` call (made by
-:func:`~trt_perception.core.pipeline_factory.create_batch_pipeline`; boxes in each camera's own
-source pixels) and hands each frame's result to that camera's
+:class:`~trt_perception.core.batching.batch_pipeline.BatchPipeline` call (CPU preprocessing), or
+:class:`~trt_perception.core.gpu.gpu_batch_pipeline.GpuBatchPipeline` call (each camera's raw frame
+uploaded and preprocessed by the fused kernel into its row of the batch tensor; ``pipeline_depth``
+2 overlaps a batch's uploads with the previous batch's inference, its results then published one
+batch later, the last ones at deactivation), as
+:func:`~trt_perception.core.pipeline_factory.create_batch_pipeline` chooses from ``preprocess`` and
+``backend`` (boxes in each camera's own source pixels), and hands each frame's result to that camera's
 :class:`~trt_perception.ros.detector_node.DetectorTask`, which publishes in the camera's namespace
 with the frame's input header, as a ``detector_node`` per camera (started by ``trt-perception
 run`` or the launch file) would: ``<camera>/detections``, ``<camera>/detector/latency``,
@@ -27,14 +31,14 @@ batch) and ``batch_wait``, the time the frame waited in its slot. The status
 
 Parameters: :data:`~trt_perception.ros.task_node.COMMON_PARAMS`, :data:`MULTI_CAMERA_PARAMS`, and
 the detector's (:data:`~trt_perception.ros.perception_task.TASK_PARAMS`, the SSD thresholds),
-shared by every camera. ``preprocess: gpu`` is refused (no batched GPU preprocessing yet).
+shared by every camera.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from trt_perception.core.batching.batch_pipeline import BatchPipeline
 from trt_perception.core.batching.batch_stats import BatchStats
@@ -51,6 +55,9 @@ from trt_perception.ros.node_main import run_node
 from trt_perception.ros.perception_task import TASK_PARAMS, PerceptionTask
 from trt_perception.ros.system import camera_namespaces
 from trt_perception.ros.task_node import TaskNode
+
+if TYPE_CHECKING:
+    from trt_perception.core.gpu.gpu_batch_pipeline import GpuBatchPipeline
 
 MULTI_CAMERA_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("cameras", ["/camera"], "Camera namespaces (absolute, distinct); each camera's images "
@@ -92,7 +99,7 @@ class MultiCameraNode(TaskNode):
         super().__init__(node_name, **kwargs)
         self.cameras: list[str] = []
         self.inputs: dict[str, FrameInput] = {}
-        self.batch_pipeline: Optional[BatchPipeline] = None
+        self.batch_pipeline: Optional[Union[BatchPipeline, "GpuBatchPipeline"]] = None
         self.batch_stats = BatchStats(1, WindowSettings(), time.monotonic_ns())
         self._task_of: dict[str, PerceptionTask] = {}
         self._gatherer: Optional[BatchGatherer[Frame]] = None
@@ -123,6 +130,7 @@ class MultiCameraNode(TaskNode):
             self.cameras = cameras
         for frame_input in self.inputs.values():
             frame_input.reset(settings)
+            frame_input.keep_raw = self.batch_pipeline.takes_raw_images
         self.batch_stats = BatchStats(len(cameras), settings, time.monotonic_ns())
 
     def _start_input(self) -> str:
@@ -148,6 +156,11 @@ class MultiCameraNode(TaskNode):
         if self._batch_thread is not None:
             self._batch_thread.join()
         self._gatherer = self._batch_thread = None
+        if self.batch_pipeline is not None:   # batches still in flight (pipeline_depth > 1): publish them
+            try:
+                self._publish(self.batch_pipeline.drain())
+            except Exception as exc:  # noqa: BLE001 - deactivation goes on
+                self.get_logger().error(f"batches in flight lost: {exc!r}")
 
     def _close_input(self) -> None:
         """End every camera's reader thread."""
@@ -194,11 +207,18 @@ class MultiCameraNode(TaskNode):
 
     def _run_batch(self, batch: list[GatheredFrame[Frame]]) -> None:
         assert self.batch_pipeline is not None  # batches run only while active
-        results = self._infer(batch)
-        if results:
-            times = results[0].times
-            self.batch_stats.record(time.monotonic_ns(), len(results), max(g.wait_ns for g in batch),
-                                    times.inference_ns)
+        self._publish(self._infer(batch))
+
+    def _publish(self, results: list[FrameResult]) -> None:
+        """Record each batch among ``results`` (pipelined: possibly an earlier batch's, or two) and
+        publish every frame's result through its camera's task.
+        """
+        batches: dict[int, list[FrameResult]] = {}
+        for done in results:   # the frames of one batch share its stage times
+            batches.setdefault(id(done.times), []).append(done)
+        for members in batches.values():
+            self.batch_stats.record(time.monotonic_ns(), len(members), max(m.tag.wait_ns for m in members),
+                                    members[0].times.inference_ns)
         for done in results:
             gathered: GatheredFrame[Frame] = done.tag
             self._task_of[gathered.camera].finish(gathered.frame, done.result, done.times, gathered.wait_ns)

@@ -17,7 +17,7 @@ the ONNX Runtime backend with ``device_buffers=True`` (its CUDA provider with IO
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Optional
 
 import numpy as np
 
@@ -49,11 +49,13 @@ class Backend(ABC):
         """The pycuda ``Stream`` :meth:`enqueue` runs on (needs :attr:`runs_on_device`)."""
         raise BackendError(f"the {self.name} backend does not run on device buffers")
 
-    def enqueue(self, input_ptr: int, output_ptrs: Mapping[str, int], stream: Any) -> None:
+    def enqueue(self, input_ptr: int, output_ptrs: Mapping[str, int], stream: Any,
+                batch: Optional[int] = None) -> None:
         """Enqueue one run of a single-input network on device buffers, without waiting, with the
-        device current: read the input tensor at ``input_ptr`` (the model's dtype and static shape),
-        write output ``name`` to ``output_ptrs[name]``. ``stream`` must be :attr:`cuda_stream`.
-        Needs :attr:`runs_on_device`.
+        device current: read the input tensor at ``input_ptr`` (the model's dtype and static shape;
+        with ``batch``, ``batch`` rows of a model with a dynamic batch dimension 0), write output
+        ``name`` to ``output_ptrs[name]`` (with ``batch``: its first ``batch`` rows). ``stream``
+        must be :attr:`cuda_stream`. Needs :attr:`runs_on_device`.
         """
         raise BackendError(f"the {self.name} backend does not run on device buffers")
 

@@ -5,9 +5,9 @@ Options: ``threads`` (intra-op threads; 0 = ONNX Runtime's default, one per core
 "CPUExecutionProvider"]`` with ``onnxruntime-gpu``), ``io_binding`` (run through IOBinding into
 preallocated output buffers; ``None`` = only when the first provider is not the CPU, where it saves
 the per-frame output allocation and device copies -- on the CPU it measured no faster),
-``device_buffers`` and ``device_id`` (below). IOBinding needs static output shapes, so with it (and
-with ``device_buffers``) a batch-dynamic model (input dimension 0 named ``batch``, as
-``trt-perception dynamic-batch`` writes) runs with a batch of 1.
+``device_buffers``, ``device_batch`` and ``device_id`` (below). IOBinding needs static output shapes,
+so with it (and with ``device_buffers``) a batch-dynamic model (input dimension 0 named ``batch``, as
+``trt-perception dynamic-batch`` writes) runs with a batch of 1, unless ``device_batch``.
 
 With IOBinding the arrays :meth:`infer` returns are reused by the next call (``outputs_reused``).
 
@@ -16,7 +16,10 @@ With IOBinding the arrays :meth:`infer` returns are reused by the next call (``o
 float32 results stay as close to the CPU's as the CUDA kernels give), and :meth:`enqueue` runs it
 on device buffers the caller filled (GPU preprocessing): IOBinding binds the input and outputs to
 those buffers (no copy; one binding per set of buffers, made once) and a run only enqueues
-(``disable_synchronize_execution_providers``), so the caller's CUDA events order it.
+(``disable_synchronize_execution_providers``), so the caller's CUDA events order it. With
+``device_batch=True`` as well, a batch-dynamic model keeps its batch dimension free and
+:meth:`~OnnxRuntimeBackend.enqueue` runs ``batch`` rows (one binding per batch size and set of
+buffers; the first run of each batch size is slower, as the CUDA provider picks its kernels).
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, model_path: str | Path, threads: int = 0,
                  providers: Optional[Sequence[str]] = None,
                  io_binding: Optional[bool] = None, device_buffers: bool = False,
-                 device_id: int = 0) -> None:
+                 device_id: int = 0, device_batch: bool = False) -> None:
         super().__init__()
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
             raise BackendError(f"threads must be an integer >= 0 (0 = ONNX Runtime's default), got {threads!r}")
@@ -84,11 +87,14 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(f"device_id must be an integer >= 0, got {device_id!r}")
         if device_buffers and providers and list(providers)[0] != CUDA_PROVIDER:
             raise BackendError(f"device_buffers runs on {CUDA_PROVIDER}, not on {list(providers)}")
+        if device_batch and not device_buffers:
+            raise BackendError("device_batch needs device_buffers (batches of rows on device buffers)")
         self.model_path = Path(model_path)
         self.threads = threads
         self.providers = [CUDA_PROVIDER] if device_buffers else list(providers) if providers else [CPU_PROVIDER]
         self.io_binding = io_binding
         self.device_buffers = device_buffers
+        self.device_batch = device_batch
         self.device_id = device_id
         self._session: Any = None
         self._binding: Any = None
@@ -97,7 +103,7 @@ class OnnxRuntimeBackend(Backend):
         self._buffers: dict[str, np.ndarray] = {}
         self._stream: Any = None
         self._run_options: Any = None
-        self._device_bindings: dict[tuple[int, tuple[int, ...]], Any] = {}
+        self._device_bindings: dict[tuple[int, tuple[int, ...], Optional[int]], Any] = {}
 
     def _activate_impl(self) -> None:
         ort = _import_ort()
@@ -117,7 +123,8 @@ class OnnxRuntimeBackend(Backend):
         if self.device_buffers:
             providers = [(CUDA_PROVIDER, self._device_provider_options(ort))]
         use_binding = self.io_binding if self.io_binding is not None else self.providers[0] != CPU_PROVIDER
-        if use_binding or self.device_buffers:   # static shapes needed: a batch-dynamic model runs batch 1
+        use_binding = use_binding and not self.device_batch   # host IOBinding needs static output shapes
+        if (use_binding or self.device_buffers) and not self.device_batch:   # static shapes: batch 1
             options.add_free_dimension_override_by_name(BATCH_DIM, 1)
         try:
             session = ort.InferenceSession(str(self.model_path), options, providers=providers)
@@ -129,9 +136,8 @@ class OnnxRuntimeBackend(Backend):
                                "(for CUDA: are the CUDA and cuDNN libraries onnxruntime-gpu needs installed?)")
         inputs = {n.name: _spec(n) for n in session.get_inputs()}
         outputs = {n.name: _spec(n) for n in session.get_outputs()}
-        if self.device_buffers and (len(inputs) != 1 or any(None in s.shape for s in inputs.values())):
-            raise BackendError(f"device_buffers: {self.model_path} must have one input of static shape, has "
-                               f"{[(s.name, s.shape) for s in inputs.values()]}")
+        if self.device_buffers:
+            self._check_device_io(inputs, outputs)
         if use_binding:
             dynamic = [s.name for s in outputs.values() if None in s.shape]
             if dynamic:
@@ -143,6 +149,16 @@ class OnnxRuntimeBackend(Backend):
                 binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(buffer))
             self._binding, self._buffers = binding, buffers
         self._session, self._inputs, self._outputs = session, inputs, outputs
+
+    def _check_device_io(self, inputs: Mapping[str, TensorSpec], outputs: Mapping[str, TensorSpec]) -> None:
+        """device_buffers: one input; every dimension static but dimension 0 with ``device_batch``."""
+        free = 1 if self.device_batch else 0
+        shapes = [s.shape[free:] for s in (*inputs.values(), *outputs.values())]
+        if len(inputs) != 1 or any(None in shape for shape in shapes) or any(not s.shape for s in inputs.values()):
+            kind = "static shapes but the batch dimension" if self.device_batch else "static shapes"
+            raise BackendError(f"device_buffers: {self.model_path} must have one input and {kind}, has inputs "
+                               f"{[(s.name, s.shape) for s in inputs.values()]}, outputs "
+                               f"{[(s.name, s.shape) for s in outputs.values()]}")
 
     @property
     def outputs_reused(self) -> bool:
@@ -177,22 +193,32 @@ class OnnxRuntimeBackend(Backend):
             return super().cuda_stream
         return self._stream
 
-    def enqueue(self, input_ptr: int, output_ptrs: Mapping[str, int], stream: Any) -> None:
-        """Enqueue one run on device buffers (:meth:`Backend.enqueue`; ``device_buffers``)."""
+    def enqueue(self, input_ptr: int, output_ptrs: Mapping[str, int], stream: Any,
+                batch: Optional[int] = None) -> None:
+        """Enqueue one run on device buffers (:meth:`Backend.enqueue`; ``device_buffers``; ``batch``
+        needs ``device_batch``).
+        """
         self._require_active()
         if not self.device_buffers:
-            super().enqueue(input_ptr, output_ptrs, stream)
+            super().enqueue(input_ptr, output_ptrs, stream, batch)
         if stream is not self._stream:
             raise BackendError("the onnxruntime backend runs on its own stream; give the pipeline "
                                "backend.cuda_stream as its inference stream")
-        key = (input_ptr, tuple(output_ptrs[name] for name in self._outputs))
+        (spec,) = self._inputs.values()
+        if batch is not None and (not self.device_batch or batch < 1):
+            raise BackendError(f"enqueue: a batch of {batch!r} rows needs device_batch and a batch >= 1")
+        if batch is None and spec.shape[0] is None:
+            raise BackendError(f"enqueue: {self.model_path.name} has a free batch dimension; give the batch")
+        key = (input_ptr, tuple(output_ptrs[name] for name in self._outputs), batch)
         binding = self._device_bindings.get(key)
-        if binding is None:   # one binding per set of buffers (the pipeline's slots), made once
+        if binding is None:   # one binding per set of buffers (the pipeline's slots) and batch, made once
             binding = self._session.io_binding()
-            (spec,) = self._inputs.values()
-            binding.bind_input(spec.name, "cuda", self.device_id, spec.dtype, list(spec.shape), input_ptr)
+            rows = [] if batch is None else [batch]
+            binding.bind_input(spec.name, "cuda", self.device_id, spec.dtype, rows + list(spec.shape[len(rows):]),
+                               input_ptr)
             for name, out in self._outputs.items():
-                binding.bind_output(name, "cuda", self.device_id, out.dtype, list(out.shape), output_ptrs[name])
+                binding.bind_output(name, "cuda", self.device_id, out.dtype, rows + list(out.shape[len(rows):]),
+                                    output_ptrs[name])
             self._device_bindings[key] = binding
         try:
             self._session.run_with_iobinding(binding, self._run_options)

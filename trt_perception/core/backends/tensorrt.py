@@ -300,12 +300,14 @@ class TensorRTBackend(Backend):
                 for name in inputs:
                     self._set_address(name, self._buffers[name].device_ptr)
 
-    def enqueue(self, input_ptr: int, output_ptrs: Mapping[str, int], stream: Any) -> None:
+    def enqueue(self, input_ptr: int, output_ptrs: Mapping[str, int], stream: Any,
+                batch: Optional[int] = None) -> None:
         """Enqueue one run of a single-input engine on device buffers, without waiting
         (:meth:`Backend.enqueue`, with the device current): the engine reads its input at
         ``input_ptr`` (the engine's dtype; its static shape, or for a dynamic input the optimization
-        profile's opt shape) and writes output ``name`` to ``output_ptrs[name]``. ``stream`` must
-        be :attr:`cuda_stream`.
+        profile's opt shape; with ``batch``, that shape with ``batch`` rows, which the profile must
+        allow) and writes output ``name`` to ``output_ptrs[name]``. ``stream`` must be
+        :attr:`cuda_stream`. Raises BackendError for a batch outside the profile.
         """
         self._require_active()
         assert self._context is not None
@@ -318,6 +320,8 @@ class TensorRTBackend(Backend):
         (input_name,) = inputs
         tensor = self._tensors[input_name]
         shape = tensor.profile[1] if tensor.is_dynamic and tensor.profile else tensor.shape
+        if batch is not None:
+            shape = (batch, *shape[1:])
         self._apply_input_shapes({input_name: shape})
         names = {input_name: input_ptr, **output_ptrs}
         try:

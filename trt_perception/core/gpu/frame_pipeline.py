@@ -50,9 +50,11 @@ class DeviceRunner(Protocol):
         """Outputs by name; every shape static."""
         ...
 
-    def enqueue(self, input_ptr: int, output_ptrs: Mapping[str, int], stream: Any) -> None:
-        """Enqueue one inference on the pycuda ``stream``: read the input tensor at ``input_ptr``,
-        write each output to ``output_ptrs[name]``. Returns without waiting for the GPU.
+    def enqueue(self, input_ptr: int, output_ptrs: Mapping[str, int], stream: Any,
+                batch: Optional[int] = None) -> None:
+        """Enqueue one inference on the pycuda ``stream``: read the input tensor at ``input_ptr``
+        (``batch`` rows of a dynamic-batch input, or the static shape when None), write each output
+        to ``output_ptrs[name]``. Returns without waiting for the GPU.
         """
         ...
 

@@ -171,11 +171,15 @@ class GpuPreprocessor:
             else:
                 self._driver.memcpy_htod_async(self._src_ptr, frame[:staging.size], self.stream)
 
-    def launch(self) -> None:
-        """Enqueue the kernel on the frame last uploaded (zero-copy: on :attr:`host_frame`)."""
+    def launch(self, output_ptr: Optional[int] = None) -> None:
+        """Enqueue the kernel on the frame last uploaded (zero-copy: on :attr:`host_frame`), writing
+        the input tensor to :attr:`input_ptr`, or to ``output_ptr`` (a device buffer of at least
+        :attr:`PreprocessPlan.output_nbytes`, e.g. one row of a batch tensor) for this launch.
+        """
         plan = self._require_plan()
+        args = self._args if output_ptr is None else (self._args[0], int(output_ptr), *self._args[2:])
         with self.device.current():
-            self._kernel.prepared_async_call(plan.grid, BLOCK, self.stream, *self._args)
+            self._kernel.prepared_async_call(plan.grid, BLOCK, self.stream, *args)
             if self.zero_copy_input:  # the kernel reads the staging buffer itself
                 self._frame_free.record(self.stream)
 

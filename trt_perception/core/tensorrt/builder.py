@@ -95,6 +95,13 @@ class TrtLogger(trt.ILogger):
         LOG.log(level, "TensorRT: %s", msg)
 
 
+def dla_batch_limit() -> int:
+    """The largest batch a DLA core of this device runs (TensorRT's ``IBuilder.max_DLA_batch_size``;
+    the product of an engine's non-CHW dimensions may not exceed it).
+    """
+    return int(trt.Builder(TrtLogger()).max_DLA_batch_size)
+
+
 def _progress_monitor() -> Optional[trt.IProgressMonitor]:
     """Build progress as tqdm bars, one per optimizer phase; None where TensorRT lacks
     ``IProgressMonitor`` (before 8.6).
