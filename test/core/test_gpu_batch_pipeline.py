@@ -110,3 +110,50 @@ def test_a_bad_frame_fails_its_batch_and_keeps_earlier_results() -> None:
     finally:
         pipeline.close()
     assert [r.tag for r in first + rest] == ["a0", "b0", "a0", "a2"]
+
+
+def test_pinned_pool_lends_up_to_its_limit_and_takes_buffers_back_when_released() -> None:
+    import gc
+
+    from trt_perception.core.cuda.pinned_pool import PinnedBufferPool
+    from trt_perception.core.cuda.runtime import shared_device
+    pool = PinnedBufferPool(shared_device(0), 1000, limit=2)
+    first, second = pool.acquire(), pool.acquire()
+    assert first is not None and second is not None and first.size == 1000 and first.dtype == np.uint8
+    assert pool.acquire() is None and pool.allocated == 2
+    first[:] = 7
+    del first
+    gc.collect()
+    again = pool.acquire()
+    assert again is not None and pool.allocated == 2   # the same buffer, lent again
+    pool.close()
+    assert pool.acquire() is None
+    del again, second
+    gc.collect()
+    assert pool.allocated == 0
+
+
+def test_staged_frames_give_the_same_results_and_their_buffers_come_back() -> None:
+    """stage() copies each frame into page-locked memory; batches of staged frames give the results of
+    the unstaged ones, and after many batches no more buffers exist than the pool's limit."""
+    import gc
+    cameras = _cameras()[:2]
+    pipeline, _ = create_batch_pipeline(MODEL_CONFIG, PipelineOptions(backend="onnxruntime", preprocess="gpu",
+                                                                      pipeline_depth=2), 2)
+    try:
+        frames = [SourceFrame(image=cameras[c][i]) for i in range(len(FRAMES)) for c in range(2)]
+        plain = pipeline.submit_batch([(frame, n) for n, frame in enumerate(frames)][:2]) + pipeline.drain()
+        for _ in range(6):
+            staged = [pipeline.stage(frame) for frame in frames[:2]]
+            assert all(s.image is not None and s.image.data is not f.image.data for s, f in zip(staged, frames))
+            assert np.array_equal(staged[0].image.data, np.asarray(frames[0].image.data).reshape(-1))
+            results = pipeline.submit_batch([(frame, n) for n, frame in enumerate(staged)]) + pipeline.drain()
+            del staged
+            gc.collect()
+            for got, want in zip(results, plain):
+                assert got.tag == want.tag and len(got.result) == len(want.result)
+                np.testing.assert_allclose(got.result.boxes_xyxy, want.result.boxes_xyxy, atol=1e-3)
+        pools = list(pipeline._pools.values())
+        assert pools and all(pool.allocated <= 2 for pool in pools)   # reused, not one per frame
+    finally:
+        pipeline.close()

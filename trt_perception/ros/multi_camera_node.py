@@ -9,7 +9,8 @@ batch when every camera has a new frame or ``batch_timeout_ms`` after the first 
 batch thread runs each batch through one
 :class:`~trt_perception.core.batching.batch_pipeline.BatchPipeline` call (CPU preprocessing), or
 :class:`~trt_perception.core.gpu.gpu_batch_pipeline.GpuBatchPipeline` call (each camera's raw frame
-uploaded and preprocessed by the fused kernel into its row of the batch tensor; ``pipeline_depth``
+copied into page-locked memory by its reader thread as it arrives, then uploaded and preprocessed by
+the fused kernel into its row of the batch tensor; ``pipeline_depth``
 2 overlaps a batch's uploads with the previous batch's inference, its results then published one
 batch later, the last ones at deactivation), as
 :func:`~trt_perception.core.pipeline_factory.create_batch_pipeline` chooses from ``preprocess`` and
@@ -189,7 +190,10 @@ class MultiCameraNode(TaskNode):
         is dropped for the camera).
         """
         def put(frame: Frame) -> None:
-            gatherer = self._gatherer
+            gatherer, pipeline = self._gatherer, self.batch_pipeline
+            if pipeline is not None:   # GPU: into page-locked memory now, while the batch gathers
+                staged = pipeline.stage(frame)
+                frame = staged if isinstance(staged, Frame) else frame
             if gatherer is None or gatherer.put(camera, frame):
                 self._task_of[camera].stats.dropped.record(time.monotonic_ns())
         return put

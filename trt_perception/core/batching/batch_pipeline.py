@@ -93,6 +93,12 @@ class BatchPipeline:
         pipeline._owns_backend = True
         return pipeline
 
+    def stage(self, frame: SourceFrame) -> SourceFrame:
+        """``frame`` as it is: the CPU path has nothing to prepare while a batch gathers (the GPU
+        path copies raw frames into page-locked memory here).
+        """
+        return frame
+
     def submit(self, frame: SourceFrame, tag: Any = None) -> list[FrameResult]:
         """The result of ``frame`` run as a batch of one (the pipeline contract)."""
         return self.submit_batch([(frame, tag)])

@@ -27,6 +27,12 @@ at most ``limit`` of them (the least recently used is freed first), so cameras o
 resolutions and encodings never re-plan the kernel per frame; frames of one layout in one batch
 share a preprocessor (its upload and kernel run in stream order).
 
+Frames in page-locked memory upload asynchronously at the bus's full speed; message bytes in
+pageable memory make the host stage them during the batch. :meth:`GpuBatchPipeline.stage`, called
+by each camera's producer thread as the frame arrives (while the batch is still gathering), copies
+the frame into a page-locked buffer of a pool (:class:`~trt_perception.core.cuda.pinned_pool.PinnedBufferPool`),
+taking that copy off the batch's critical path.
+
 Stage times of each result (:class:`~trt_perception.core.batching.batch_pipeline.BatchStageTimes`
 of its batch): preprocess = GPU time start -> ready (every upload and kernel of the batch),
 inference = GPU time ready -> done (the network and the output copies; pipelined, also any wait
@@ -38,6 +44,8 @@ gpu`` where a GPU and a backend on device buffers are at hand).
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 from collections import OrderedDict, deque
 from pathlib import Path
@@ -49,6 +57,7 @@ from trt_perception.core.backends import Backend, BackendError, create_backend
 from trt_perception.core.batching.batch_pipeline import BatchStageTimes
 from trt_perception.core.batching.batch_plan import BatchCalls
 from trt_perception.core.cuda.device import CudaDevice, HostDeviceBuffer
+from trt_perception.core.cuda.pinned_pool import PinnedBufferPool
 from trt_perception.core.decode import Decoder, create_decoder
 from trt_perception.core.geometry import ResizeGeometry
 from trt_perception.core.gpu.gpu_preprocess import GpuPreprocessor
@@ -154,7 +163,13 @@ class GpuBatchPipeline:
             self.infer_stream = backend.cuda_stream
             self._slots = [_BatchSlot(device, self.upload_stream, input_shape, config.preprocess.np_dtype, row_shapes)
                            for _ in range(depth)]
-        self._in_flight: deque[tuple[_BatchSlot, list[tuple[Any, ResizeGeometry]], int]] = deque()
+        # per batch in flight: its slot, (tag, geometry) per frame, and its images (their bytes, maybe
+        # lent by a staging pool, must live until the upload is done)
+        self._in_flight: deque[tuple[_BatchSlot, list[tuple[Any, ResizeGeometry]], list[RawImage]]] = deque()
+        self._pools: dict[int, PinnedBufferPool] = {}
+        self._pools_lock = threading.Lock()
+        #: page-locked buffers per frame size: every camera's frame waiting, being staged, and in flight
+        self.staging_limit = limit * (depth + 2)
         self._pending: list[FrameResult] = []   # finished, not handed out yet (kept across a failed submit)
         self._next = 0
         self._owns_backend = False
@@ -179,6 +194,29 @@ class GpuBatchPipeline:
             raise
         pipeline._owns_backend = True
         return pipeline
+
+    def stage(self, frame: SourceFrame) -> SourceFrame:
+        """``frame`` with its raw bytes copied into page-locked memory, so that its batch uploads it
+        asynchronously (module docstring); called from the producer's thread as the frame arrives.
+        Frames without a raw image, and frames for which every staging buffer of their size is in
+        use (:attr:`staging_limit`), come back unchanged (uploaded from where they are).
+        """
+        image = frame.image
+        if image is None or not self._slots:
+            return frame
+        nbytes = int(image.data.size)
+        with self._pools_lock:
+            pool = self._pools.get(nbytes)
+            if pool is None:
+                pool = self._pools[nbytes] = PinnedBufferPool(self.device, nbytes, self.staging_limit)
+        try:
+            pinned = pool.acquire()
+        except Exception:  # noqa: BLE001 - no page-locked memory to be had: upload from where it is
+            pinned = None
+        if pinned is None:
+            return frame
+        np.copyto(pinned, image.data.reshape(-1))
+        return dataclasses.replace(frame, image=dataclasses.replace(image, data=pinned))
 
     def submit(self, frame: SourceFrame, tag: Any = None) -> list[FrameResult]:
         """``frame`` as a batch of one (the pipeline contract)."""
@@ -228,7 +266,7 @@ class GpuBatchPipeline:
             slot.done.record(self.infer_stream)
         geometries = [cfg.geometry(image.width, image.height) for image in images]
         self._next = (self._next + 1) % self.depth
-        self._in_flight.append((slot, list(zip(tags, geometries)), len(images)))
+        self._in_flight.append((slot, list(zip(tags, geometries)), images))
         if self.depth == 1:
             self._pending += self._finish()
 
@@ -246,7 +284,7 @@ class GpuBatchPipeline:
         return finished + [result for _ in range(len(self._in_flight)) for result in self._finish()]
 
     def _finish(self) -> list[FrameResult]:
-        slot, frames, count = self._in_flight.popleft()
+        slot, frames, images = self._in_flight.popleft()
         with self.device.current():
             slot.done.synchronize()
             preprocess_ms = slot.ready.time_since(slot.start)
@@ -256,7 +294,7 @@ class GpuBatchPipeline:
         decoded = [self.decoder({role: array[row:row + 1] for role, array in outputs.items()}, geometry)
                    for row, (_, geometry) in enumerate(frames)]
         times = BatchStageTimes(round(preprocess_ms * 1e6), round(inference_ms * 1e6),
-                                time.perf_counter_ns() - started, batch_size=count)
+                                time.perf_counter_ns() - started, batch_size=len(images))
         return [FrameResult(tag, result, geometry, times) for (tag, geometry), result in zip(frames, decoded)]
 
     def close(self) -> None:
@@ -271,6 +309,10 @@ class GpuBatchPipeline:
                     slot.free()
             self._slots = []
             self._in_flight.clear()
+            with self._pools_lock:
+                for pool in self._pools.values():
+                    pool.close()
+                self._pools = {}
             if self._owns_backend:
                 self.backend.deactivate()
 
