@@ -216,3 +216,22 @@ def test_system_plan_runs_one_batch_node_for_all_cameras():
         system_plan(["batch", "detector"], "/cam_a", [])
     with pytest.raises(ValueError, match="root"):
         system_plan(["batch"], "/", [])
+
+
+def test_a_frame_that_cannot_be_published_is_counted_failed_and_the_other_cameras_are_served(ros, single):
+    """Fault injection: publishing /cam_a's results raises; /cam_b's frames are still published and
+    /cam_a's are counted as failed (never lost uncounted)."""
+    node = make_node(ros, CAMERAS[:2], batch_timeout_ms=200.0)
+    lifecycle = LifecycleClient(ros, "multi_camera_node")
+    cams = Cameras(ros, CAMERAS[:2])
+    assert lifecycle.set("configure") and lifecycle.set("activate")
+    task_a = node.tasks[0]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("publisher gone")
+    task_a.finish = broken
+    sources = frames()
+    cams.send({"/cam_b": image_msg(*sources["/cam_b"][0], 7, "b")}, timeout=20.0)
+    cams.pubs["/cam_a"].publish(image_msg(*sources["/cam_a"][0], 7, "a"))
+    assert wait_for(lambda: task_a.stats.failed.total >= 1, timeout=20.0)
+    assert not cams.detections["/cam_a"] and node.tasks[1].stats.failed.total == 0

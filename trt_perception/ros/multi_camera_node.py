@@ -223,9 +223,15 @@ class MultiCameraNode(TaskNode):
         for members in batches.values():
             self.batch_stats.record(time.monotonic_ns(), len(members), max(m.tag.wait_ns for m in members),
                                     members[0].times.inference_ns)
-        for done in results:
+        for done in results:   # one frame that cannot be published must not cost the others theirs
             gathered: GatheredFrame[Frame] = done.tag
-            self._task_of[gathered.camera].finish(gathered.frame, done.result, done.times, gathered.wait_ns)
+            task = self._task_of[gathered.camera]
+            try:
+                task.finish(gathered.frame, done.result, done.times, gathered.wait_ns)
+            except Exception as exc:  # noqa: BLE001 - counted as failed for its camera, logged
+                task.stats.failed.record(time.monotonic_ns())
+                task.logger.error(f"{gathered.camera}: publishing failed ({task.stats.failed.total} so far): "
+                                  f"{exc!r}", throttle_duration_sec=5.0)
 
     def _infer(self, batch: list[GatheredFrame[Frame]]) -> list[FrameResult]:
         """Results of ``batch``; when the batch fails, each frame alone, so that only a failing
