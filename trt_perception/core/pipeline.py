@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Protocol
+from typing import Any, Mapping, Optional, Protocol, TypeVar
 
 import numpy as np
 
@@ -30,6 +30,8 @@ from trt_perception.core.geometry import ResizeGeometry
 from trt_perception.core.image import RawImage
 from trt_perception.core.model_config import ModelConfig, ModelConfigError, load_model_config
 from trt_perception.core.preprocess import allocate_input, preprocess
+
+_Self = TypeVar("_Self", bound="ClosedOnExit")
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,20 @@ class FrameResult:
     times: StageTimes
 
 
+class ClosedOnExit:
+    """``with pipeline:`` closes the pipeline at the end of the block (mixin of the pipelines)."""
+
+    def close(self) -> None:
+        """Free what the object owns (each pipeline defines it)."""
+        raise NotImplementedError
+
+    def __enter__(self: _Self) -> _Self:
+        return self
+
+    def __exit__(self, *exc: Optional[object]) -> None:
+        self.close()
+
+
 class PerceptionPipeline(Protocol):
     """What the nodes drive: one model's preprocessing, network and decoder (module docstring)."""
 
@@ -125,7 +141,7 @@ def outputs_by_role(config: ModelConfig, outputs: Mapping[str, np.ndarray]) -> d
     return {role: outputs[name] for role, name in config.outputs.items()}
 
 
-class Pipeline:
+class Pipeline(ClosedOnExit):
     """Preprocessing, an *active* backend and a decoder for one model configuration.
 
     The constructor checks that the backend's tensors match ``config`` (``check_io``) and that
@@ -198,8 +214,3 @@ class Pipeline:
         if self._owns_backend:
             self.backend.deactivate()
 
-    def __enter__(self) -> "Pipeline":
-        return self
-
-    def __exit__(self, *exc: Optional[object]) -> None:
-        self.close()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -33,7 +33,14 @@ from trt_perception.core.backends.base import TensorSpec
 from trt_perception.core.batching.batch_plan import BatchCalls
 from trt_perception.core.decode import Decoder, create_decoder
 from trt_perception.core.model_config import ModelConfig, load_model_config
-from trt_perception.core.pipeline import FrameResult, SourceFrame, StageTimes, check_decoder_roles, outputs_by_role
+from trt_perception.core.pipeline import (
+    ClosedOnExit,
+    FrameResult,
+    SourceFrame,
+    StageTimes,
+    check_decoder_roles,
+    outputs_by_role,
+)
 from trt_perception.core.preprocess import preprocess
 
 
@@ -46,7 +53,7 @@ class BatchStageTimes(StageTimes):
     batch_size: int = 1
 
 
-class BatchPipeline:
+class BatchPipeline(ClosedOnExit):
     """Preprocessing into a batch tensor, an *active* backend and a decoder (module docstring).
 
     ``max_batch``: the most frames a batch will hold (the number of cameras). The model's input
@@ -139,8 +146,3 @@ class BatchPipeline:
         if self._owns_backend:
             self.backend.deactivate()
 
-    def __enter__(self) -> "BatchPipeline":
-        return self
-
-    def __exit__(self, *exc: Optional[object]) -> None:
-        self.close()

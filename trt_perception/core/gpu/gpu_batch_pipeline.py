@@ -49,7 +49,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -63,7 +63,7 @@ from trt_perception.core.geometry import ResizeGeometry
 from trt_perception.core.gpu.gpu_preprocess import GpuPreprocessor
 from trt_perception.core.image import RawImage
 from trt_perception.core.model_config import ModelConfig, load_model_config
-from trt_perception.core.pipeline import FrameResult, SourceFrame, check_decoder_roles, outputs_by_role
+from trt_perception.core.pipeline import ClosedOnExit, FrameResult, SourceFrame, check_decoder_roles, outputs_by_role
 
 #: what identifies a frame layout: encoding, width, height, step, big-endian
 Layout = tuple[str, int, int, int, bool]
@@ -116,7 +116,7 @@ class _BatchSlot:
         self.input.free()
 
 
-class GpuBatchPipeline:
+class GpuBatchPipeline(ClosedOnExit):
     """GPU preprocessing into one batch tensor, one network call per batch, a host decoder per frame
     (module docstring). A :class:`~trt_perception.core.pipeline.PerceptionPipeline`.
 
@@ -316,11 +316,6 @@ class GpuBatchPipeline:
             if self._owns_backend:
                 self.backend.deactivate()
 
-    def __enter__(self) -> "GpuBatchPipeline":
-        return self
-
-    def __exit__(self, *exc: Optional[object]) -> None:
-        self.close()
 
 
 def _raw_image(frame: SourceFrame) -> RawImage:
