@@ -76,8 +76,10 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
               "it: backend tensorrt, or onnxruntime with its CUDA provider); auto: gpu when all of "
               "that is present, else cpu.", choices=("auto", "gpu", "cpu")),
     ParamSpec("zero_copy_input", False, "GPU preprocessing: the kernel reads the frame from mapped "
-              "pinned memory without an upload (for integrated GPUs: Jetson, DRIVE)."),
-    ParamSpec("pipeline_depth", 1, "GPU preprocessing: frames in flight; 2 overlaps the upload and "
+              "pinned memory without an upload (for integrated GPUs: Jetson, DRIVE); single-camera "
+              "nodes (multi_camera_node stages each frame into page-locked memory as it arrives)."),
+    ParamSpec("pipeline_depth", 1, "GPU preprocessing: frames (multi_camera_node: batches) in flight; 2 overlaps the "
+              "upload and "
               "preprocessing of a frame with the network's run of the previous one (results stay in "
               "order, one frame later).", int_range=(1, 8)),
     ParamSpec("device_id", 0, "CUDA device of the GPU preprocessing.", int_range=(0, 15)),
