@@ -114,3 +114,25 @@ def test_cameras_of_a_multi_camera_node_share_the_shown_values(ros, model_yaml):
     assert node.model_values.shown >= {"score_threshold", "top_k"}
     assert lifecycle.set("cleanup")
     assert unset(node, "score_threshold")
+
+
+def test_the_node_closes_after_ctrl_c_with_values_shown(model_yaml):
+    """Ctrl-C shuts the context down before the executable closes the node: closing must not
+    publish parameter events (a crash at exit: 'publisher's context is invalid')."""
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context)
+    node = DetectorNode("detector_exit", context=context, parameter_overrides=[
+        Parameter("backend", value="onnxruntime"), Parameter("threads", value=1),
+        Parameter("model_config", value=str(model_yaml))])
+    try:
+        node.trigger_configure()
+        assert node.get_parameter("score_threshold").value == 0.3
+        rclpy.shutdown(context=context)           # what rclpy's SIGINT handler does
+        node.close()                              # what the executable does next
+    finally:
+        node.destroy_node()
+        if context.ok():
+            rclpy.shutdown(context=context)

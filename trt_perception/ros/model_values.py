@@ -4,9 +4,9 @@ A ``from_model`` parameter (:class:`~trt_perception.core.param_spec.ParamSpec`: 
 thresholds) is declared without a value: unset, the model configuration's ``decoder:`` value
 applies. So that ``ros2 param get`` shows the value in use, :meth:`ModelValues.show` sets each
 unset one, after configure, to the value its decoder runs with, and remembers it as *shown*; at
-cleanup (and on error or shutdown) :meth:`ModelValues.clear` makes the shown ones unset again, so the
-next configure takes the (possibly changed) model's values rather than keeping the old model's as if
-the user had given them. A value the user sets (``ros2 param set``, even one equal to the shown
+cleanup (and after a failed configure or an error) :meth:`ModelValues.clear` makes the shown ones
+unset again, so the next configure takes the (possibly changed) model's values rather than keeping
+the old model's as if the user had given them. A value the user sets (``ros2 param set``, even one equal to the shown
 value) is the user's from then on (:meth:`ModelValues.forget`): it stays over cleanup and overrides
 every model. Values given at startup (files, ``-p``, launch) are the user's from the start.
 
@@ -77,7 +77,9 @@ class ModelValues:
             self._shown.pop(name, None)
 
     def clear(self) -> None:
-        """Make every shown parameter unset again (the node is unconfigured)."""
+        """Make every shown parameter unset again (the node is unconfigured). Not at the node's end:
+        redeclaring publishes parameter events, which fails once the context is shut down (Ctrl-C).
+        """
         self.setting = True
         try:
             for name, spec in self._shown.items():

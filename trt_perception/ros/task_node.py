@@ -200,6 +200,7 @@ class TaskNode(LifecycleNode):
         except CONFIG_ERRORS as exc:
             self.get_logger().error(f"configure failed: {exc}")
             self._release()
+            self.model_values.clear()
             return TransitionCallbackReturn.FAILURE
         except Exception:  # noqa: BLE001 - unexpected: report with traceback, go through on_error
             self.get_logger().error(f"configure failed unexpectedly:\n{traceback.format_exc()}")
@@ -246,6 +247,7 @@ class TaskNode(LifecycleNode):
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Free the models and publishers; the node is unconfigured."""
         self._release()
+        self.model_values.clear()
         self.get_logger().info("cleaned up: models and publishers freed")
         return TransitionCallbackReturn.SUCCESS
 
@@ -265,6 +267,7 @@ class TaskNode(LifecycleNode):
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Recover from a failed transition: free everything, back to unconfigured."""
         self.close()
+        self.model_values.clear()
         self.get_logger().error("recovered from an error: everything freed, node is unconfigured")
         return TransitionCallbackReturn.SUCCESS
 
@@ -279,7 +282,6 @@ class TaskNode(LifecycleNode):
     def _release(self) -> None:
         for task in self.tasks:
             task.release()
-        self.model_values.clear()
         if self._diagnostics_pub is not None:
             self.destroy_lifecycle_publisher(self._diagnostics_pub)
             self._diagnostics_pub = None
