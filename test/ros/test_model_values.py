@@ -136,3 +136,13 @@ def test_the_node_closes_after_ctrl_c_with_values_shown(model_yaml):
         node.destroy_node()
         if context.ok():
             rclpy.shutdown(context=context)
+
+
+def test_a_refused_startup_threshold_is_reported_unset_not_as_a_default(ros, capfd):
+    """The log said 'declared with the default 100 instead' for a threshold that is in fact left unset."""
+    node = ros.add(DetectorNode("detector_refused", context=ros.context, parameter_overrides=[
+        Parameter("backend", value="onnxruntime"), Parameter("top_k", value="abc")]))
+    err = capfd.readouterr().err
+    assert "top_k: the value given at startup was refused" in err
+    assert "left unset (the model configuration's value), configure fails until the parameter is corrected" in err
+    assert unset(node, "top_k")

@@ -80,8 +80,9 @@ def declare(node: Node, specs: Iterable[ParamSpec]) -> None:
             _declare(node, spec, ignore_override=True)
             reason = f"{spec.name}: the value given at startup was refused ({exc})"
             _REFUSED[node][spec.name] = reason
-            node.get_logger().error(f"{reason}; declared with the default {spec.default!r} instead, "
-                                    "configure fails until the parameter is corrected")
+            kept = ("left unset (the model configuration's value)" if spec.from_model
+                    else f"declared with the default {spec.default!r} instead")
+            node.get_logger().error(f"{reason}; {kept}, configure fails until the parameter is corrected")
 
 
 def refused_startup_values(node: Node) -> list[str]:
