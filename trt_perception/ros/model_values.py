@@ -6,9 +6,10 @@ applies. So that ``ros2 param get`` shows the value in use, :meth:`ModelValues.s
 unset one, after configure, to the value its decoder runs with, and remembers it as *shown*; at
 cleanup (and after a failed configure or an error) :meth:`ModelValues.clear` makes the shown ones
 unset again, so the next configure takes the (possibly changed) model's values rather than keeping
-the old model's as if the user had given them. A value the user sets (``ros2 param set``, even one equal to the shown
-value) is the user's from then on (:meth:`ModelValues.forget`): it stays over cleanup and overrides
-every model. Values given at startup (files, ``-p``, launch) are the user's from the start.
+the old model's as if the user had given them. A value the user sets (``ros2 param set``, even one
+equal to the shown value) is the user's from then on (:meth:`ModelValues.forget`): it stays over
+cleanup and overrides every model. Values given at startup (files, ``-p``, launch) are the user's
+from the start.
 
 Rule, for the user: while unconfigured an unset threshold reads "not set"; after configure it reads
 the value in use; a value you set is kept until the node ends.
