@@ -142,6 +142,22 @@ def test_launch_arguments_become_parameter_overrides_and_namespaces(monkeypatch)
     assert [dict(s.overrides) for s in specs] == [{"model_config": "/m/d.yaml"}, {"model_config": "/m/p.yaml"}]
 
 
+def test_batch_starts_one_multi_camera_node_with_the_model_arguments(monkeypatch):
+    """perception.launch.py batch:=true failed with KeyError 'batch' (no model arguments for the kind)."""
+    modules = launch_modules()
+    from trt_perception.ros import launch_actions
+
+    specs = []
+    monkeypatch.setattr(launch_actions, "lifecycle_actions", lambda spec, autostart: specs.append(spec) or [])
+    visit(modules["perception"].generate_launch_description(), batch="true", cameras="/cam_a,/cam_b",
+          model_config="/m/d.yaml", pose_model_config="/m/p.yaml", enable_pose="true", input_type="compressed")
+    assert [s.fqn for s in specs] == ["/multi_camera_node", "/cam_a/pose_node", "/cam_b/pose_node"]
+    overrides = dict(specs[0].overrides)
+    assert overrides["model_config"] == "/m/d.yaml" and overrides["input_type"] == "compressed"
+    assert list(overrides["cameras"]) == ["/cam_a", "/cam_b"]
+    assert [dict(s.overrides)["model_config"] for s in specs[1:]] == ["/m/p.yaml", "/m/p.yaml"]
+
+
 def test_autostart_activates_once_and_only_after_the_first_configure():
     modules = launch_modules()
     from launch.actions import RegisterEventHandler

@@ -3,6 +3,7 @@ runner -> recorded bag and report; real-time pacing, raw images, loops and remap
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import cv2
@@ -137,6 +138,17 @@ def test_replay_errors_are_named(system, tmp_path, capsys):
     (tmp_path / "taken").mkdir()
     assert main(["replay", "--bag", str(BAG), "--record", str(tmp_path / "taken"), "--wait", "1"]) == 1
     assert "exists already" in capsys.readouterr().err
+
+
+def test_the_command_line_is_not_read_as_ros_arguments(tmp_path, capfd, monkeypatch):
+    """rclpy.init() read sys.argv: replay's ``--remap /a:=/b`` became a deprecated rcl remap rule of the
+    replay node itself, with a warning telling the user to write ``--ros-args --remap``."""
+    monkeypatch.setattr(sys, "argv", ["trt-perception", "replay", "--bag", str(BAG), "--remap",
+                                      f"{TOPIC}:=/nobody/image_raw/compressed", "--wait", "1"])
+    assert main() == 1
+    err = capfd.readouterr().err
+    assert "no node subscribes to /nobody/image_raw/compressed" in err
+    assert "remap rule" not in err
 
 
 def test_named_outputs_are_expected_for_every_frame(system, tmp_path):

@@ -160,6 +160,7 @@ def _camera_plan(context: LaunchContext, nodes: list[str], params: list[str]) ->
 
 #: launch argument -> model parameter, per node kind, in the launch files with cameras
 CAMERA_MODEL_PARAMS = {"detector": {"model_config": "model_config"},
+                       "batch": {"model_config": "model_config"},
                        "pose": {"pose_model_config": "model_config"},
                        "shared": {"model_config": "detector.model_config",
                                   "pose_model_config": "pose.model_config"}}

@@ -30,9 +30,10 @@ from rclpy.parameter import Parameter
 
 from trt_perception.core.param_spec import ParamSpec
 
-__all__ = ["ParamSpec", "declare", "descriptor", "plain", "read", "refused_startup_values"]
+__all__ = ["PARAMETER_TYPES", "ParamSpec", "declare", "descriptor", "plain", "read", "refused_startup_values"]
 
-_TYPES = {bool: Parameter.Type.BOOL, int: Parameter.Type.INTEGER, float: Parameter.Type.DOUBLE,
+#: the ROS parameter type of a ParamSpec by the Python type of its default
+PARAMETER_TYPES = {bool: Parameter.Type.BOOL, int: Parameter.Type.INTEGER, float: Parameter.Type.DOUBLE,
           str: Parameter.Type.STRING, list: Parameter.Type.STRING_ARRAY}
 
 
@@ -79,8 +80,9 @@ def declare(node: Node, specs: Iterable[ParamSpec]) -> None:
             _declare(node, spec, ignore_override=True)
             reason = f"{spec.name}: the value given at startup was refused ({exc})"
             _REFUSED[node][spec.name] = reason
-            node.get_logger().error(f"{reason}; declared with the default {spec.default!r} instead, "
-                                    "configure fails until the parameter is corrected")
+            kept = ("left unset (the model configuration's value)" if spec.from_model
+                    else f"declared with the default {spec.default!r} instead")
+            node.get_logger().error(f"{reason}; {kept}, configure fails until the parameter is corrected")
 
 
 def refused_startup_values(node: Node) -> list[str]:
@@ -91,7 +93,7 @@ def refused_startup_values(node: Node) -> list[str]:
 def _declare(node: Node, spec: ParamSpec, ignore_override: bool) -> None:
     if spec.from_model or (isinstance(spec.default, list) and not spec.default):
         # typed and uninitialized: unset until given (an empty list has no element type either)
-        node.declare_parameter(spec.name, _TYPES[type(spec.default)], descriptor(spec), ignore_override)
+        node.declare_parameter(spec.name, PARAMETER_TYPES[type(spec.default)], descriptor(spec), ignore_override)
     else:
         node.declare_parameter(spec.name, spec.default, descriptor(spec), ignore_override)
 

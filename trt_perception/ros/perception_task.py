@@ -169,6 +169,15 @@ class PerceptionTask(ABC):
         self._create_publishers()
         self.stats = TaskStats(settings, time.monotonic_ns())
 
+    def unset_decoder_values(self) -> list[tuple[ParamSpec, Any]]:
+        """``(declaration, value in use)`` of each decoder threshold whose parameter was unset at
+        configure (the model's value runs; the task must be configured).
+        """
+        assert self.pipeline is not None
+        in_use = self.pipeline.decoder.runtime_params()
+        return [(spec, in_use[self._names[spec.name]]) for spec in self.specs
+                if self._names[spec.name] in self._decoder_names and self.params[self._names[spec.name]] is None]
+
     def describe(self) -> str:
         """One line for the log: model file, task and backend (the task must be configured)."""
         assert self.pipeline is not None

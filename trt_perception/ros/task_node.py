@@ -54,6 +54,7 @@ from trt_perception.ros import parameters
 from trt_perception.ros.diagnostics import TOPIC as DIAGNOSTICS_TOPIC
 from trt_perception.ros.diagnostics import diagnostic_array
 from trt_perception.ros.frame_input import Frame, FrameInput
+from trt_perception.ros.model_values import ModelValues
 from trt_perception.ros.parameter_overrides import check_undeclared_overrides
 from trt_perception.ros.perception_task import PerceptionTask
 
@@ -130,6 +131,8 @@ class TaskNode(LifecycleNode):
         for task in self.tasks:
             parameters.declare(self, task.specs)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        #: the decoder thresholds left unset show the model's values while configured
+        self.model_values = ModelValues(self)
         self.params: dict[str, Any] = {}
         self.input = FrameInput(self, self._dispatch)
         self.hardware_id = ""
@@ -194,10 +197,12 @@ class TaskNode(LifecycleNode):
             check_undeclared_overrides(self, self.params["strict_parameters"])
             settings = WindowSettings(self.params["stats_window"], self.params["stats_window_frames"])
             self._configure_tasks(settings)
+            self.model_values.show(value for task in self.tasks for value in task.unset_decoder_values())
             self._setup_diagnostics()
         except CONFIG_ERRORS as exc:
             self.get_logger().error(f"configure failed: {exc}")
             self._release()
+            self.model_values.clear()
             return TransitionCallbackReturn.FAILURE
         except Exception:  # noqa: BLE001 - unexpected: report with traceback, go through on_error
             self.get_logger().error(f"configure failed unexpectedly:\n{traceback.format_exc()}")
@@ -244,6 +249,7 @@ class TaskNode(LifecycleNode):
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Free the models and publishers; the node is unconfigured."""
         self._release()
+        self.model_values.clear()
         self.get_logger().info("cleaned up: models and publishers freed")
         return TransitionCallbackReturn.SUCCESS
 
@@ -263,6 +269,7 @@ class TaskNode(LifecycleNode):
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Recover from a failed transition: free everything, back to unconfigured."""
         self.close()
+        self.model_values.clear()
         self.get_logger().error("recovered from an error: everything freed, node is unconfigured")
         return TransitionCallbackReturn.SUCCESS
 
@@ -329,7 +336,11 @@ class TaskNode(LifecycleNode):
     def _on_set_parameters(self, params: Sequence[Any]) -> SetParametersResult:
         """Validate every change (ranges, choices, bounds consistency), then apply the tasks'
         runtime parameters; a decoder's refusal undoes what was applied and fails the whole set.
+        A set that succeeds makes the values the user's (:meth:`ModelValues.forget`); the model
+        values shown or cleared by :attr:`model_values` pass unchecked.
         """
+        if self.model_values.setting:
+            return SetParametersResult(successful=True)
         specs = {s.name: s for s in COMMON_PARAMS + self.EXTRA_PARAMS}
         for task in self.tasks:
             specs.update({s.name: s for s in task.specs})
@@ -365,4 +376,5 @@ class TaskNode(LifecycleNode):
             applied.append((task, previous))
         if changed:
             self.get_logger().info(f"runtime parameters changed: {changed}")
+        self.model_values.forget(param.name for param in params)
         return SetParametersResult(successful=True)

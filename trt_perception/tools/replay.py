@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     settings = {"bag": str(args.bag), "rate": args.rate, "loops": args.loop, "timeout_s": args.timeout,
                 "inputs": inputs}
     try:
-        with rclpy_session(), contextlib.ExitStack() as stack:
+        with rclpy_session([]), contextlib.ExitStack() as stack:
             recorder = None
             if args.record:
                 recorder = BagRecorder(stack.enter_context(atomic_bag(args.record, args.storage)), package_typestore())

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from trt_perception.ros.system_runner import InProcessSystem, SystemStartError
 
     failed: list[str] = []
-    with rclpy_session():
+    with rclpy_session([]):  # the command line holds no ROS arguments (rcl would read /a:=/b as a remap)
         try:
             system = InProcessSystem(plan, get_default_context())
         except SystemStartError as exc:
