@@ -1,13 +1,13 @@
 """The compiled tracker step (:mod:`.kernels`, numba) once it is ready, else None: the numpy path.
 
 Both paths give the same ids (:mod:`.kernels`), so a tracker may start on the numpy path and move
-to the compiled one between two frames without any visible change. This is how the compile is kept
-out of the way: the first :func:`kernels` call starts a background thread that imports numba and
-compiles the kernels, or loads them from numba's on-disk cache (next to the sources, or numba's
-user cache directory, ``NUMBA_CACHE_DIR`` when set, where the package folder is not writable).
-Until it is done, :func:`kernels` returns None and the tracker runs the numpy path (0.3-0.5 ms a
-frame for 20 tracks instead of about 0.02 ms); nothing waits for it. The first compile on a machine
-takes several seconds, a cache load well under a second. When numba is missing, fails, or
+to the compiled one between two frames without any visible change. This is how the compile is
+kept out of the way: the first :func:`kernels` call (the first ``Tracker.update`` of a process)
+starts a background thread that imports numba and compiles the kernels, or loads them from
+numba's on-disk cache (next to the sources, or numba's user cache directory, ``NUMBA_CACHE_DIR``
+when set, where the package folder is not writable). Until it is done, :func:`kernels` returns
+None and the tracker runs the numpy path; nothing waits for it. The first compile on a machine
+takes 10-30 s of one core, a cache load about a second. When numba is missing, fails, or
 ``TRT_PERCEPTION_TRACKER=numpy`` is set, the numpy path stays (the reason logged once).
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from types import ModuleType
 from typing import Optional
 
@@ -56,6 +57,7 @@ def kernels(wait: bool = False) -> Optional[ModuleType]:
 
 def _load() -> None:
     global _kernels
+    started = time.perf_counter()
     try:
         import trt_perception.core.tracking.kernels as module
         _warm_up(module)
@@ -63,6 +65,7 @@ def _load() -> None:
         _LOG.warning("tracker: compiled path unavailable (%s: %s); using the numpy path, about 20 times "
                      "slower", type(exc).__name__, exc)
         return
+    _LOG.info("tracker: compiled path ready after %.1f s", time.perf_counter() - started)
     _kernels = module
 
 

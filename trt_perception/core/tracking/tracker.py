@@ -35,6 +35,10 @@ Stamps (int nanoseconds; any clock, only differences count):
 
 A camera without stamps (all 0) gets no ids: every frame after the first is a duplicate.
 
+Two implementations of one frame, with the same results: the numpy modules (the reference) and
+one numba-compiled call (:mod:`.kernels`, several times faster), used once :mod:`.compiled` has
+loaded it in the background (the first update of a process starts that).
+
 :meth:`set_params` may be called from another thread while :meth:`update` runs: the parameters are
 one immutable object replaced in one assignment, and each update reads it once. :meth:`update` and
 :meth:`reset` belong to one thread. Results are a deterministic function of the inputs.
@@ -74,15 +78,18 @@ class Tracker:
     detection, ns), ``_class`` int64[N].
     """
 
-    def __init__(self, params: Optional[TrackerParams] = None) -> None:
+    def __init__(self, params: Optional[TrackerParams] = None, use_compiled: bool = True) -> None:
+        """``use_compiled``: run the compiled step once it is loaded (:mod:`.compiled`; the same
+        results); False: always the numpy path (the reference).
+        """
         self.params = params if params is not None else TrackerParams()
+        self._use_compiled = use_compiled
         self._next_id = 1
         self._stamp: Optional[int] = None
         self.stats = TrackerStats()
         self._packed_for: Optional[tuple[TrackerParams, np.dtype]] = None
         self._packed: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0, np.int64))
         self._clear_tracks()
-        compiled.kernels()          # starts compiling in the background (or loading numba's cache)
 
     # parameters ------------------------------------------------------------------------------
 
@@ -130,7 +137,7 @@ class Tracker:
         p = self.params
         stamp_ns = int(stamp_ns)
         self.stats.frames += 1
-        kernels = compiled.kernels()
+        kernels = compiled.kernels() if self._use_compiled else None
         if self._stamp is not None and stamp_ns <= self._stamp:
             if self._stamp - stamp_ns <= p.max_lost * 1e9:
                 self.stats.stale_frames += 1
