@@ -98,7 +98,7 @@ def _warm_up(module: ModuleType) -> None:
     classes = np.ones(3, np.int64)
     state = module.step(np.zeros((0, 8)), np.zeros((0, 4, 3)), *[np.zeros(0, np.int64)] * 4, 1, boxes[:2],
                         scores[:2], classes[:2], 0, 0.0, 0.0, 0.0, 0.0, fparams, iparams)
-    mean, cov, ids, hits, seen, cls, next_id = state[1:8]
+    mean, cov, ids, hits, seen, cls, next_id = state[2:9]
     module.step(mean, cov, ids, hits, seen, cls, next_id, boxes, scores, classes, 100_000_000, 0.1, 0.01,
                 0.0005, 0.000025, fparams, iparams)
     module.associate(mean, cov, ids, cls, boxes, scores, classes, fparams, iparams)

@@ -286,9 +286,10 @@ def step(mean, cov, ids, hits, last_seen, cls, next_id, boxes, scores, class_ids
     """One frame later than the last (``Tracker.update`` after the stamp checks): predict by dt
     seconds (not when dt <= 0), associate, correct, drop, give birth, confirm.
 
-    The input state arrays may be changed in place. Returns (owner int64[K]: each detection's track
-    index in the new state, -1: none; mean, cov, ids, hits, last_seen, cls: the new state; next_id;
-    confirmed: ids given now).
+    The input state arrays may be changed in place. Returns (track_ids int64[K]: the id of each
+    detection's track, 0: none or unconfirmed; keep bool[K]: the detections to publish, those
+    scoring at least F_HIGH or continuing a track (``Tracker._published``); mean, cov, ids, hits,
+    last_seen, cls: the new state; next_id; confirmed: ids given now).
     """
     n_tracks, k_dets = mean.shape[0], boxes.shape[0]
     if dt > 0.0 and n_tracks > 0:
@@ -342,4 +343,10 @@ def step(mean, cov, ids, hits, last_seen, cls, next_id, boxes, scores, class_ids
             out_ids[m] = next_id
             next_id += 1
             confirmed += 1
-    return owner, out_mean, out_cov, out_ids, out_hits, out_seen, out_cls, next_id, confirmed
+    track_ids = np.zeros(k_dets, np.int64)
+    keep = np.empty(k_dets, np.bool_)
+    for k in range(k_dets):
+        if owner[k] >= 0:
+            track_ids[k] = out_ids[owner[k]]
+        keep[k] = scores[k] >= fparams[F_HIGH] or owner[k] >= 0
+    return track_ids, keep, out_mean, out_cov, out_ids, out_hits, out_seen, out_cls, next_id, confirmed

@@ -146,21 +146,20 @@ class Tracker:
                 else:
                     owner = kernels.associate(self._mean, self._cov, self._id, self._class,
                                               *self._compiled_args(p, dets))
-                return self._publish(dets, owner, p)
+                return self._publish(dets, *self._published(dets, owner, p))
             self.stats.time_jumps += 1
             self._clear_tracks()
         last_stamp, self._stamp = self._stamp, stamp_ns
         dt = 0.0 if last_stamp is None else (stamp_ns - last_stamp) / 1e9
         if kernels is None:
-            owner = self._step(p, dets, stamp_ns, dt)
-        else:
-            boxes, scores, class_ids, fparams, iparams = self._compiled_args(p, dets)
-            (owner, self._mean, self._cov, self._id, self._hits, self._last_seen, self._class, self._next_id,
-             confirmed) = kernels.step(self._mean, self._cov, self._id, self._hits, self._last_seen, self._class,
-                                       self._next_id, boxes, scores, class_ids, stamp_ns, dt, dt * dt,
-                                       dt ** 3 / 2.0, dt ** 4 / 4.0, fparams, iparams)
-            self.stats.confirmed += confirmed
-        return self._publish(dets, owner, p)
+            return self._publish(dets, *self._published(dets, self._step(p, dets, stamp_ns, dt), p))
+        boxes, scores, class_ids, fparams, iparams = self._compiled_args(p, dets)
+        (track_ids, keep, self._mean, self._cov, self._id, self._hits, self._last_seen, self._class, self._next_id,
+         confirmed) = kernels.step(self._mean, self._cov, self._id, self._hits, self._last_seen, self._class,
+                                   self._next_id, boxes, scores, class_ids, stamp_ns, dt, dt * dt, dt ** 3 / 2.0,
+                                   dt ** 4 / 4.0, fparams, iparams)
+        self.stats.confirmed += confirmed
+        return self._publish(dets, track_ids, keep)
 
     def _compiled_args(self, p: TrackerParams,
                        dets: Detections) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -236,10 +235,15 @@ class Tracker:
             self._next_id += int(ready.size)
             self.stats.confirmed += int(ready.size)
 
-    def _publish(self, dets: Detections, owner: np.ndarray, p: TrackerParams) -> Detections:
-        """``dets`` with ids; low-score detections of no track left out (module docstring)."""
+    def _published(self, dets: Detections, owner: np.ndarray, p: TrackerParams) -> tuple[np.ndarray, np.ndarray]:
+        """(the id of each detection's track, int[K], 0: none or unconfirmed; the detections to
+        publish, bool[K]: low-score detections of no track are left out, module docstring).
+        """
         track_ids = np.where(owner >= 0, self._id[np.maximum(owner, 0)] if len(self._id) else 0, 0)
-        keep = (dets.scores >= p.high_threshold) | (owner >= 0)
+        return track_ids, (dets.scores >= p.high_threshold) | (owner >= 0)
+
+    def _publish(self, dets: Detections, track_ids: np.ndarray, keep: np.ndarray) -> Detections:
+        """``dets`` where ``keep``, with ids ``track_ids`` (:meth:`_published`)."""
         ids = [str(i) if i else "" for i in track_ids[keep].tolist()]
         if keep.all():
             return Detections(dets.boxes_xyxy, dets.scores, dets.class_ids, dets.labels, ids)
