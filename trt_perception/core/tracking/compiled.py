@@ -62,7 +62,7 @@ def _load() -> None:
         import trt_perception.core.tracking.kernels as module
         _warm_up(module)
     except Exception as exc:  # ImportError, numba's errors (no cache locator, LLVM failures)
-        _LOG.warning("tracker: compiled path unavailable (%s: %s); using the numpy path, about 20 times "
+        _LOG.warning("tracker: compiled path unavailable (%s: %s); using the numpy path, several times "
                      "slower", type(exc).__name__, exc)
         return
     _LOG.info("tracker: compiled path ready after %.1f s", time.perf_counter() - started)

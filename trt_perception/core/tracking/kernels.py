@@ -2,12 +2,12 @@
 as the numpy modules, without their per-call overhead.
 
 The numpy path (:mod:`.kalman`, :mod:`.association`, the bookkeeping of :mod:`.tracker`) is the
-reference: a frame costs it about a hundred small numpy calls (0.3-0.5 ms for 20 tracks), this one
-call about 0.02 ms. Every formula here is the reference's, operation for operation in the same
-order and float64 arithmetic (no fastmath), so both give the same ids; ``test_tracking_kernels``
-compares them frame by frame on random scenes. Only ``log`` may differ in the last bit (numpy's
-vectorized log against libm's), which moves a cost by 1e-16, far below any difference between two
-real pairs.
+reference: a frame costs it about a hundred small numpy calls, this path one call, several times
+less (benchmarks/results/tracker_cost.md). Every formula here is the reference's, operation for
+operation in the same order and float64 arithmetic (no fastmath), so both give the same ids;
+``test_tracking_kernels`` compares them frame by frame on random scenes. Only ``log`` may differ
+in the last bit (numpy's vectorized log against libm's), which moves a cost by 1e-16, far below
+any difference between two real pairs.
 
 :func:`lsap` is scipy's ``linear_sum_assignment`` (scipy/optimize/rectangular_lsap/rectangular_lsap.cpp,
 the shortest augmenting path method of Crouse 2016, by P. M. Larsen) ported loop for loop, with its
