@@ -156,13 +156,6 @@ def _predict(mean, cov, dt, dt2, dt3_2, dt4_4, fparams):
 
 
 @numba.njit(**_JIT)
-def _innovation_var(mean, cov, n, a, fparams):
-    """S of track n, axis a: var position + (MEASUREMENT_STD * h)^2, as :func:`.kalman.innovation`."""
-    sr = fparams[F_MEASUREMENT_STD] * _size(mean[n, 3], fparams)
-    return cov[n, a, 0] + sr * sr
-
-
-@numba.njit(**_JIT)
 def _iou(mean, boxes, fparams):
     """:func:`.association.iou_matrix` of the tracks' boxes (:func:`.kalman.boxes_xyxy`) and the detections."""
     n_tracks, k_dets = mean.shape[0], boxes.shape[0]
@@ -194,7 +187,7 @@ def _motion_cost(mean, cov, meas, allowed, fparams):
         r = sr * sr
         uncertainty = 0.0
         for a in range(4):
-            s[a] = _innovation_var(mean, cov, n, a, fparams)
+            s[a] = cov[n, a, 0] + r                 # innovation variance S, as kalman.innovation
             uncertainty += math.log(s[a] / r)
         uncertainty = min(uncertainty, chi2)
         for k in range(k_dets):
