@@ -1,5 +1,6 @@
 """Tracker: births and confirmation, deaths after max_lost seconds, ids kept through gaps and
-crossings, stamp handling (gaps, duplicates, out of order, time jumps), parameters, determinism."""
+crossings, stamp handling (gaps, duplicates, out of order, time jumps), parameters, determinism;
+each on the numpy path and on the compiled one (test_tracking_kernels compares the two)."""
 
 import threading
 
@@ -7,10 +8,19 @@ import numpy as np
 import pytest
 
 from trt_perception.core.decode.ssd.detections import Detections
-from trt_perception.core.tracking import PARAM_ROWS, Tracker, TrackerParams
+from trt_perception.core.tracking import PARAM_ROWS, Tracker, TrackerParams, compiled
 
 S = 1_000_000_000           # one second in ns
 DT = S // 10                # 10 frames/s
+
+
+@pytest.fixture(autouse=True, params=["numpy", "compiled"])
+def path(request, monkeypatch):
+    """Every test on both paths of Tracker.update."""
+    kernels = compiled.kernels(wait=True)           # loaded before: no switch in the middle of a test
+    if request.param == "compiled" and kernels is None:
+        pytest.skip("the compiled tracker is unavailable (numba missing?)")
+    monkeypatch.setattr(compiled, "_kernels", kernels if request.param == "compiled" else None)
 
 
 def dets(*items: tuple) -> Detections:

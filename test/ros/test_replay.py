@@ -1,6 +1,7 @@
 """End to end: the sample bag -> `trt-perception replay` -> detector nodes started by the system
 runner -> recorded bag and report; real-time pacing, raw images, loops and remaps; errors."""
 
+import contextlib
 import json
 import os
 import sys
@@ -30,14 +31,15 @@ TOPIC = "/camera/image_raw/compressed"
 PEOPLE_FRAME_20 = [(52, 207), (174, 187), (343, 260), (497, 216), (547, 296), (638, 163)]
 
 
-@pytest.fixture(scope="module")
-def system(tmp_path_factory):
-    """detector_node on /camera (compressed input, per-namespace section) and /raw_cam (raw)."""
+@contextlib.contextmanager
+def running_detectors(tmp_path_factory, cameras: str, params_yaml: str):
+    """detector_node on each of ``cameras`` (comma list) with config/detector.yaml and then
+    ``params_yaml`` (text of a parameter file), spinning in the background; yields the harness.
+    """
     params = tmp_path_factory.mktemp("params") / "replay.yaml"
-    params.write_text("/**/detector_node:\n  ros__parameters: {backend: onnxruntime, threads: 1}\n"
-                      "/camera/detector_node:\n  ros__parameters: {input_type: compressed}\n")
+    params.write_text(params_yaml)
     harness = RosHarness()
-    running = InProcessSystem(system_plan(["detector"], "/camera,/raw_cam",
+    running = InProcessSystem(system_plan(["detector"], cameras,
                                           [str(ROOT / "config" / "detector.yaml"), str(params)]), harness.context)
     try:
         assert running.start() == []
@@ -46,6 +48,15 @@ def system(tmp_path_factory):
     finally:
         running.close()
         harness.close()
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    """detector_node on /camera (compressed input, per-namespace section) and /raw_cam (raw)."""
+    with running_detectors(tmp_path_factory, "/camera,/raw_cam",
+                           "/**/detector_node:\n  ros__parameters: {backend: onnxruntime, threads: 1}\n"
+                           "/camera/detector_node:\n  ros__parameters: {input_type: compressed}\n") as harness:
+        yield harness
 
 
 def recorded(bag, topic):

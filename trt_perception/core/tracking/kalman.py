@@ -39,9 +39,12 @@ INITIAL_VELOCITY_STD = 1.0
 #: chi-square 0.95 quantile for 4 degrees of freedom: the motion gate of :func:`gate_distances`
 CHI2_95_4DOF = 9.4877
 
-_AXIS_ACCEL = np.array([ACCELERATION_STD, ACCELERATION_STD, SIZE_ACCELERATION_STD, SIZE_ACCELERATION_STD])
-_AXIS_INIT_V = np.array([1.0, 1.0, 0.25, 0.25]) * INITIAL_VELOCITY_STD
-_MIN_SIZE = 1.0     # pixels: predicted widths/heights never shrink below this
+#: process acceleration standard deviation per measured axis (cx, cy, w, h), in box heights per s^2
+AXIS_ACCEL = np.array([ACCELERATION_STD, ACCELERATION_STD, SIZE_ACCELERATION_STD, SIZE_ACCELERATION_STD])
+#: velocity standard deviation of a new track per axis, in box heights per s
+AXIS_INIT_V = np.array([1.0, 1.0, 0.25, 0.25]) * INITIAL_VELOCITY_STD
+#: pixels: widths/heights are taken as at least this
+MIN_SIZE = 1.0
 
 
 def xyxy_to_cxcywh(boxes: np.ndarray) -> np.ndarray:
@@ -52,18 +55,18 @@ def xyxy_to_cxcywh(boxes: np.ndarray) -> np.ndarray:
 
 def boxes_xyxy(mean: np.ndarray) -> np.ndarray:
     """The boxes of states ``mean`` float[N, 8] as float64[N, 4] xyxy (sizes at least 1 pixel)."""
-    half = np.maximum(mean[:, 2:4], _MIN_SIZE) / 2.0
+    half = np.maximum(mean[:, 2:4], MIN_SIZE) / 2.0
     return np.concatenate([mean[:, :2] - half, mean[:, :2] + half], axis=1)
 
 
 def initiate(measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """States of new tracks at measured boxes float[K, 4] (cx, cy, w, h): (mean[K, 8], cov[K, 4, 3])."""
     z = np.asarray(measurements, np.float64)
-    h = np.maximum(z[:, 3:4], _MIN_SIZE)
+    h = np.maximum(z[:, 3:4], MIN_SIZE)
     mean = np.concatenate([z, np.zeros_like(z)], axis=1)
     cov = np.zeros((len(z), 4, 3))
     cov[:, :, 0] = (2.0 * MEASUREMENT_STD * h) ** 2
-    cov[:, :, 2] = (_AXIS_INIT_V * h) ** 2
+    cov[:, :, 2] = (AXIS_INIT_V * h) ** 2
     return mean, cov
 
 
@@ -71,7 +74,7 @@ def predict(mean: np.ndarray, cov: np.ndarray, dt: float) -> None:
     """Advance states by ``dt`` seconds (>= 0), in place."""
     if dt <= 0.0 or len(mean) == 0:
         return
-    q = (_AXIS_ACCEL * np.maximum(mean[:, 3:4], _MIN_SIZE)) ** 2          # [N, 4] accel variance
+    q = (AXIS_ACCEL * np.maximum(mean[:, 3:4], MIN_SIZE)) ** 2          # [N, 4] accel variance
     mean[:, :4] += dt * mean[:, 4:]
     p_pp, p_pv, p_vv = cov[:, :, 0], cov[:, :, 1], cov[:, :, 2]
     p_pp += dt * (2.0 * p_pv + dt * p_vv) + q * (dt ** 4 / 4.0)
@@ -81,7 +84,7 @@ def predict(mean: np.ndarray, cov: np.ndarray, dt: float) -> None:
 
 def innovation(mean: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The predicted measurement float64[N, 4] and its variance per axis float64[N, 4] (S)."""
-    r = (MEASUREMENT_STD * np.maximum(mean[:, 3:4], _MIN_SIZE)) ** 2
+    r = (MEASUREMENT_STD * np.maximum(mean[:, 3:4], MIN_SIZE)) ** 2
     return mean[:, :4], cov[:, :, 0] + r
 
 
@@ -103,7 +106,7 @@ def log_uncertainty(mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
     :func:`gate_distances` it is the Gaussian negative log-likelihood up to a constant.
     """
     predicted, s = innovation(mean, cov)
-    r = (MEASUREMENT_STD * np.maximum(predicted[:, 3:4], _MIN_SIZE)) ** 2
+    r = (MEASUREMENT_STD * np.maximum(predicted[:, 3:4], MIN_SIZE)) ** 2
     uncertainty: np.ndarray = np.log(s / r).sum(axis=1)
     return uncertainty
 

@@ -35,6 +35,10 @@ Stamps (int nanoseconds; any clock, only differences count):
 
 A camera without stamps (all 0) gets no ids: every frame after the first is a duplicate.
 
+Two implementations of one frame, with the same results: the numpy modules (the reference) and
+one numba-compiled call (:mod:`.kernels`, several times faster), used once :mod:`.compiled` has
+loaded it in the background (the first update of a process starts that).
+
 :meth:`set_params` may be called from another thread while :meth:`update` runs: the parameters are
 one immutable object replaced in one assignment, and each update reads it once. :meth:`update` and
 :meth:`reset` belong to one thread. Results are a deterministic function of the inputs.
@@ -47,6 +51,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+import trt_perception.core.tracking.compiled as compiled
 import trt_perception.core.tracking.kalman as kalman
 from trt_perception.core.decode.ssd.detections import Detections
 from trt_perception.core.tracking.association import associate
@@ -73,11 +78,17 @@ class Tracker:
     detection, ns), ``_class`` int64[N].
     """
 
-    def __init__(self, params: Optional[TrackerParams] = None) -> None:
+    def __init__(self, params: Optional[TrackerParams] = None, use_compiled: bool = True) -> None:
+        """``use_compiled``: run the compiled step once it is loaded (:mod:`.compiled`; the same
+        results); False: always the numpy path (the reference).
+        """
         self.params = params if params is not None else TrackerParams()
+        self._use_compiled = use_compiled
         self._next_id = 1
         self._stamp: Optional[int] = None
         self.stats = TrackerStats()
+        self._packed_for: Optional[tuple[TrackerParams, np.dtype]] = None
+        self._packed: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0, np.int64))
         self._clear_tracks()
 
     # parameters ------------------------------------------------------------------------------
@@ -126,15 +137,45 @@ class Tracker:
         p = self.params
         stamp_ns = int(stamp_ns)
         self.stats.frames += 1
-        measured = kalman.xyxy_to_cxcywh(dets.boxes_xyxy)
+        kernels = compiled.kernels() if self._use_compiled else None
         if self._stamp is not None and stamp_ns <= self._stamp:
             if self._stamp - stamp_ns <= p.max_lost * 1e9:
                 self.stats.stale_frames += 1
-                return self._publish(dets, self._associate(p, dets, measured), p)
+                if kernels is None:
+                    owner = self._associate(p, dets, kalman.xyxy_to_cxcywh(dets.boxes_xyxy))
+                else:
+                    owner = kernels.associate(self._mean, self._cov, self._id, self._class,
+                                              *self._compiled_args(p, dets))
+                return self._publish(dets, *self._published(dets, owner, p))
             self.stats.time_jumps += 1
             self._clear_tracks()
         last_stamp, self._stamp = self._stamp, stamp_ns
-        kalman.predict(self._mean, self._cov, 0.0 if last_stamp is None else (stamp_ns - last_stamp) / 1e9)
+        dt = 0.0 if last_stamp is None else (stamp_ns - last_stamp) / 1e9
+        if kernels is None:
+            return self._publish(dets, *self._published(dets, self._step(p, dets, stamp_ns, dt), p))
+        boxes, scores, class_ids, fparams, iparams = self._compiled_args(p, dets)
+        (track_ids, keep, self._mean, self._cov, self._id, self._hits, self._last_seen, self._class, self._next_id,
+         confirmed) = kernels.step(self._mean, self._cov, self._id, self._hits, self._last_seen, self._class,
+                                   self._next_id, boxes, scores, class_ids, stamp_ns, dt, dt * dt, dt ** 3 / 2.0,
+                                   dt ** 4 / 4.0, fparams, iparams)
+        self.stats.confirmed += confirmed
+        return self._publish(dets, track_ids, keep)
+
+    def _compiled_args(self, p: TrackerParams,
+                       dets: Detections) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The detections and parameters as :mod:`.kernels` takes them (packed parameters cached)."""
+        if self._packed_for is None or self._packed_for[0] is not p or self._packed_for[1] != dets.scores.dtype:
+            self._packed = compiled.pack_params(p, dets.scores.dtype)
+            self._packed_for = (p, dets.scores.dtype)
+        return (np.ascontiguousarray(dets.boxes_xyxy, np.float64), np.ascontiguousarray(dets.scores, np.float64),
+                np.ascontiguousarray(dets.class_ids, np.int64), *self._packed)
+
+    def _step(self, p: TrackerParams, dets: Detections, stamp_ns: int, dt: float) -> np.ndarray:
+        """The numpy path of one frame after the last: predict by ``dt`` s, associate, correct, drop,
+        give birth, confirm; returns each detection's track index (int[K], -1: none).
+        """
+        measured = kalman.xyxy_to_cxcywh(dets.boxes_xyxy)
+        kalman.predict(self._mean, self._cov, dt)
         owner = self._associate(p, dets, measured)
         matched = owner >= 0
         rows = owner[matched]
@@ -152,7 +193,7 @@ class Tracker:
             owner[born] = len(self._id) + np.arange(np.count_nonzero(born))
             self._add(measured[born], dets.class_ids[born], stamp_ns)
         self._confirm(p.min_hits)
-        return self._publish(dets, owner, p)
+        return owner
 
     def _associate(self, p: TrackerParams, dets: Detections, measured: np.ndarray) -> np.ndarray:
         """The track index of each detection (int[K], -1: none) against the current states."""
@@ -194,10 +235,15 @@ class Tracker:
             self._next_id += int(ready.size)
             self.stats.confirmed += int(ready.size)
 
-    def _publish(self, dets: Detections, owner: np.ndarray, p: TrackerParams) -> Detections:
-        """``dets`` with ids; low-score detections of no track left out (module docstring)."""
+    def _published(self, dets: Detections, owner: np.ndarray, p: TrackerParams) -> tuple[np.ndarray, np.ndarray]:
+        """(the id of each detection's track, int[K], 0: none or unconfirmed; the detections to
+        publish, bool[K]: low-score detections of no track are left out, module docstring).
+        """
         track_ids = np.where(owner >= 0, self._id[np.maximum(owner, 0)] if len(self._id) else 0, 0)
-        keep = (dets.scores >= p.high_threshold) | (owner >= 0)
+        return track_ids, (dets.scores >= p.high_threshold) | (owner >= 0)
+
+    def _publish(self, dets: Detections, track_ids: np.ndarray, keep: np.ndarray) -> Detections:
+        """``dets`` where ``keep``, with ids ``track_ids`` (:meth:`_published`)."""
         ids = [str(i) if i else "" for i in track_ids[keep].tolist()]
         if keep.all():
             return Detections(dets.boxes_xyxy, dets.scores, dets.class_ids, dets.labels, ids)
