@@ -237,9 +237,9 @@ class PoseParser:
                  compiled: Optional[bool] = None) -> None:
         self.topology = topology
         self.params = params
-        self._padded: Optional[np.ndarray] = None  # reused padded cmap buffer
-        self._work: Optional[np.ndarray] = None  # compiled path: -inf scratch of the padded size
-        self._packed: tuple[Optional[PoseParams], tuple[np.ndarray, ...]] = (None, ())
+        self._padded: Optional[np.ndarray] = None  # numpy steps: reused padded cmap buffer
+        # compiled path: the parameters the kernels' arguments were packed for, and those arguments
+        self._packed: tuple[Optional[PoseParams], tuple[np.ndarray, ...]] = (None, (np.zeros(0),))
         self._kernels = None
         if compiled is not False and topology.num_parts <= 62:  # the kernels keep a person's parts in an int64
             self._kernels = load_compiled()
@@ -260,21 +260,19 @@ class PoseParser:
         if cmap.shape[1:] != paf.shape[1:]:
             raise PoseFieldError(f"cmap and paf maps must have the same size, got "
                                  f"{cmap.shape[2]}x{cmap.shape[1]} and {paf.shape[2]}x{paf.shape[1]}")
-        pad = max(prm.peak_window // 2, math.ceil(prm.sigma) + 1)  # hidden_peaks looks ceil(sigma) + 1 around
         if self._kernels is not None:
-            return self._parse_compiled(self._kernels, cmap, paf, pad)
+            return self._parse_compiled(self._kernels, cmap, paf)
         _check_finite("cmap", cmap)
         _check_finite("paf", paf)
+        pad = max(prm.peak_window // 2, math.ceil(prm.sigma) + 1)  # hidden_peaks looks ceil(sigma) + 1 around
         return self._parse_numpy(cmap, paf, pad)
 
-    def _parse_compiled(self, kernels: ModuleType, cmap: np.ndarray, paf: np.ndarray, pad: int) -> Poses:
-        self._padded = padded = pad_maps(cmap, pad, self._padded)  # numpy copies rows faster than numba
-        if self._work is None or self._work.size != padded.size:
-            self._work = np.full(padded.size, -np.inf, dtype=np.float32)
-        if self._packed[0] is not self.params:
-            self._packed = (self.params, pack_params(self.params, pad))
-        bad, keypoints, scores, links = kernels.parse(cmap, paf, self.topology.links, *self._packed[1],
-                                                      padded, self._work)
+    def _parse_compiled(self, kernels: ModuleType, cmap: np.ndarray, paf: np.ndarray) -> Poses:
+        # the kernels read cmap itself (no padded copy); work: their -inf scratch of cmap's size
+        if self._packed[0] is not self.params or self._packed[1][-1].size != cmap.size:
+            work = np.full(cmap.size, -np.inf, dtype=np.float32)
+            self._packed = (self.params, (self.topology.links, *pack_params(self.params), work))
+        bad, keypoints, scores, links = kernels.parse(cmap, paf, *self._packed[1])
         if bad:  # the message names the field and counts its bad values
             _check_finite("cmap", cmap)
             _check_finite("paf", paf)

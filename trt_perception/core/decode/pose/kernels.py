@@ -22,7 +22,7 @@ _F32 = np.float32
 # indices of the float / int parameter arrays built by ``compiled.pack_params``
 (P_THRESHOLD, P_NOISE_FACTOR, P_SIGMA, P_HIDDEN_MARGIN, P_LINK_THRESHOLD, P_PAF_FLOOR,
  P_SAMPLE_THRESHOLD, P_MIN_SAMPLE_FRACTION, P_MIN_SCORE) = range(9)
-(I_RADIUS, I_MAX_PEAKS, I_MIN_PARTS, I_MAX_PEOPLE, I_HIDDEN_RADIUS, I_PAD) = range(6)
+(I_RADIUS, I_MAX_PEAKS, I_MIN_PARTS, I_MAX_PEOPLE, I_HIDDEN_RADIUS) = range(5)
 #: rows per block of the row filter of :func:`check_fields`
 ROW_BLOCK = 8
 
@@ -94,44 +94,56 @@ def _max2(a, b):
 
 
 @numba.njit(**_NOGIL)
-def find_peaks(flat, channels, padded_h, padded_w, pad, radius, threshold, max_count, rows):
-    """As :func:`.find_peaks.find_peaks`: int64[M] flat indices (ascending), int64[C] counts. rows:
-    uint8[C * H], 0 for map rows with no value above ``threshold`` (skipped).
+def _cell(flat, p, pos, step, size, stride):
+    """The value ``step`` cells from flat index ``p`` along an axis (``pos``: p's position on it,
+    ``size`` cells, ``stride`` the flat distance of one cell); -inf outside the map, as in the
+    padded maps of the numpy steps (``find_peaks.pad_maps``).
     """
-    height, width = padded_h - 2 * pad, padded_w - 2 * pad
-    plane = padded_h * padded_w
+    q = pos + step
+    return flat[p + step * stride] if 0 <= q < size else _F32(-np.inf)
+
+
+@numba.njit(**_NOGIL)
+def find_peaks(flat, channels, height, width, radius, threshold, max_count, rows):
+    """As :func:`.find_peaks.find_peaks` on cmap (flat float32[C * H * W], not padded: the border is
+    handled here): int64[M] flat indices into cmap (ascending), int64[C] counts. rows: uint8[C * H],
+    0 for map rows with no value above ``threshold`` (skipped).
+    """
+    plane = height * width
     out = np.empty(1024, np.int64)
     n = 0
     counts = np.zeros(channels, np.int64)
     thr = _F32(threshold)
     cand = np.empty(width + 1, np.int64)
     for c in range(channels):
-        for i in range(pad, pad + height):
-            if not rows[c * height + i - pad]:
+        for i in range(height):
+            if not rows[c * height + i]:
                 continue
-            row = c * plane + i * padded_w
+            row = c * plane + i * width
+            end = row + width
             found = 0  # cells above the threshold that beat their row neighbours
-            for start in range(row + pad, row + pad + width, 8):
-                if start + 8 <= row + pad + width:  # 8 cells at a time: a tree of maxima, no branch
+            for start in range(row, end, 8):
+                if start + 8 <= end:  # 8 cells at a time: a tree of maxima, no branch
                     top = _max2(_max2(_max2(flat[start], flat[start + 1]), _max2(flat[start + 2], flat[start + 3])),
                                 _max2(_max2(flat[start + 4], flat[start + 5]), _max2(flat[start + 6], flat[start + 7])))
                     if not top > thr:
                         continue
-                for j in range(start, min(start + 8, row + pad + width)):
+                for j in range(start, min(start + 8, end)):
                     v = flat[j]
-                    if (v > thr) & (v > flat[j - 1]) & (v >= flat[j + 1]):
+                    if v > thr and (j == row or v > flat[j - 1]) and (j + 1 == end or v >= flat[j + 1]):
                         cand[found] = j
                         found += 1
             for q in range(found):
                 p = cand[q]
                 v = flat[p]
-                if not ((v > flat[p - padded_w]) & (v >= flat[p + padded_w])):
+                if not ((i == 0 or v > flat[p - width]) and (i + 1 == height or v >= flat[p + width])):
                     continue
+                col = p - row
                 peak = True
-                for di in range(-radius, radius + 1):
-                    for dj in range(-radius, radius + 1):
+                for di in range(max(-radius, -i), min(radius, height - 1 - i) + 1):
+                    for dj in range(max(-radius, -col), min(radius, width - 1 - col) + 1):
                         if abs(di) + abs(dj) > 1:
-                            o = di * padded_w + dj
+                            o = di * width + dj
                             if (v <= flat[p + o]) if o < 0 else (v < flat[p + o]):
                                 peak = False
                                 break
@@ -172,34 +184,33 @@ def _floor_log(v):
 
 
 @numba.njit(**_NOGIL)
-def refine_peaks(flat, padded_h, padded_w, index, pad):
-    """As :func:`.refine_peaks.refine_peaks`: x, y float64[M], offset, curvature float64[M, 2]."""
+def refine_peaks(flat, height, width, index):
+    """As :func:`.refine_peaks.refine_peaks` on cmap (flat, not padded; ``index`` into it): x, y
+    float64[M], offset, curvature float64[M, 2].
+    """
     m = index.size
     x, y = np.empty(m), np.empty(m)
     offset, curvature = np.empty((m, 2)), np.empty((m, 2))
-    plane = padded_h * padded_w
-    last = flat.size - 1
-    x_max = np.nextafter(float(padded_w - 2 * pad), 0.0)
-    y_max = np.nextafter(float(padded_h - 2 * pad), 0.0)
+    plane = height * width
+    x_max = np.nextafter(float(width), 0.0)
+    y_max = np.nextafter(float(height), 0.0)
     for k in range(m):
         p = index[k]
+        row = (p % plane) // width
+        col = (p % plane) % width
         for axis in range(2):
-            stride = 1 if axis == 0 else padded_w
-            before = flat[min(max(p - stride, 0), last)] == -np.inf
-            after = flat[min(max(p + stride, 0), last)] == -np.inf
-            middle = int(before) - int(after)
-            f0 = _floor_log(flat[min(max(p + (middle - 1) * stride, 0), last)])
-            f1 = _floor_log(flat[min(max(p + middle * stride, 0), last)])
-            f2 = _floor_log(flat[min(max(p + (middle + 1) * stride, 0), last)])
+            pos, size, stride = (col, width, 1) if axis == 0 else (row, height, width)
+            middle = int(pos == 0) - int(pos + 1 == size)  # the parabola's middle cell, off the border
+            f0 = _floor_log(_cell(flat, p, pos, middle - 1, size, stride))
+            f1 = _floor_log(_cell(flat, p, pos, middle, size, stride))
+            f2 = _floor_log(_cell(flat, p, pos, middle + 1, size, stride))
             curv = f0 - 2.0 * f1 + f2
             off = (f0 - f2) / (2.0 * curv) if curv < 0.0 else 0.0
             off += middle
             offset[k, axis] = min(max(off, -0.5), 0.5)
             curvature[k, axis] = curv
-        row = (p % plane) // padded_w
-        col = (p % plane) % padded_w
-        x[k] = min(col + (offset[k, 0] + (0.5 - pad)), x_max)
-        y[k] = min(row + (offset[k, 1] + (0.5 - pad)), y_max)
+        x[k] = min(col + (offset[k, 0] + 0.5), x_max)
+        y[k] = min(row + (offset[k, 1] + 0.5), y_max)
     return x, y, offset, curvature
 
 
@@ -213,11 +224,13 @@ def measured_width(curvature, sigma):
 
 
 @numba.njit(**_NOGIL)
-def hidden_peaks(flat, padded_h, padded_w, pad, index, x, y, offset, width, radius, margin, threshold, work):
-    """As :func:`.hidden_peaks.hidden_peaks` (``work``: float32 buffer of flat's size, all -inf, left
-    so): hidden flat indices int64[K] ascending, x, y float64[K].
+def hidden_peaks(flat, map_h, map_w, index, x, y, offset, width, radius, margin, threshold, work):
+    """As :func:`.hidden_peaks.hidden_peaks` on cmap (flat float32[C * map_h * map_w], not padded;
+    ``index`` into it; ``work``: float32 buffer of flat's size, all -inf, left so): hidden flat
+    indices int64[K] ascending, x, y float64[K]. Window cells outside the map are skipped (in the
+    padded maps of the numpy steps they are -inf: never a shoulder, and their residual is -inf).
     """
-    plane = padded_h * padded_w
+    plane = map_h * map_w
     two_var = 2.0 * width * width
     scale = _F32(1.0 / two_var)
     side = 2 * radius + 1
@@ -236,10 +249,12 @@ def hidden_peaks(flat, padded_h, padded_w, pad, index, x, y, offset, width, radi
         for d in range(-radius, radius + 1):  # the bump is separable: height * along_x[dj] * along_y[di]
             along_x[d + radius] = _F32(math.exp(cx * _F32(2.0 * d) + cz * _F32(-(d * d))))
             along_y[d + radius] = _F32(math.exp(cy * _F32(2.0 * d) + cz * _F32(-(d * d))))
-        for di in range(-radius, radius + 1):
-            for dj in range(-radius, radius + 1):
+        row = (index[k] % plane) // map_w
+        col = (index[k] % plane) % map_w
+        for di in range(max(-radius, -row), min(radius, map_h - 1 - row) + 1):
+            for dj in range(max(-radius, -col), min(radius, map_w - 1 - col) + 1):
                 b = height * along_y[di + radius] * along_x[dj + radius]
-                cell = index[k] + di * padded_w + dj
+                cell = index[k] + di * map_w + dj
                 cells[n] = cell
                 work[cell] = max(work[cell], b)
                 n += 1
@@ -256,16 +271,23 @@ def hidden_peaks(flat, padded_h, padded_w, pad, index, x, y, offset, width, radi
     hidden = np.empty(shoulder.size, np.int64)
     hx, hy = np.empty(shoulder.size), np.empty(shoulder.size)
     h = 0
-    x_max = np.nextafter(float(padded_w - 2 * pad), 0.0)
-    y_max = np.nextafter(float(padded_h - 2 * pad), 0.0)
+    x_max = np.nextafter(float(map_w), 0.0)
+    y_max = np.nextafter(float(map_h), 0.0)
     limit = 0.25 * width * width
     values = np.empty(9, np.float32)
     residual = np.empty(9, np.float32)
     away = np.empty(9, np.bool_)
     for q in range(shoulder.size):
         cell = shoulder[q]
+        row = (cell % plane) // map_w
+        col = (cell % plane) % map_w
         for b in range(9):
-            around = cell + (b // 3 - 1) * padded_w + (b % 3 - 1)
+            if not (0 <= row + b // 3 - 1 < map_h and 0 <= col + b % 3 - 1 < map_w):
+                values[b] = -np.inf  # outside the map
+                residual[b] = -np.inf
+                away[b] = False
+                continue
+            around = cell + (b // 3 - 1) * map_w + (b % 3 - 1)
             values[b] = flat[around]
             explained = work[around]
             away[b] = explained == -np.inf
@@ -300,10 +322,8 @@ def hidden_peaks(flat, padded_h, padded_w, pad, index, x, y, offset, width, radi
                     total += slope * 0.0
             value = total * (0.5 * two_var) / max(used, 1)
             mu[axis] = 0.0 if abs(value) > 1.5 else value
-        row = (cell % plane) // padded_w
-        col = (cell % plane) % padded_w
-        px = min(max((col + mu[0]) + (0.5 - pad), 0.0), x_max)
-        py = min(max((row + mu[1]) + (0.5 - pad), 0.0), y_max)
+        px = min(max((col + mu[0]) + 0.5, 0.0), x_max)
+        py = min(max((row + mu[1]) + 0.5, 0.0), y_max)
         part = cell // plane
         far = True
         for k in range(m):
@@ -345,6 +365,9 @@ def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min
         xs[k] = min(_F32(x[k]), x_cap)
         ys[k] = min(_F32(y[k]), y_cap)
     floor, thr = _F32(paf_floor), _F32(sample_threshold)
+    allowed = -1  # the most samples that may fail to follow a kept pair (-1: no pair is kept)
+    while allowed < num_samples and (num_samples - allowed - 1) / num_samples >= min_sample_fraction:
+        allowed += 1
     half = _F32(0.5 * height)
     total = 0
     for k in range(links.shape[0]):
@@ -367,16 +390,20 @@ def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min
                 mid = int(ay + t_s[num_samples] * dy) * width + int(ax + t_s[num_samples] * dx)
                 if not _direction(field, base + mid, plane, ux, uy, floor) > thr:
                     continue
-                follows = 0
+                misses = 0
                 score = 0.0  # in sample order, as numpy's reduction over the samples axis
                 for s in range(num_samples):
                     cell = int(ay + t_s[s] * dy) * width + int(ax + t_s[s] * dx)
                     value = _direction(field, base + cell, plane, ux, uy, floor)
-                    if value > thr:
-                        follows += 1
+                    if not value > thr:
+                        misses += 1
+                        if misses > allowed:  # too few samples can follow: the pair is not kept
+                            break
                     score += float(value * weight[s])
+                if misses > allowed:
+                    continue
                 score -= float(max(_F32(0.0), length / half - _F32(1.0)))
-                if follows / num_samples >= min_sample_fraction and score > link_threshold:
+                if score > link_threshold:
                     out_link[n], out_a[n], out_b[n], out_score[n] = k, a, b, score
                     n += 1
     return out_link[:n], out_a[:n], out_b[:n], out_score[:n]
@@ -530,18 +557,17 @@ def connect_parts(part, a, b, score, chosen):
 
 
 @numba.njit(**_NOGIL)
-def parse(cmap, paf, links, fparams, iparams, t_s, weight, padded, work):
+def parse(cmap, paf, links, fparams, iparams, t_s, weight, work):
     """The whole decoder for one image (see :class:`~trt_perception.core.decode.pose.PoseParser`).
 
     cmap float32[C, H, W], paf float32[2L, H, W] (C-contiguous), links int64[L, 2]; fparams,
-    iparams, t_s, weight from ``compiled.pack_params``; padded: float32[C, H + 2 pad, W + 2 pad], cmap
-    inside a -inf border (``find_peaks.pad_maps``); work: float32 of padded's size, all -inf.
+    iparams, t_s, weight from ``compiled.pack_params``; work: float32[C * H * W], all -inf (left so).
+    Flat peak indices are into cmap, not into padded maps as in the numpy steps (the same order).
     Returns (number of NaN/Inf values; when not 0, the rest is empty), keypoints float64[O, C, 3],
     scores float64[O], links bool[O, L].
     """
     channels, height, width = cmap.shape
     num_links = links.shape[0]
-    pad = iparams[I_PAD]
     bad, noise, rows = check_fields(cmap, paf, fparams[P_THRESHOLD])
     empty = (np.zeros((0, channels, 3)), np.zeros(0), np.zeros((0, num_links), np.bool_))
     if bad:
@@ -549,16 +575,15 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, padded, work):
     threshold = fparams[P_THRESHOLD]
     if fparams[P_NOISE_FACTOR] > 0.0:
         threshold = max(threshold, fparams[P_NOISE_FACTOR] * noise)
-    flat = padded.reshape(-1)
-    padded_h, padded_w = padded.shape[1], padded.shape[2]
-    index, counts = find_peaks(flat, channels, padded_h, padded_w, pad, iparams[I_RADIUS], threshold,
+    flat = cmap.reshape(-1)
+    index, counts = find_peaks(flat, channels, height, width, iparams[I_RADIUS], threshold,
                                iparams[I_MAX_PEAKS], rows)
     if index.size == 0:
         return 0, empty[0], empty[1], empty[2]
-    x, y, offset, curvature = refine_peaks(flat, padded_h, padded_w, index, pad)
+    x, y, offset, curvature = refine_peaks(flat, height, width, index)
     sigma = fparams[P_SIGMA]
     if sigma > 0.0 and counts.max() > 1:
-        hidden, hx, hy = hidden_peaks(flat, padded_h, padded_w, pad, index, x, y, offset,
+        hidden, hx, hy = hidden_peaks(flat, height, width, index, x, y, offset,
                                       measured_width(curvature, sigma), iparams[I_HIDDEN_RADIUS],
                                       fparams[P_HIDDEN_MARGIN], threshold, work)
         if hidden.size:
@@ -567,7 +592,7 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, padded, work):
             index = everything[order]
             x = np.concatenate((x, hx))[order]
             y = np.concatenate((y, hy))[order]
-    plane = padded_h * padded_w
+    plane = height * width
     part = index // plane
     counts = np.bincount(part, minlength=channels)
     value = np.empty(index.size)
