@@ -23,7 +23,7 @@ _F32 = np.float32
 (P_THRESHOLD, P_NOISE_FACTOR, P_SIGMA, P_HIDDEN_MARGIN, P_LINK_THRESHOLD, P_PAF_FLOOR,
  P_SAMPLE_THRESHOLD, P_MIN_SAMPLE_FRACTION, P_MIN_SCORE) = range(9)
 (I_RADIUS, I_MAX_PEAKS, I_MIN_PARTS, I_MAX_PEOPLE, I_HIDDEN_RADIUS) = range(5)
-#: rows per block of the row filter of :func:`check_fields`
+#: rows per block of the row filter of :func:`check_cmap`
 ROW_BLOCK = 8
 
 
@@ -47,7 +47,9 @@ def _block_sums(values, low):
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
 def _finite_sum(values):
-    """float32 sum of v - v over ``values``: NaN once a value is NaN or Inf, else 0."""
+    """float32 sum of v - v over ``values`` (1-D, C-contiguous, so that the loop vectorizes): NaN once
+    a value is NaN or Inf, else 0.
+    """
     finite = _F32(0.0)
     for k in range(values.size):
         finite += values[k] - values[k]
@@ -55,15 +57,14 @@ def _finite_sum(values):
 
 
 @numba.njit(**_NOGIL)
-def check_fields(cmap, paf, low):
-    """Checks the fields and finds the rows that may hold peaks.
+def check_cmap(cmap, low):
+    """Checks cmap and finds the rows that may hold peaks, in one pass.
 
-    cmap float32[C, H, W], paf float32[2L, H, W]. Returns the number of NaN/Inf values of cmap and
-    paf; the noise level sqrt(2 * sum of squared negative values / values) (the standard deviation
-    of zero-mean noise on a map that is mostly background); uint8[C * H]: for each map row
-    (c * H + i), whether the block of ``ROW_BLOCK`` rows that holds it (rows of all maps in a row,
-    blocks from row 0) has a value above ``low`` (sums over blocks of rows vectorize, row by row
-    they would not).
+    cmap float32[C, H, W]. Returns whether cmap holds NaN/Inf values; the noise level
+    sqrt(2 * sum of squared negative values / values) (the standard deviation of zero-mean noise on
+    a map that is mostly background); uint8[C * H]: for each map row (c * H + i), whether the block
+    of ``ROW_BLOCK`` rows that holds it (rows of all maps in a row, blocks from row 0) has a value
+    above ``low`` (sums over blocks of rows vectorize, row by row they would not).
     """
     channels, height, width = cmap.shape
     flat = cmap.reshape(-1)
@@ -71,21 +72,16 @@ def check_fields(cmap, paf, low):
     rows = np.empty(num_rows, np.uint8)
     low32 = _F32(low)
     span = ROW_BLOCK * width
-    finite = _finite_sum(paf.reshape(-1))
+    finite = _F32(0.0)
     squares = 0.0
     for block in range(0, num_rows, ROW_BLOCK):
         block_finite, block_squares, excess = _block_sums(flat[block * width:block * width + span], low32)
         finite += block_finite
         squares += block_squares
         rows[block:block + ROW_BLOCK] = excess > _F32(0.0)
-    bad = 0
-    if not finite == 0.0:  # count them
-        for v in flat:
-            bad += not v - v == 0.0
-        for v in paf.reshape(-1):
-            bad += not v - v == 0.0
-        return bad, 0.0, rows
-    return bad, math.sqrt(2.0 * squares / flat.size), rows
+    if not finite == 0.0:
+        return True, 0.0, rows
+    return False, math.sqrt(2.0 * squares / flat.size), rows
 
 
 @numba.njit(**_NOGIL)
@@ -220,7 +216,8 @@ def measured_width(curvature, sigma):
     negative = curvature.ravel()[curvature.ravel() < 0.0]
     if negative.size == 0:
         return sigma
-    return max(0.5 * sigma, 1.0 / math.sqrt(-np.sort(negative)[negative.size // 2]))
+    middle = negative.size // 2
+    return max(0.5 * sigma, 1.0 / math.sqrt(-np.partition(negative, middle)[middle]))
 
 
 @numba.njit(**_NOGIL)
@@ -350,12 +347,14 @@ def _direction(field, cell, plane, ux, uy, floor):
 @numba.njit(**_NOGIL)
 def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min_sample_fraction,
                     link_threshold, paf_floor):
-    """As :func:`.paf_score_graph.paf_score_graph`: link, a, b int64[T], score float64[T]. t_s:
-    float32[S + 1] the samples' t, then 0.5; weight: float32[S] (``paf_score_graph._samples``).
+    """As :func:`.paf_score_graph.paf_score_graph`: link, a, b int64[T], score float64[T], and whether
+    paf holds NaN/Inf values (every value is checked). t_s: float32[S + 1] the samples' t, then 0.5;
+    weight: float32[S] (``paf_score_graph._samples``).
     """
     num_samples = weight.size
     _, height, width = paf.shape
     field = paf.reshape(-1)
+    per_link = paf.reshape(links.shape[0], -1)  # its rows stay C-contiguous
     plane = height * width
     starts = np.cumsum(counts) - counts
     xs = np.empty(x.size, np.float32)
@@ -365,9 +364,18 @@ def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min
         xs[k] = min(_F32(x[k]), x_cap)
         ys[k] = min(_F32(y[k]), y_cap)
     floor, thr = _F32(paf_floor), _F32(sample_threshold)
+    values = np.empty(num_samples, np.float32)
+    order = np.empty(num_samples, np.int64)  # 0, S - 1, 1, S - 2, ...
+    for s in range(num_samples):
+        order[s] = s // 2 if s % 2 == 0 else num_samples - 1 - s // 2
     allowed = -1  # the most samples that may fail to follow a kept pair (-1: no pair is kept)
     while allowed < num_samples and (num_samples - allowed - 1) / num_samples >= min_sample_fraction:
         allowed += 1
+    # the midpoint screen: a value is at most |f| / paf_floor (|f| < paf_floor) or the cosine between f
+    # and the pair, so it cannot exceed a threshold > 0 where |f| < threshold * paf_floor or f points
+    # away from the pair; 0.999 and 1e-4 keep float32 rounding (relative 1e-7) on the safe side
+    screen = sample_threshold > 1e-4
+    weak = _F32((0.999 * sample_threshold * paf_floor) ** 2) if screen else _F32(0.0)
     half = _F32(0.5 * height)
     total = 0
     for k in range(links.shape[0]):
@@ -377,36 +385,45 @@ def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min
     out_b = np.empty(total, np.int64)
     out_score = np.empty(total)
     n = 0
+    finite = _F32(0.0)
     for k in range(links.shape[0]):
         pa, pb = links[k, 0], links[k, 1]
         base = k * 2 * plane
+        # the NaN/Inf check of the link's two channels, which also brings them into the cache for
+        # the scattered reads of its pairs
+        finite += _finite_sum(per_link[k])
         for a in range(starts[pa], starts[pa] + counts[pa]):
             ax, ay = xs[a], ys[a]
             for b in range(starts[pb], starts[pb] + counts[pb]):
                 dx, dy = xs[b] - ax, ys[b] - ay
+                mid = int(ay + t_s[num_samples] * dy) * width + int(ax + t_s[num_samples] * dx)
+                if screen:  # no square root or division where the midpoint's value is surely <= thr
+                    fy, fx = field[base + mid], field[base + mid + plane]
+                    if fx * fx + fy * fy < weak or not fx * dx + fy * dy > _F32(0.0):
+                        continue
                 length = np.sqrt(dx * dx + dy * dy)
                 safe = max(length, _F32(1e-6))
                 ux, uy = dx / safe, dy / safe
-                mid = int(ay + t_s[num_samples] * dy) * width + int(ax + t_s[num_samples] * dx)
                 if not _direction(field, base + mid, plane, ux, uy, floor) > thr:
                     continue
                 misses = 0
-                score = 0.0  # in sample order, as numpy's reduction over the samples axis
-                for s in range(num_samples):
+                for s in order:  # both ends first: a wrong pair's ends are off its field soonest
                     cell = int(ay + t_s[s] * dy) * width + int(ax + t_s[s] * dx)
-                    value = _direction(field, base + cell, plane, ux, uy, floor)
-                    if not value > thr:
+                    values[s] = _direction(field, base + cell, plane, ux, uy, floor)
+                    if not values[s] > thr:
                         misses += 1
                         if misses > allowed:  # too few samples can follow: the pair is not kept
                             break
-                    score += float(value * weight[s])
                 if misses > allowed:
                     continue
+                score = 0.0  # in sample order, as numpy's reduction over the samples axis
+                for s in range(num_samples):
+                    score += float(values[s] * weight[s])
                 score -= float(max(_F32(0.0), length / half - _F32(1.0)))
                 if score > link_threshold:
                     out_link[n], out_a[n], out_b[n], out_score[n] = k, a, b, score
                     n += 1
-    return out_link[:n], out_a[:n], out_b[:n], out_score[:n]
+    return out_link[:n], out_a[:n], out_b[:n], out_score[:n], not finite == 0.0
 
 
 @numba.njit(**_NOGIL)
@@ -563,23 +580,23 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work):
     cmap float32[C, H, W], paf float32[2L, H, W] (C-contiguous), links int64[L, 2]; fparams,
     iparams, t_s, weight from ``compiled.pack_params``; work: float32[C * H * W], all -inf (left so).
     Flat peak indices are into cmap, not into padded maps as in the numpy steps (the same order).
-    Returns (number of NaN/Inf values; when not 0, the rest is empty), keypoints float64[O, C, 3],
-    scores float64[O], links bool[O, L].
+    Returns (whether a field holds NaN/Inf values; when it does, the rest is empty), keypoints
+    float64[O, C, 3], scores float64[O], links bool[O, L].
     """
     channels, height, width = cmap.shape
     num_links = links.shape[0]
-    bad, noise, rows = check_fields(cmap, paf, fparams[P_THRESHOLD])
+    bad, noise, rows = check_cmap(cmap, fparams[P_THRESHOLD])
     empty = (np.zeros((0, channels, 3)), np.zeros(0), np.zeros((0, num_links), np.bool_))
     if bad:
-        return bad, empty[0], empty[1], empty[2]
+        return True, empty[0], empty[1], empty[2]
     threshold = fparams[P_THRESHOLD]
     if fparams[P_NOISE_FACTOR] > 0.0:
         threshold = max(threshold, fparams[P_NOISE_FACTOR] * noise)
     flat = cmap.reshape(-1)
     index, counts = find_peaks(flat, channels, height, width, iparams[I_RADIUS], threshold,
                                iparams[I_MAX_PEAKS], rows)
-    if index.size == 0:
-        return 0, empty[0], empty[1], empty[2]
+    if index.size == 0:  # paf_score_graph does not run: check paf here
+        return not _finite_sum(paf.reshape(-1)) == 0.0, empty[0], empty[1], empty[2]
     x, y, offset, curvature = refine_peaks(flat, height, width, index)
     sigma = fparams[P_SIGMA]
     if sigma > 0.0 and counts.max() > 1:
@@ -598,9 +615,11 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work):
     value = np.empty(index.size)
     for q in range(index.size):
         value[q] = flat[index[q]]
-    link, a, b, score = paf_score_graph(paf, links, counts, x, y, t_s, weight,
-                                        fparams[P_SAMPLE_THRESHOLD], fparams[P_MIN_SAMPLE_FRACTION],
-                                        fparams[P_LINK_THRESHOLD], fparams[P_PAF_FLOOR])
+    link, a, b, score, bad = paf_score_graph(paf, links, counts, x, y, t_s, weight,
+                                             fparams[P_SAMPLE_THRESHOLD], fparams[P_MIN_SAMPLE_FRACTION],
+                                             fparams[P_LINK_THRESHOLD], fparams[P_PAF_FLOOR])
+    if bad:
+        return True, empty[0], empty[1], empty[2]
     group = connect_parts(part, a, b, score, assignment(link, a, b, score, index.size))
 
     num_groups = group.max() + 1
@@ -635,4 +654,4 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work):
         g = group[a[t]]
         if g == group[b[t]] and row[g] >= 0:
             out_links[row[g], link[t]] = True
-    return 0, keypoints, person_score[kept], out_links
+    return False, keypoints, person_score[kept], out_links
