@@ -238,8 +238,9 @@ class PoseParser:
         self.topology = topology
         self.params = params
         self._padded: Optional[np.ndarray] = None  # numpy steps: reused padded cmap buffer
-        # compiled path: the parameters the kernels' arguments were packed for, and those arguments
-        self._packed: tuple[Optional[PoseParams], tuple[np.ndarray, ...]] = (None, (np.zeros(0),))
+        # compiled path: the parameters and cmap shape the kernels' arguments were packed for, and those
+        # arguments
+        self._packed: tuple[Optional[PoseParams], tuple[int, ...], tuple[np.ndarray, ...]] = (None, (), ())
         self._kernels = None
         if compiled is not False and topology.num_parts <= 62:  # the kernels keep a person's parts in an int64
             self._kernels = load_compiled()
@@ -268,11 +269,14 @@ class PoseParser:
         return self._parse_numpy(cmap, paf, pad)
 
     def _parse_compiled(self, kernels: ModuleType, cmap: np.ndarray, paf: np.ndarray) -> Poses:
-        # the kernels read cmap itself (no padded copy); work: their -inf scratch of cmap's size
-        if self._packed[0] is not self.params or self._packed[1][-1].size != cmap.size:
+        # the kernels read cmap itself (no padded copy); their scratch: work (-inf, cmap's size) and
+        # cand (the candidate peaks: at most one cell in two of each row)
+        if self._packed[0] is not self.params or self._packed[1] != cmap.shape:
+            channels, height, width = cmap.shape
             work = np.full(cmap.size, -np.inf, dtype=np.float32)
-            self._packed = (self.params, (self.topology.links, *pack_params(self.params), work))
-        bad, keypoints, scores, links = kernels.parse(cmap, paf, *self._packed[1])
+            cand = np.empty(channels * height * ((width + 1) // 2), dtype=np.int64)
+            self._packed = (self.params, cmap.shape, (self.topology.links, *pack_params(self.params), work, cand))
+        bad, keypoints, scores, links = kernels.parse(cmap, paf, *self._packed[2])
         if bad:  # the message names the field and counts its bad values
             _check_finite("cmap", cmap)
             _check_finite("paf", paf)

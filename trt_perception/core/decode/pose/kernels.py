@@ -23,7 +23,7 @@ _F32 = np.float32
 (P_THRESHOLD, P_NOISE_FACTOR, P_SIGMA, P_HIDDEN_MARGIN, P_LINK_THRESHOLD, P_PAF_FLOOR,
  P_SAMPLE_THRESHOLD, P_MIN_SAMPLE_FRACTION, P_MIN_SCORE) = range(9)
 (I_RADIUS, I_MAX_PEAKS, I_MIN_PARTS, I_MAX_PEOPLE, I_HIDDEN_RADIUS) = range(5)
-#: rows per block of the row filter of :func:`check_cmap`
+#: rows per block of :func:`check_cmap`
 ROW_BLOCK = 8
 
 
@@ -57,19 +57,27 @@ def _finite_sum(values):
 
 
 @numba.njit(**_NOGIL)
-def check_cmap(cmap, low):
-    """Checks cmap and finds the rows that may hold peaks, in one pass.
+def _max2(a, b):
+    return a if a > b else b
 
-    cmap float32[C, H, W]. Returns whether cmap holds NaN/Inf values; the noise level
-    sqrt(2 * sum of squared negative values / values) (the standard deviation of zero-mean noise on
-    a map that is mostly background); uint8[C * H]: for each map row (c * H + i), whether the block
-    of ``ROW_BLOCK`` rows that holds it (rows of all maps in a row, blocks from row 0) has a value
-    above ``low`` (sums over blocks of rows vectorize, row by row they would not).
+
+@numba.njit(**_NOGIL)
+def check_cmap(cmap, low, cand):
+    """Checks cmap and finds the candidate peaks above ``low``, in one pass.
+
+    cmap float32[C, H, W]; cand: int64 buffer of at least C * H * ceil(W / 2) values. Returns whether
+    cmap holds NaN/Inf values; the noise level sqrt(2 * sum of squared negative values / values)
+    (the standard deviation of zero-mean noise on a map that is mostly background); the first K
+    values of ``cand``: the flat indices (ascending) of the cells above ``low`` that are greater
+    than the cell before them in their row and at least the cell after (none outside the map: at
+    most ceil(W / 2) per row), looked for in the blocks of ``ROW_BLOCK`` rows (rows of all maps in a
+    row, from row 0) that hold a value above ``low``, while the block is in the cache (sums over
+    blocks of rows vectorize, row by row they would not).
     """
     channels, height, width = cmap.shape
     flat = cmap.reshape(-1)
     num_rows = channels * height
-    rows = np.empty(num_rows, np.uint8)
+    n = 0
     low32 = _F32(low)
     span = ROW_BLOCK * width
     finite = _F32(0.0)
@@ -78,15 +86,26 @@ def check_cmap(cmap, low):
         block_finite, block_squares, excess = _block_sums(flat[block * width:block * width + span], low32)
         finite += block_finite
         squares += block_squares
-        rows[block:block + ROW_BLOCK] = excess > _F32(0.0)
+        if not excess > _F32(0.0):
+            continue
+        for r in range(block, min(block + ROW_BLOCK, num_rows)):
+            row = r * width
+            end = row + width
+            for start in range(row, end, 8):
+                if start + 8 <= end:  # 8 cells at a time: a tree of maxima, no branch
+                    top = _max2(_max2(_max2(flat[start], flat[start + 1]), _max2(flat[start + 2], flat[start + 3])),
+                                _max2(_max2(flat[start + 4], flat[start + 5]),
+                                      _max2(flat[start + 6], flat[start + 7])))
+                    if not top > low32:
+                        continue
+                for j in range(start, min(start + 8, end)):
+                    v = flat[j]
+                    if v > low32 and (j == row or v > flat[j - 1]) and (j + 1 == end or v >= flat[j + 1]):
+                        cand[n] = j
+                        n += 1
     if not finite == 0.0:
-        return True, 0.0, rows
-    return False, math.sqrt(2.0 * squares / flat.size), rows
-
-
-@numba.njit(**_NOGIL)
-def _max2(a, b):
-    return a if a > b else b
+        return True, 0.0, cand[:0]
+    return False, math.sqrt(2.0 * squares / flat.size), cand[:n]
 
 
 @numba.njit(**_NOGIL)
@@ -99,60 +118,47 @@ def _cell(flat, p, pos, step, size, stride):
     return flat[p + step * stride] if 0 <= q < size else _F32(-np.inf)
 
 
+
+
 @numba.njit(**_NOGIL)
-def find_peaks(flat, channels, height, width, radius, threshold, max_count, rows):
+def find_peaks(flat, channels, height, width, radius, threshold, max_count, cand):
     """As :func:`.find_peaks.find_peaks` on cmap (flat float32[C * H * W], not padded: the border is
-    handled here): int64[M] flat indices into cmap (ascending), int64[C] counts. rows: uint8[C * H],
-    0 for map rows with no value above ``threshold`` (skipped).
+    handled here): int64[M] flat indices into cmap (ascending), int64[C] counts. cand: int64[K]
+    ascending, the cells above a threshold <= ``threshold`` that beat their row neighbours
+    (:func:`check_cmap`): the peaks are among them.
     """
     plane = height * width
     out = np.empty(1024, np.int64)
     n = 0
     counts = np.zeros(channels, np.int64)
     thr = _F32(threshold)
-    cand = np.empty(width + 1, np.int64)
-    for c in range(channels):
-        for i in range(height):
-            if not rows[c * height + i]:
-                continue
-            row = c * plane + i * width
-            end = row + width
-            found = 0  # cells above the threshold that beat their row neighbours
-            for start in range(row, end, 8):
-                if start + 8 <= end:  # 8 cells at a time: a tree of maxima, no branch
-                    top = _max2(_max2(_max2(flat[start], flat[start + 1]), _max2(flat[start + 2], flat[start + 3])),
-                                _max2(_max2(flat[start + 4], flat[start + 5]), _max2(flat[start + 6], flat[start + 7])))
-                    if not top > thr:
-                        continue
-                for j in range(start, min(start + 8, end)):
-                    v = flat[j]
-                    if v > thr and (j == row or v > flat[j - 1]) and (j + 1 == end or v >= flat[j + 1]):
-                        cand[found] = j
-                        found += 1
-            for q in range(found):
-                p = cand[q]
-                v = flat[p]
-                if not ((i == 0 or v > flat[p - width]) and (i + 1 == height or v >= flat[p + width])):
-                    continue
-                col = p - row
-                peak = True
-                for di in range(max(-radius, -i), min(radius, height - 1 - i) + 1):
-                    for dj in range(max(-radius, -col), min(radius, width - 1 - col) + 1):
-                        if abs(di) + abs(dj) > 1:
-                            o = di * width + dj
-                            if (v <= flat[p + o]) if o < 0 else (v < flat[p + o]):
-                                peak = False
-                                break
-                    if not peak:
+    for p in cand:
+        v = flat[p]
+        if not v > thr:
+            continue
+        c = p // plane
+        i = (p % plane) // width
+        col = (p % plane) % width
+        if not ((i == 0 or v > flat[p - width]) and (i + 1 == height or v >= flat[p + width])):
+            continue
+        peak = True
+        for di in range(max(-radius, -i), min(radius, height - 1 - i) + 1):
+            for dj in range(max(-radius, -col), min(radius, width - 1 - col) + 1):
+                if abs(di) + abs(dj) > 1:
+                    o = di * width + dj
+                    if (v <= flat[p + o]) if o < 0 else (v < flat[p + o]):
+                        peak = False
                         break
-                if peak:
-                    if n == out.size:
-                        grown = np.empty(2 * n, np.int64)
-                        grown[:n] = out
-                        out = grown
-                    out[n] = p
-                    n += 1
-                    counts[c] += 1
+            if not peak:
+                break
+        if peak:
+            if n == out.size:
+                grown = np.empty(2 * n, np.int64)
+                grown[:n] = out
+                out = grown
+            out[n] = p
+            n += 1
+            counts[c] += 1
     index = out[:n]
     if n and counts.max() > max_count:  # per part, the max_count highest (ties: lower index first)
         keep = np.ones(n, np.bool_)
@@ -574,18 +580,19 @@ def connect_parts(part, a, b, score, chosen):
 
 
 @numba.njit(**_NOGIL)
-def parse(cmap, paf, links, fparams, iparams, t_s, weight, work):
+def parse(cmap, paf, links, fparams, iparams, t_s, weight, work, cand):
     """The whole decoder for one image (see :class:`~trt_perception.core.decode.pose.PoseParser`).
 
     cmap float32[C, H, W], paf float32[2L, H, W] (C-contiguous), links int64[L, 2]; fparams,
-    iparams, t_s, weight from ``compiled.pack_params``; work: float32[C * H * W], all -inf (left so).
+    iparams, t_s, weight from ``compiled.pack_params``; work: float32[C * H * W], all -inf (left so);
+    cand: int64 scratch of at least C * H * ceil(W / 2) values.
     Flat peak indices are into cmap, not into padded maps as in the numpy steps (the same order).
     Returns (whether a field holds NaN/Inf values; when it does, the rest is empty), keypoints
     float64[O, C, 3], scores float64[O], links bool[O, L].
     """
     channels, height, width = cmap.shape
     num_links = links.shape[0]
-    bad, noise, rows = check_cmap(cmap, fparams[P_THRESHOLD])
+    bad, noise, found = check_cmap(cmap, fparams[P_THRESHOLD], cand)
     empty = (np.zeros((0, channels, 3)), np.zeros(0), np.zeros((0, num_links), np.bool_))
     if bad:
         return True, empty[0], empty[1], empty[2]
@@ -594,7 +601,7 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work):
         threshold = max(threshold, fparams[P_NOISE_FACTOR] * noise)
     flat = cmap.reshape(-1)
     index, counts = find_peaks(flat, channels, height, width, iparams[I_RADIUS], threshold,
-                               iparams[I_MAX_PEAKS], rows)
+                               iparams[I_MAX_PEAKS], found)
     if index.size == 0:  # paf_score_graph does not run: check paf here
         return not _finite_sum(paf.reshape(-1)) == 0.0, empty[0], empty[1], empty[2]
     x, y, offset, curvature = refine_peaks(flat, height, width, index)
