@@ -596,9 +596,10 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work, cand):
     empty = (np.zeros((0, channels, 3)), np.zeros(0), np.zeros((0, num_links), np.bool_))
     if bad:
         return True, empty[0], empty[1], empty[2]
-    threshold = fparams[P_THRESHOLD]
+    threshold, margin = fparams[P_THRESHOLD], fparams[P_HIDDEN_MARGIN]
     if fparams[P_NOISE_FACTOR] > 0.0:
-        threshold = max(threshold, fparams[P_NOISE_FACTOR] * noise)
+        floor = fparams[P_NOISE_FACTOR] * noise
+        threshold, margin = max(threshold, floor), max(margin, floor)
     flat = cmap.reshape(-1)
     index, counts = find_peaks(flat, channels, height, width, iparams[I_RADIUS], threshold,
                                iparams[I_MAX_PEAKS], found)
@@ -609,7 +610,7 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work, cand):
     if sigma > 0.0 and counts.max() > 1:
         hidden, hx, hy = hidden_peaks(flat, height, width, index, x, y, offset,
                                       measured_width(curvature, sigma), iparams[I_HIDDEN_RADIUS],
-                                      fparams[P_HIDDEN_MARGIN], threshold, work)
+                                      margin, threshold, work)
         if hidden.size:
             everything = np.concatenate((index, hidden))
             order = np.argsort(everything, kind="mergesort")
