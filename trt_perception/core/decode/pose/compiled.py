@@ -74,6 +74,6 @@ def _warm_up(kernels: ModuleType) -> None:
     fparams = np.array([0.1, 0.0, 1.5, 0.15, 0.1, 0.5, 0.05, 0.8, 0.0])
     iparams = np.array([1, 100, 1, 100, 2], dtype=np.int64)
     t = ((np.arange(10) + 0.5) / 10).astype(np.float32)
-    work = np.full(cmap.size, -np.inf, np.float32)
+    work = np.full(cmap[0].size, -np.inf, np.float32)
     kernels.parse(cmap, paf, np.array([[0, 1]], dtype=np.int64), fparams, iparams, np.append(t, 0.5).astype(
         np.float32), np.full(10, 0.1, np.float32), work, np.empty(2 * 12 * 6, np.int64))

@@ -229,50 +229,25 @@ def measured_width(curvature, sigma):
 @numba.njit(**_NOGIL)
 def hidden_peaks(flat, map_h, map_w, index, x, y, offset, width, radius, margin, threshold, work):
     """As :func:`.hidden_peaks.hidden_peaks` on cmap (flat float32[C * map_h * map_w], not padded;
-    ``index`` into it; ``work``: float32 buffer of flat's size, all -inf, left so): hidden flat
-    indices int64[K] ascending, x, y float64[K]. Window cells outside the map are skipped (in the
-    padded maps of the numpy steps they are -inf: never a shoulder, and their residual is -inf).
+    ``index`` into it; ``work``: float32[map_h * map_w], all -inf, left so): hidden flat indices
+    int64[K] ascending, x, y float64[K]. The parts are independent (a part's model holds only its
+    own peaks' bumps), so they are taken one at a time with a buffer of one map, which stays in the
+    cache. Window cells outside the map are skipped (in the padded maps of the numpy steps they are
+    -inf: never a shoulder, and their residual is -inf).
     """
     plane = map_h * map_w
     two_var = 2.0 * width * width
     scale = _F32(1.0 / two_var)
     side = 2 * radius + 1
     margin32 = _F32(margin)
+    thr32 = _F32(threshold)
     m = index.size
-    # the model: work[cell] = max over peaks of their bump, at the cells of the windows
-    cells = np.empty(m * side * side, np.int64)
+    cells = np.empty(m * side * side, np.int64)  # in-map indices of the window cells of one part
+    shoulder = np.empty(m * side * side, np.int64)
     along_x = np.empty(side, np.float32)
     along_y = np.empty(side, np.float32)
-    n = 0
-    for k in range(m):
-        cx = _F32(offset[k, 0]) * scale
-        cy = _F32(offset[k, 1]) * scale
-        cz = _F32(1.0) * scale
-        height = max(flat[index[k]], _F32(1e-6))
-        for d in range(-radius, radius + 1):  # the bump is separable: height * along_x[dj] * along_y[di]
-            along_x[d + radius] = _F32(math.exp(cx * _F32(2.0 * d) + cz * _F32(-(d * d))))
-            along_y[d + radius] = _F32(math.exp(cy * _F32(2.0 * d) + cz * _F32(-(d * d))))
-        row = (index[k] % plane) // map_w
-        col = (index[k] % plane) % map_w
-        for di in range(max(-radius, -row), min(radius, map_h - 1 - row) + 1):
-            for dj in range(max(-radius, -col), min(radius, map_w - 1 - col) + 1):
-                b = height * along_y[di + radius] * along_x[dj + radius]
-                cell = index[k] + di * map_w + dj
-                cells[n] = cell
-                work[cell] = max(work[cell], b)
-                n += 1
-    # shoulders: window cells whose residual exceeds margin (and threshold), unique, ascending
-    shoulder = np.empty(n, np.int64)
-    s = 0
-    thr32 = _F32(threshold)
-    for t in range(n):
-        cell = cells[t]
-        if flat[cell] - work[cell] > margin32 and (threshold <= margin or flat[cell] > thr32):
-            shoulder[s] = cell
-            s += 1
-    shoulder = np.unique(shoulder[:s])
-    hidden = np.empty(shoulder.size, np.int64)
-    hx, hy = np.empty(shoulder.size), np.empty(shoulder.size)
+    hidden = np.empty(m * side * side, np.int64)
+    hx, hy = np.empty(hidden.size), np.empty(hidden.size)
     h = 0
     x_max = np.nextafter(float(map_w), 0.0)
     y_max = np.nextafter(float(map_h), 0.0)
@@ -280,65 +255,97 @@ def hidden_peaks(flat, map_h, map_w, index, x, y, offset, width, radius, margin,
     values = np.empty(9, np.float32)
     residual = np.empty(9, np.float32)
     away = np.empty(9, np.bool_)
-    for q in range(shoulder.size):
-        cell = shoulder[q]
-        row = (cell % plane) // map_w
-        col = (cell % plane) % map_w
-        for b in range(9):
-            if not (0 <= row + b // 3 - 1 < map_h and 0 <= col + b % 3 - 1 < map_w):
-                values[b] = -np.inf  # outside the map
-                residual[b] = -np.inf
-                away[b] = False
+    first = 0
+    while first < m:
+        part = index[first] // plane
+        last = first
+        while last < m and index[last] // plane == part:
+            last += 1
+        maps = flat[part * plane:(part + 1) * plane]
+        # the model: work[cell] = max over the part's peaks of their bump, at the cells of the windows
+        n = 0
+        for k in range(first, last):
+            cx = _F32(offset[k, 0]) * scale
+            cy = _F32(offset[k, 1]) * scale
+            cz = _F32(1.0) * scale
+            centre = index[k] - part * plane
+            height = max(maps[centre], _F32(1e-6))
+            for d in range(-radius, radius + 1):  # the bump is separable: height * along_x[dj] * along_y[di]
+                along_x[d + radius] = _F32(math.exp(cx * _F32(2.0 * d) + cz * _F32(-(d * d))))
+                along_y[d + radius] = _F32(math.exp(cy * _F32(2.0 * d) + cz * _F32(-(d * d))))
+            row = centre // map_w
+            col = centre % map_w
+            for di in range(max(-radius, -row), min(radius, map_h - 1 - row) + 1):
+                for dj in range(max(-radius, -col), min(radius, map_w - 1 - col) + 1):
+                    b = height * along_y[di + radius] * along_x[dj + radius]
+                    cell = centre + di * map_w + dj
+                    cells[n] = cell
+                    work[cell] = max(work[cell], b)
+                    n += 1
+        # shoulders: window cells whose residual exceeds margin (and threshold), unique, ascending
+        s = 0
+        for t in range(n):
+            cell = cells[t]
+            if maps[cell] - work[cell] > margin32 and (threshold <= margin or maps[cell] > thr32):
+                shoulder[s] = cell
+                s += 1
+        for cell in np.unique(shoulder[:s]):
+            row = cell // map_w
+            col = cell % map_w
+            for b in range(9):
+                if not (0 <= row + b // 3 - 1 < map_h and 0 <= col + b % 3 - 1 < map_w):
+                    values[b] = -np.inf  # outside the map
+                    residual[b] = -np.inf
+                    away[b] = False
+                    continue
+                around = cell + (b // 3 - 1) * map_w + (b % 3 - 1)
+                values[b] = maps[around]
+                explained = work[around]
+                away[b] = explained == -np.inf
+                if away[b]:
+                    explained = np.inf
+                residual[b] = values[b] - explained
+            peak = residual[4]
+            top = True
+            for b in range(4):
+                if not peak > residual[b]:
+                    top = False
+            for b in range(5, 9):
+                if not peak >= residual[b]:
+                    top = False
+            if not top:
                 continue
-            around = cell + (b // 3 - 1) * map_w + (b % 3 - 1)
-            values[b] = flat[around]
-            explained = work[around]
-            away[b] = explained == -np.inf
-            if away[b]:
-                explained = np.inf
-            residual[b] = values[b] - explained
-        peak = residual[4]
-        top = True
-        for b in range(4):
-            if not peak > residual[b]:
-                top = False
-        for b in range(5, 9):
-            if not peak >= residual[b]:
-                top = False
-        if not top:
-            continue
-        mu = np.zeros(2)
-        for axis in range(2):  # slopes: x from cells 3->4 and 4->5, y from 1->4 and 4->7
-            lows = (3, 4) if axis == 0 else (1, 4)
-            highs = (4, 5) if axis == 0 else (4, 7)
-            sides = (3, 5) if axis == 0 else (1, 7)
-            total = 0.0
-            used = 0
-            for e in range(2):
-                slope = _floor_log(values[highs[e]]) - _floor_log(values[lows[e]])
-                slope += (-1.0 if e == 0 else 1.0) / two_var
-                use = residual[sides[e]] > _F32(margin / 3.0) or (away[sides[e]] and values[sides[e]] > 0.0)
-                if use:
-                    total += slope
-                    used += 1
-                else:
-                    total += slope * 0.0
-            value = total * (0.5 * two_var) / max(used, 1)
-            mu[axis] = 0.0 if abs(value) > 1.5 else value
-        px = min(max((col + mu[0]) + 0.5, 0.0), x_max)
-        py = min(max((row + mu[1]) + 0.5, 0.0), y_max)
-        part = cell // plane
-        far = True
-        for k in range(m):
-            if index[k] // plane == part:
+            mu = np.zeros(2)
+            for axis in range(2):  # slopes: x from cells 3->4 and 4->5, y from 1->4 and 4->7
+                lows = (3, 4) if axis == 0 else (1, 4)
+                highs = (4, 5) if axis == 0 else (4, 7)
+                sides = (3, 5) if axis == 0 else (1, 7)
+                total = 0.0
+                used = 0
+                for e in range(2):
+                    slope = _floor_log(values[highs[e]]) - _floor_log(values[lows[e]])
+                    slope += (-1.0 if e == 0 else 1.0) / two_var
+                    use = residual[sides[e]] > _F32(margin / 3.0) or (away[sides[e]] and values[sides[e]] > 0.0)
+                    if use:
+                        total += slope
+                        used += 1
+                    else:
+                        total += slope * 0.0
+                value = total * (0.5 * two_var) / max(used, 1)
+                mu[axis] = 0.0 if abs(value) > 1.5 else value
+            px = min(max((col + mu[0]) + 0.5, 0.0), x_max)
+            py = min(max((row + mu[1]) + 0.5, 0.0), y_max)
+            far = True
+            for k in range(first, last):
                 dx, dy = px - x[k], py - y[k]
                 if dx * dx + dy * dy < limit:
                     far = False
-        if far:
-            hidden[h], hx[h], hy[h] = cell, px, py
-            h += 1
-    for t in range(n):  # leave the buffer all -inf for the next call
-        work[cells[t]] = -np.inf
+            if far:
+                hidden[h], hx[h], hy[h] = part * plane + cell, px, py
+                h += 1
+        for t in range(n):  # leave the buffer all -inf for the next part and call
+            work[cells[t]] = -np.inf
+        first = last
     return hidden[:h], hx[:h], hy[:h]
 
 
@@ -584,7 +591,7 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work, cand):
     """The whole decoder for one image (see :class:`~trt_perception.core.decode.pose.PoseParser`).
 
     cmap float32[C, H, W], paf float32[2L, H, W] (C-contiguous), links int64[L, 2]; fparams,
-    iparams, t_s, weight from ``compiled.pack_params``; work: float32[C * H * W], all -inf (left so);
+    iparams, t_s, weight from ``compiled.pack_params``; work: float32[H * W], all -inf (left so);
     cand: int64 scratch of at least C * H * ceil(W / 2) values.
     Flat peak indices are into cmap, not into padded maps as in the numpy steps (the same order).
     Returns (whether a field holds NaN/Inf values; when it does, the rest is empty), keypoints
