@@ -130,6 +130,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reference", type=Path, default=REFERENCE,
                         help="trt_pose's parser folder (reference/trt_pose_parse)")
+    parser.add_argument("--note", default="", help="a paragraph for the results file (conditions of the run)")
     args = parser.parse_args()
 
     trt_pose = load_trt_pose(args.reference)
@@ -152,6 +153,8 @@ def main() -> int:
              f"--seed {args.seed}` on {platform.processor() or platform.machine()} ({os.cpu_count()} cores), "
              f"Python {platform.python_version()}, numpy {np.__version__}, "
              f"compiled path: {'numba' if compiled.compiled else 'UNAVAILABLE (numpy fallback)'}, one thread.", ""]
+    if args.note:
+        lines += [args.note, ""]
     lines += ["## Speed (decoder alone, 56x56, 18 parts, 21 links, freely placed people)", "",
               f"{args.passes} passes of {args.runs} calls per decoder and people count over 10 scenes, the "
               f"decoders called in turn on the same arrays (the first one rotating); 1-minute load average "

@@ -64,15 +64,17 @@ class PoseParams:
     peak_window: int = 3
     #: at most this many peaks per part (the highest), before hidden peaks are added
     max_peaks: int = 100
-    #: the peak threshold is raised to noise_factor x the noise level of the confidence maps, estimated
-    #: from their negative values (``find_peaks.noise_level``), so that noise does not make peaks; 0: off
+    #: the peak threshold and the hidden-peak margin are raised to noise_factor x the noise level of the
+    #: confidence maps, estimated from their negative values (``find_peaks.noise_level``), so that noise
+    #: makes neither peaks nor hidden peaks; 0: off
     noise_factor: float = 5.0
     #: width (standard deviation, cells) of the Gaussian bumps the model was trained to put at
     #: keypoints: hidden peaks (:mod:`.hidden_peaks`) are looked for within ceil(sigma) cells of the
     #: found peaks, with the width measured on the map (sigma where it cannot be), when some part has
     #: two or more peaks (a single person hides nothing); 0: no hidden peaks
     sigma: float = 1.5
-    #: a hidden peak's cell exceeds what the found peaks explain by more than this
+    #: a hidden peak's cell exceeds what the found peaks explain by more than this (at least
+    #: noise_factor x the noise level)
     hidden_margin: float = 0.15
     #: a link's score (weighted mean of its sample values, in [-1, 1]) must exceed this
     link_threshold: float = 0.1
@@ -151,8 +153,8 @@ POSE_PARAMS: tuple[ParamSpec, ...] = (
               float_range=(0.0, 1.0), runtime=True, from_model=True),
     ParamSpec("max_people", PoseParams.max_people, "Most people reported per image (highest scores).",
               int_range=(1, 1000), runtime=True, from_model=True),
-    ParamSpec("noise_factor", PoseParams.noise_factor, "The peak threshold is at least this times the "
-              "confidence maps' noise level (estimated from their negative values; 0: off).",
+    ParamSpec("noise_factor", PoseParams.noise_factor, "The peak threshold and the hidden-peak margin are at "
+              "least this times the confidence maps' noise level (estimated from their negative values; 0: off).",
               float_range=(0.0, 100.0), runtime=True, from_model=True),
 )
 RUNTIME = tuple(spec.name for spec in POSE_PARAMS)
@@ -237,9 +239,10 @@ class PoseParser:
                  compiled: Optional[bool] = None) -> None:
         self.topology = topology
         self.params = params
-        self._padded: Optional[np.ndarray] = None  # reused padded cmap buffer
-        self._work: Optional[np.ndarray] = None  # compiled path: -inf scratch of the padded size
-        self._packed: tuple[Optional[PoseParams], tuple[np.ndarray, ...]] = (None, ())
+        self._padded: Optional[np.ndarray] = None  # numpy steps: reused padded cmap buffer
+        # compiled path: the parameters and cmap shape the kernels' arguments were packed for, and those
+        # arguments
+        self._packed: tuple[Optional[PoseParams], tuple[int, ...], tuple[np.ndarray, ...]] = (None, (), ())
         self._kernels = None
         if compiled is not False and topology.num_parts <= 62:  # the kernels keep a person's parts in an int64
             self._kernels = load_compiled()
@@ -260,21 +263,22 @@ class PoseParser:
         if cmap.shape[1:] != paf.shape[1:]:
             raise PoseFieldError(f"cmap and paf maps must have the same size, got "
                                  f"{cmap.shape[2]}x{cmap.shape[1]} and {paf.shape[2]}x{paf.shape[1]}")
-        pad = max(prm.peak_window // 2, math.ceil(prm.sigma) + 1)  # hidden_peaks looks ceil(sigma) + 1 around
         if self._kernels is not None:
-            return self._parse_compiled(self._kernels, cmap, paf, pad)
+            return self._parse_compiled(self._kernels, cmap, paf)
         _check_finite("cmap", cmap)
         _check_finite("paf", paf)
+        pad = max(prm.peak_window // 2, math.ceil(prm.sigma) + 1)  # hidden_peaks looks ceil(sigma) + 1 around
         return self._parse_numpy(cmap, paf, pad)
 
-    def _parse_compiled(self, kernels: ModuleType, cmap: np.ndarray, paf: np.ndarray, pad: int) -> Poses:
-        self._padded = padded = pad_maps(cmap, pad, self._padded)  # numpy copies rows faster than numba
-        if self._work is None or self._work.size != padded.size:
-            self._work = np.full(padded.size, -np.inf, dtype=np.float32)
-        if self._packed[0] is not self.params:
-            self._packed = (self.params, pack_params(self.params, pad))
-        bad, keypoints, scores, links = kernels.parse(cmap, paf, self.topology.links, *self._packed[1],
-                                                      padded, self._work)
+    def _parse_compiled(self, kernels: ModuleType, cmap: np.ndarray, paf: np.ndarray) -> Poses:
+        # the kernels read cmap itself (no padded copy); their scratch: work (-inf, one map) and
+        # cand (the candidate peaks: at most one cell in two of each row)
+        if self._packed[0] is not self.params or self._packed[1] != cmap.shape:
+            channels, height, width = cmap.shape
+            work = np.full(height * width, -np.inf, dtype=np.float32)
+            cand = np.empty(channels * height * ((width + 1) // 2), dtype=np.int64)
+            self._packed = (self.params, cmap.shape, (self.topology.links, *pack_params(self.params), work, cand))
+        bad, keypoints, scores, links = kernels.parse(cmap, paf, *self._packed[2])
         if bad:  # the message names the field and counts its bad values
             _check_finite("cmap", cmap)
             _check_finite("paf", paf)
@@ -284,9 +288,10 @@ class PoseParser:
         topo, prm = self.topology, self.params
         radius = prm.peak_window // 2
         self._padded = padded = pad_maps(cmap, pad, self._padded)
-        threshold = prm.peak_threshold
+        threshold, margin = prm.peak_threshold, prm.hidden_margin
         if prm.noise_factor > 0.0:
-            threshold = max(threshold, prm.noise_factor * noise_level(cmap))
+            floor = prm.noise_factor * noise_level(cmap)
+            threshold, margin = max(threshold, floor), max(margin, floor)
         peaks = find_peaks(padded, radius, threshold, prm.max_peaks)
         num_parts, num_links = topo.num_parts, topo.num_links
         if peaks.index.size == 0:
@@ -297,7 +302,7 @@ class PoseParser:
             hidden, hx, hy = hidden_peaks(padded, pad, index, x, y, offset,
                                           padded.reshape(-1).take(index),
                                           measured_width(curvature, prm.sigma), math.ceil(prm.sigma),
-                                          prm.hidden_margin, threshold)
+                                          margin, threshold)
             if hidden.size:  # into the peak list, still grouped by part
                 order = np.argsort(np.concatenate([index, hidden]), kind="stable")
                 index = np.concatenate([index, hidden])[order]

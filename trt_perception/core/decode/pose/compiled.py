@@ -49,8 +49,8 @@ def load() -> Optional[ModuleType]:
     return _kernels if isinstance(_kernels, ModuleType) else None
 
 
-def pack_params(params: Any, pad: int) -> tuple[np.ndarray, ...]:
-    """``params`` (a PoseParams) as fparams float64[9], iparams int64[6], t float32[S + 1],
+def pack_params(params: Any) -> tuple[np.ndarray, ...]:
+    """``params`` (a PoseParams) as fparams float64[9], iparams int64[5], t float32[S + 1],
     weight float32[S]: the arguments of
     :func:`.kernels.parse` that come from the parameters (index names in :mod:`.kernels`).
     """
@@ -58,7 +58,7 @@ def pack_params(params: Any, pad: int) -> tuple[np.ndarray, ...]:
                         params.link_threshold, params.paf_floor, params.sample_threshold,
                         params.min_sample_fraction, params.min_score], dtype=np.float64)
     iparams = np.array([params.peak_window // 2, params.max_peaks, params.min_parts, params.max_people,
-                        math.ceil(params.sigma), pad], dtype=np.int64)
+                        math.ceil(params.sigma)], dtype=np.int64)
     t, weight = sample_weights(params.num_samples, params.end_weight)
     return fparams, iparams, np.ascontiguousarray(t[:, 0]), np.ascontiguousarray(weight[:, 0])
 
@@ -72,9 +72,8 @@ def _warm_up(kernels: ModuleType) -> None:
     paf = np.zeros((2, 12, 12), np.float32)
     paf[1, 3, 3:9] = paf[1, 8, 3:9] = 1.0
     fparams = np.array([0.1, 0.0, 1.5, 0.15, 0.1, 0.5, 0.05, 0.8, 0.0])
-    iparams = np.array([1, 100, 1, 100, 2, 3], dtype=np.int64)
+    iparams = np.array([1, 100, 1, 100, 2], dtype=np.int64)
     t = ((np.arange(10) + 0.5) / 10).astype(np.float32)
-    padded = np.full((2, 18, 18), -np.inf, np.float32)
-    work = np.full(padded.size, -np.inf, np.float32)
+    work = np.full(cmap[0].size, -np.inf, np.float32)
     kernels.parse(cmap, paf, np.array([[0, 1]], dtype=np.int64), fparams, iparams, np.append(t, 0.5).astype(
-        np.float32), np.full(10, 0.1, np.float32), padded, work)
+        np.float32), np.full(10, 0.1, np.float32), work, np.empty(2 * 12 * 6, np.int64))

@@ -135,8 +135,8 @@ def hidden_peaks(padded: np.ndarray, pad: int, index: np.ndarray, x: np.ndarray,
         mu /= np.maximum(np.add.reduce(use.reshape(-1, 2, 2), axis=2), 1)
         mu[np.abs(mu) > 1.5] = 0.0
         row, col = np.divmod(shoulder % (padded_h * padded_w), padded_w)
-        xy = np.stack([col, row], axis=1) + mu
-        xy += 0.5 - pad
+        xy = np.stack([col - pad, row - pad], axis=1) + mu  # in the map
+        xy += 0.5
         np.maximum(xy, 0.0, out=xy)  # inside the map
         np.minimum(xy, [math.nextafter(padded_w - 2 * pad, 0), math.nextafter(padded_h - 2 * pad, 0)],
                    out=xy)

@@ -22,8 +22,8 @@ _F32 = np.float32
 # indices of the float / int parameter arrays built by ``compiled.pack_params``
 (P_THRESHOLD, P_NOISE_FACTOR, P_SIGMA, P_HIDDEN_MARGIN, P_LINK_THRESHOLD, P_PAF_FLOOR,
  P_SAMPLE_THRESHOLD, P_MIN_SAMPLE_FRACTION, P_MIN_SCORE) = range(9)
-(I_RADIUS, I_MAX_PEAKS, I_MIN_PARTS, I_MAX_PEOPLE, I_HIDDEN_RADIUS, I_PAD) = range(6)
-#: rows per block of the row filter of :func:`check_fields`
+(I_RADIUS, I_MAX_PEAKS, I_MIN_PARTS, I_MAX_PEOPLE, I_HIDDEN_RADIUS) = range(5)
+#: rows per block of :func:`check_cmap`
 ROW_BLOCK = 8
 
 
@@ -47,45 +47,13 @@ def _block_sums(values, low):
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
 def _finite_sum(values):
-    """float32 sum of v - v over ``values``: NaN once a value is NaN or Inf, else 0."""
+    """float32 sum of v - v over ``values`` (1-D, C-contiguous, so that the loop vectorizes): NaN once
+    a value is NaN or Inf, else 0.
+    """
     finite = _F32(0.0)
     for k in range(values.size):
         finite += values[k] - values[k]
     return finite
-
-
-@numba.njit(**_NOGIL)
-def check_fields(cmap, paf, low):
-    """Checks the fields and finds the rows that may hold peaks.
-
-    cmap float32[C, H, W], paf float32[2L, H, W]. Returns the number of NaN/Inf values of cmap and
-    paf; the noise level sqrt(2 * sum of squared negative values / values) (the standard deviation
-    of zero-mean noise on a map that is mostly background); uint8[C * H]: for each map row
-    (c * H + i), whether the block of ``ROW_BLOCK`` rows that holds it (rows of all maps in a row,
-    blocks from row 0) has a value above ``low`` (sums over blocks of rows vectorize, row by row
-    they would not).
-    """
-    channels, height, width = cmap.shape
-    flat = cmap.reshape(-1)
-    num_rows = channels * height
-    rows = np.empty(num_rows, np.uint8)
-    low32 = _F32(low)
-    span = ROW_BLOCK * width
-    finite = _finite_sum(paf.reshape(-1))
-    squares = 0.0
-    for block in range(0, num_rows, ROW_BLOCK):
-        block_finite, block_squares, excess = _block_sums(flat[block * width:block * width + span], low32)
-        finite += block_finite
-        squares += block_squares
-        rows[block:block + ROW_BLOCK] = excess > _F32(0.0)
-    bad = 0
-    if not finite == 0.0:  # count them
-        for v in flat:
-            bad += not v - v == 0.0
-        for v in paf.reshape(-1):
-            bad += not v - v == 0.0
-        return bad, 0.0, rows
-    return bad, math.sqrt(2.0 * squares / flat.size), rows
 
 
 @numba.njit(**_NOGIL)
@@ -94,57 +62,103 @@ def _max2(a, b):
 
 
 @numba.njit(**_NOGIL)
-def find_peaks(flat, channels, padded_h, padded_w, pad, radius, threshold, max_count, rows):
-    """As :func:`.find_peaks.find_peaks`: int64[M] flat indices (ascending), int64[C] counts. rows:
-    uint8[C * H], 0 for map rows with no value above ``threshold`` (skipped).
+def check_cmap(cmap, low, cand):
+    """Checks cmap and finds the candidate peaks above ``low``, in one pass.
+
+    cmap float32[C, H, W]; cand: int64 buffer of at least C * H * ceil(W / 2) values. Returns whether
+    cmap holds NaN/Inf values; the noise level sqrt(2 * sum of squared negative values / values)
+    (the standard deviation of zero-mean noise on a map that is mostly background); the first K
+    values of ``cand``: the flat indices (ascending) of the cells above ``low`` that are greater
+    than the cell before them in their row and at least the cell after (none outside the map: at
+    most ceil(W / 2) per row), looked for in the blocks of ``ROW_BLOCK`` rows (rows of all maps in a
+    row, from row 0) that hold a value above ``low``, while the block is in the cache (sums over
+    blocks of rows vectorize, row by row they would not).
     """
-    height, width = padded_h - 2 * pad, padded_w - 2 * pad
-    plane = padded_h * padded_w
+    channels, height, width = cmap.shape
+    flat = cmap.reshape(-1)
+    num_rows = channels * height
+    n = 0
+    low32 = _F32(low)
+    span = ROW_BLOCK * width
+    finite = _F32(0.0)
+    squares = 0.0
+    for block in range(0, num_rows, ROW_BLOCK):
+        block_finite, block_squares, excess = _block_sums(flat[block * width:block * width + span], low32)
+        finite += block_finite
+        squares += block_squares
+        if not excess > _F32(0.0):
+            continue
+        for r in range(block, min(block + ROW_BLOCK, num_rows)):
+            row = r * width
+            end = row + width
+            for start in range(row, end, 8):
+                if start + 8 <= end:  # 8 cells at a time: a tree of maxima, no branch
+                    top = _max2(_max2(_max2(flat[start], flat[start + 1]), _max2(flat[start + 2], flat[start + 3])),
+                                _max2(_max2(flat[start + 4], flat[start + 5]),
+                                      _max2(flat[start + 6], flat[start + 7])))
+                    if not top > low32:
+                        continue
+                for j in range(start, min(start + 8, end)):
+                    v = flat[j]
+                    if v > low32 and (j == row or v > flat[j - 1]) and (j + 1 == end or v >= flat[j + 1]):
+                        cand[n] = j
+                        n += 1
+    if not finite == 0.0:
+        return True, 0.0, cand[:0]
+    return False, math.sqrt(2.0 * squares / flat.size), cand[:n]
+
+
+@numba.njit(**_NOGIL)
+def _cell(flat, p, pos, step, size, stride):
+    """The value ``step`` cells from flat index ``p`` along an axis (``pos``: p's position on it,
+    ``size`` cells, ``stride`` the flat distance of one cell); -inf outside the map, as in the
+    padded maps of the numpy steps (``find_peaks.pad_maps``).
+    """
+    q = pos + step
+    return flat[p + step * stride] if 0 <= q < size else _F32(-np.inf)
+
+
+
+
+@numba.njit(**_NOGIL)
+def find_peaks(flat, channels, height, width, radius, threshold, max_count, cand):
+    """As :func:`.find_peaks.find_peaks` on cmap (flat float32[C * H * W], not padded: the border is
+    handled here): int64[M] flat indices into cmap (ascending), int64[C] counts. cand: int64[K]
+    ascending, the cells above a threshold <= ``threshold`` that beat their row neighbours
+    (:func:`check_cmap`): the peaks are among them.
+    """
+    plane = height * width
     out = np.empty(1024, np.int64)
     n = 0
     counts = np.zeros(channels, np.int64)
     thr = _F32(threshold)
-    cand = np.empty(width + 1, np.int64)
-    for c in range(channels):
-        for i in range(pad, pad + height):
-            if not rows[c * height + i - pad]:
-                continue
-            row = c * plane + i * padded_w
-            found = 0  # cells above the threshold that beat their row neighbours
-            for start in range(row + pad, row + pad + width, 8):
-                if start + 8 <= row + pad + width:  # 8 cells at a time: a tree of maxima, no branch
-                    top = _max2(_max2(_max2(flat[start], flat[start + 1]), _max2(flat[start + 2], flat[start + 3])),
-                                _max2(_max2(flat[start + 4], flat[start + 5]), _max2(flat[start + 6], flat[start + 7])))
-                    if not top > thr:
-                        continue
-                for j in range(start, min(start + 8, row + pad + width)):
-                    v = flat[j]
-                    if (v > thr) & (v > flat[j - 1]) & (v >= flat[j + 1]):
-                        cand[found] = j
-                        found += 1
-            for q in range(found):
-                p = cand[q]
-                v = flat[p]
-                if not ((v > flat[p - padded_w]) & (v >= flat[p + padded_w])):
-                    continue
-                peak = True
-                for di in range(-radius, radius + 1):
-                    for dj in range(-radius, radius + 1):
-                        if abs(di) + abs(dj) > 1:
-                            o = di * padded_w + dj
-                            if (v <= flat[p + o]) if o < 0 else (v < flat[p + o]):
-                                peak = False
-                                break
-                    if not peak:
+    for p in cand:
+        v = flat[p]
+        if not v > thr:
+            continue
+        c = p // plane
+        i = (p % plane) // width
+        col = (p % plane) % width
+        if not ((i == 0 or v > flat[p - width]) and (i + 1 == height or v >= flat[p + width])):
+            continue
+        peak = True
+        for di in range(max(-radius, -i), min(radius, height - 1 - i) + 1):
+            for dj in range(max(-radius, -col), min(radius, width - 1 - col) + 1):
+                if abs(di) + abs(dj) > 1:
+                    o = di * width + dj
+                    if (v <= flat[p + o]) if o < 0 else (v < flat[p + o]):
+                        peak = False
                         break
-                if peak:
-                    if n == out.size:
-                        grown = np.empty(2 * n, np.int64)
-                        grown[:n] = out
-                        out = grown
-                    out[n] = p
-                    n += 1
-                    counts[c] += 1
+            if not peak:
+                break
+        if peak:
+            if n == out.size:
+                grown = np.empty(2 * n, np.int64)
+                grown[:n] = out
+                out = grown
+            out[n] = p
+            n += 1
+            counts[c] += 1
     index = out[:n]
     if n and counts.max() > max_count:  # per part, the max_count highest (ties: lower index first)
         keep = np.ones(n, np.bool_)
@@ -172,34 +186,33 @@ def _floor_log(v):
 
 
 @numba.njit(**_NOGIL)
-def refine_peaks(flat, padded_h, padded_w, index, pad):
-    """As :func:`.refine_peaks.refine_peaks`: x, y float64[M], offset, curvature float64[M, 2]."""
+def refine_peaks(flat, height, width, index):
+    """As :func:`.refine_peaks.refine_peaks` on cmap (flat, not padded; ``index`` into it): x, y
+    float64[M], offset, curvature float64[M, 2].
+    """
     m = index.size
     x, y = np.empty(m), np.empty(m)
     offset, curvature = np.empty((m, 2)), np.empty((m, 2))
-    plane = padded_h * padded_w
-    last = flat.size - 1
-    x_max = np.nextafter(float(padded_w - 2 * pad), 0.0)
-    y_max = np.nextafter(float(padded_h - 2 * pad), 0.0)
+    plane = height * width
+    x_max = np.nextafter(float(width), 0.0)
+    y_max = np.nextafter(float(height), 0.0)
     for k in range(m):
         p = index[k]
+        row = (p % plane) // width
+        col = (p % plane) % width
         for axis in range(2):
-            stride = 1 if axis == 0 else padded_w
-            before = flat[min(max(p - stride, 0), last)] == -np.inf
-            after = flat[min(max(p + stride, 0), last)] == -np.inf
-            middle = int(before) - int(after)
-            f0 = _floor_log(flat[min(max(p + (middle - 1) * stride, 0), last)])
-            f1 = _floor_log(flat[min(max(p + middle * stride, 0), last)])
-            f2 = _floor_log(flat[min(max(p + (middle + 1) * stride, 0), last)])
+            pos, size, stride = (col, width, 1) if axis == 0 else (row, height, width)
+            middle = int(pos == 0) - int(pos + 1 == size)  # the parabola's middle cell, off the border
+            f0 = _floor_log(_cell(flat, p, pos, middle - 1, size, stride))
+            f1 = _floor_log(_cell(flat, p, pos, middle, size, stride))
+            f2 = _floor_log(_cell(flat, p, pos, middle + 1, size, stride))
             curv = f0 - 2.0 * f1 + f2
             off = (f0 - f2) / (2.0 * curv) if curv < 0.0 else 0.0
             off += middle
             offset[k, axis] = min(max(off, -0.5), 0.5)
             curvature[k, axis] = curv
-        row = (p % plane) // padded_w
-        col = (p % plane) % padded_w
-        x[k] = min(col + (offset[k, 0] + (0.5 - pad)), x_max)
-        y[k] = min(row + (offset[k, 1] + (0.5 - pad)), y_max)
+        x[k] = min(col + (offset[k, 0] + 0.5), x_max)
+        y[k] = min(row + (offset[k, 1] + 0.5), y_max)
     return x, y, offset, curvature
 
 
@@ -209,113 +222,130 @@ def measured_width(curvature, sigma):
     negative = curvature.ravel()[curvature.ravel() < 0.0]
     if negative.size == 0:
         return sigma
-    return max(0.5 * sigma, 1.0 / math.sqrt(-np.sort(negative)[negative.size // 2]))
+    middle = negative.size // 2
+    return max(0.5 * sigma, 1.0 / math.sqrt(-np.partition(negative, middle)[middle]))
 
 
 @numba.njit(**_NOGIL)
-def hidden_peaks(flat, padded_h, padded_w, pad, index, x, y, offset, width, radius, margin, threshold, work):
-    """As :func:`.hidden_peaks.hidden_peaks` (``work``: float32 buffer of flat's size, all -inf, left
-    so): hidden flat indices int64[K] ascending, x, y float64[K].
+def hidden_peaks(flat, map_h, map_w, index, x, y, offset, width, radius, margin, threshold, work):
+    """As :func:`.hidden_peaks.hidden_peaks` on cmap (flat float32[C * map_h * map_w], not padded;
+    ``index`` into it; ``work``: float32[map_h * map_w], all -inf, left so): hidden flat indices
+    int64[K] ascending, x, y float64[K]. The parts are independent (a part's model holds only its
+    own peaks' bumps), so they are taken one at a time with a buffer of one map, which stays in the
+    cache. Window cells outside the map are skipped (in the padded maps of the numpy steps they are
+    -inf: never a shoulder, and their residual is -inf).
     """
-    plane = padded_h * padded_w
+    plane = map_h * map_w
     two_var = 2.0 * width * width
     scale = _F32(1.0 / two_var)
     side = 2 * radius + 1
     margin32 = _F32(margin)
+    thr32 = _F32(threshold)
     m = index.size
-    # the model: work[cell] = max over peaks of their bump, at the cells of the windows
-    cells = np.empty(m * side * side, np.int64)
+    cells = np.empty(m * side * side, np.int64)  # in-map indices of the window cells of one part
+    shoulder = np.empty(m * side * side, np.int64)
     along_x = np.empty(side, np.float32)
     along_y = np.empty(side, np.float32)
-    n = 0
-    for k in range(m):
-        cx = _F32(offset[k, 0]) * scale
-        cy = _F32(offset[k, 1]) * scale
-        cz = _F32(1.0) * scale
-        height = max(flat[index[k]], _F32(1e-6))
-        for d in range(-radius, radius + 1):  # the bump is separable: height * along_x[dj] * along_y[di]
-            along_x[d + radius] = _F32(math.exp(cx * _F32(2.0 * d) + cz * _F32(-(d * d))))
-            along_y[d + radius] = _F32(math.exp(cy * _F32(2.0 * d) + cz * _F32(-(d * d))))
-        for di in range(-radius, radius + 1):
-            for dj in range(-radius, radius + 1):
-                b = height * along_y[di + radius] * along_x[dj + radius]
-                cell = index[k] + di * padded_w + dj
-                cells[n] = cell
-                work[cell] = max(work[cell], b)
-                n += 1
-    # shoulders: window cells whose residual exceeds margin (and threshold), unique, ascending
-    shoulder = np.empty(n, np.int64)
-    s = 0
-    thr32 = _F32(threshold)
-    for t in range(n):
-        cell = cells[t]
-        if flat[cell] - work[cell] > margin32 and (threshold <= margin or flat[cell] > thr32):
-            shoulder[s] = cell
-            s += 1
-    shoulder = np.unique(shoulder[:s])
-    hidden = np.empty(shoulder.size, np.int64)
-    hx, hy = np.empty(shoulder.size), np.empty(shoulder.size)
+    hidden = np.empty(m * side * side, np.int64)
+    hx, hy = np.empty(hidden.size), np.empty(hidden.size)
     h = 0
-    x_max = np.nextafter(float(padded_w - 2 * pad), 0.0)
-    y_max = np.nextafter(float(padded_h - 2 * pad), 0.0)
+    x_max = np.nextafter(float(map_w), 0.0)
+    y_max = np.nextafter(float(map_h), 0.0)
     limit = 0.25 * width * width
     values = np.empty(9, np.float32)
     residual = np.empty(9, np.float32)
     away = np.empty(9, np.bool_)
-    for q in range(shoulder.size):
-        cell = shoulder[q]
-        for b in range(9):
-            around = cell + (b // 3 - 1) * padded_w + (b % 3 - 1)
-            values[b] = flat[around]
-            explained = work[around]
-            away[b] = explained == -np.inf
-            if away[b]:
-                explained = np.inf
-            residual[b] = values[b] - explained
-        peak = residual[4]
-        top = True
-        for b in range(4):
-            if not peak > residual[b]:
-                top = False
-        for b in range(5, 9):
-            if not peak >= residual[b]:
-                top = False
-        if not top:
-            continue
-        mu = np.zeros(2)
-        for axis in range(2):  # slopes: x from cells 3->4 and 4->5, y from 1->4 and 4->7
-            lows = (3, 4) if axis == 0 else (1, 4)
-            highs = (4, 5) if axis == 0 else (4, 7)
-            sides = (3, 5) if axis == 0 else (1, 7)
-            total = 0.0
-            used = 0
-            for e in range(2):
-                slope = _floor_log(values[highs[e]]) - _floor_log(values[lows[e]])
-                slope += (-1.0 if e == 0 else 1.0) / two_var
-                use = residual[sides[e]] > _F32(margin / 3.0) or (away[sides[e]] and values[sides[e]] > 0.0)
-                if use:
-                    total += slope
-                    used += 1
-                else:
-                    total += slope * 0.0
-            value = total * (0.5 * two_var) / max(used, 1)
-            mu[axis] = 0.0 if abs(value) > 1.5 else value
-        row = (cell % plane) // padded_w
-        col = (cell % plane) % padded_w
-        px = min(max((col + mu[0]) + (0.5 - pad), 0.0), x_max)
-        py = min(max((row + mu[1]) + (0.5 - pad), 0.0), y_max)
-        part = cell // plane
-        far = True
-        for k in range(m):
-            if index[k] // plane == part:
+    first = 0
+    while first < m:
+        part = index[first] // plane
+        last = first
+        while last < m and index[last] // plane == part:
+            last += 1
+        maps = flat[part * plane:(part + 1) * plane]
+        # the model: work[cell] = max over the part's peaks of their bump, at the cells of the windows
+        n = 0
+        for k in range(first, last):
+            cx = _F32(offset[k, 0]) * scale
+            cy = _F32(offset[k, 1]) * scale
+            cz = _F32(1.0) * scale
+            centre = index[k] - part * plane
+            height = max(maps[centre], _F32(1e-6))
+            for d in range(-radius, radius + 1):  # the bump is separable: height * along_x[dj] * along_y[di]
+                along_x[d + radius] = _F32(math.exp(cx * _F32(2.0 * d) + cz * _F32(-(d * d))))
+                along_y[d + radius] = _F32(math.exp(cy * _F32(2.0 * d) + cz * _F32(-(d * d))))
+            row = centre // map_w
+            col = centre % map_w
+            for di in range(max(-radius, -row), min(radius, map_h - 1 - row) + 1):
+                for dj in range(max(-radius, -col), min(radius, map_w - 1 - col) + 1):
+                    b = height * along_y[di + radius] * along_x[dj + radius]
+                    cell = centre + di * map_w + dj
+                    cells[n] = cell
+                    work[cell] = max(work[cell], b)
+                    n += 1
+        # shoulders: window cells whose residual exceeds margin (and threshold), unique, ascending
+        s = 0
+        for t in range(n):
+            cell = cells[t]
+            if maps[cell] - work[cell] > margin32 and (threshold <= margin or maps[cell] > thr32):
+                shoulder[s] = cell
+                s += 1
+        for cell in np.unique(shoulder[:s]):
+            row = cell // map_w
+            col = cell % map_w
+            for b in range(9):
+                if not (0 <= row + b // 3 - 1 < map_h and 0 <= col + b % 3 - 1 < map_w):
+                    values[b] = -np.inf  # outside the map
+                    residual[b] = -np.inf
+                    away[b] = False
+                    continue
+                around = cell + (b // 3 - 1) * map_w + (b % 3 - 1)
+                values[b] = maps[around]
+                explained = work[around]
+                away[b] = explained == -np.inf
+                if away[b]:
+                    explained = np.inf
+                residual[b] = values[b] - explained
+            peak = residual[4]
+            top = True
+            for b in range(4):
+                if not peak > residual[b]:
+                    top = False
+            for b in range(5, 9):
+                if not peak >= residual[b]:
+                    top = False
+            if not top:
+                continue
+            mu = np.zeros(2)
+            for axis in range(2):  # slopes: x from cells 3->4 and 4->5, y from 1->4 and 4->7
+                lows = (3, 4) if axis == 0 else (1, 4)
+                highs = (4, 5) if axis == 0 else (4, 7)
+                sides = (3, 5) if axis == 0 else (1, 7)
+                total = 0.0
+                used = 0
+                for e in range(2):
+                    slope = _floor_log(values[highs[e]]) - _floor_log(values[lows[e]])
+                    slope += (-1.0 if e == 0 else 1.0) / two_var
+                    use = residual[sides[e]] > _F32(margin / 3.0) or (away[sides[e]] and values[sides[e]] > 0.0)
+                    if use:
+                        total += slope
+                        used += 1
+                    else:
+                        total += slope * 0.0
+                value = total * (0.5 * two_var) / max(used, 1)
+                mu[axis] = 0.0 if abs(value) > 1.5 else value
+            px = min(max((col + mu[0]) + 0.5, 0.0), x_max)
+            py = min(max((row + mu[1]) + 0.5, 0.0), y_max)
+            far = True
+            for k in range(first, last):
                 dx, dy = px - x[k], py - y[k]
                 if dx * dx + dy * dy < limit:
                     far = False
-        if far:
-            hidden[h], hx[h], hy[h] = cell, px, py
-            h += 1
-    for t in range(n):  # leave the buffer all -inf for the next call
-        work[cells[t]] = -np.inf
+            if far:
+                hidden[h], hx[h], hy[h] = part * plane + cell, px, py
+                h += 1
+        for t in range(n):  # leave the buffer all -inf for the next part and call
+            work[cells[t]] = -np.inf
+        first = last
     return hidden[:h], hx[:h], hy[:h]
 
 
@@ -330,12 +360,14 @@ def _direction(field, cell, plane, ux, uy, floor):
 @numba.njit(**_NOGIL)
 def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min_sample_fraction,
                     link_threshold, paf_floor):
-    """As :func:`.paf_score_graph.paf_score_graph`: link, a, b int64[T], score float64[T]. t_s:
-    float32[S + 1] the samples' t, then 0.5; weight: float32[S] (``paf_score_graph._samples``).
+    """As :func:`.paf_score_graph.paf_score_graph`: link, a, b int64[T], score float64[T], and whether
+    paf holds NaN/Inf values (every value is checked). t_s: float32[S + 1] the samples' t, then 0.5;
+    weight: float32[S] (``paf_score_graph._samples``).
     """
     num_samples = weight.size
     _, height, width = paf.shape
     field = paf.reshape(-1)
+    per_link = paf.reshape(links.shape[0], -1)  # its rows stay C-contiguous
     plane = height * width
     starts = np.cumsum(counts) - counts
     xs = np.empty(x.size, np.float32)
@@ -345,6 +377,18 @@ def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min
         xs[k] = min(_F32(x[k]), x_cap)
         ys[k] = min(_F32(y[k]), y_cap)
     floor, thr = _F32(paf_floor), _F32(sample_threshold)
+    values = np.empty(num_samples, np.float32)
+    order = np.empty(num_samples, np.int64)  # 0, S - 1, 1, S - 2, ...
+    for s in range(num_samples):
+        order[s] = s // 2 if s % 2 == 0 else num_samples - 1 - s // 2
+    allowed = -1  # the most samples that may fail to follow a kept pair (-1: no pair is kept)
+    while allowed < num_samples and (num_samples - allowed - 1) / num_samples >= min_sample_fraction:
+        allowed += 1
+    # the midpoint screen: a value is at most |f| / paf_floor (|f| < paf_floor) or the cosine between f
+    # and the pair, so it cannot exceed a threshold > 0 where |f| < threshold * paf_floor or f points
+    # away from the pair; 0.999 and 1e-4 keep float32 rounding (relative 1e-7) on the safe side
+    screen = sample_threshold > 1e-4
+    weak = _F32((0.999 * sample_threshold * paf_floor) ** 2) if screen else _F32(0.0)
     half = _F32(0.5 * height)
     total = 0
     for k in range(links.shape[0]):
@@ -354,32 +398,45 @@ def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min
     out_b = np.empty(total, np.int64)
     out_score = np.empty(total)
     n = 0
+    finite = _F32(0.0)
     for k in range(links.shape[0]):
         pa, pb = links[k, 0], links[k, 1]
         base = k * 2 * plane
+        # the NaN/Inf check of the link's two channels, which also brings them into the cache for
+        # the scattered reads of its pairs
+        finite += _finite_sum(per_link[k])
         for a in range(starts[pa], starts[pa] + counts[pa]):
             ax, ay = xs[a], ys[a]
             for b in range(starts[pb], starts[pb] + counts[pb]):
                 dx, dy = xs[b] - ax, ys[b] - ay
+                mid = int(ay + t_s[num_samples] * dy) * width + int(ax + t_s[num_samples] * dx)
+                if screen:  # no square root or division where the midpoint's value is surely <= thr
+                    fy, fx = field[base + mid], field[base + mid + plane]
+                    if fx * fx + fy * fy < weak or not fx * dx + fy * dy > _F32(0.0):
+                        continue
                 length = np.sqrt(dx * dx + dy * dy)
                 safe = max(length, _F32(1e-6))
                 ux, uy = dx / safe, dy / safe
-                mid = int(ay + t_s[num_samples] * dy) * width + int(ax + t_s[num_samples] * dx)
                 if not _direction(field, base + mid, plane, ux, uy, floor) > thr:
                     continue
-                follows = 0
+                misses = 0
+                for s in order:  # both ends first: a wrong pair's ends are off its field soonest
+                    cell = int(ay + t_s[s] * dy) * width + int(ax + t_s[s] * dx)
+                    values[s] = _direction(field, base + cell, plane, ux, uy, floor)
+                    if not values[s] > thr:
+                        misses += 1
+                        if misses > allowed:  # too few samples can follow: the pair is not kept
+                            break
+                if misses > allowed:
+                    continue
                 score = 0.0  # in sample order, as numpy's reduction over the samples axis
                 for s in range(num_samples):
-                    cell = int(ay + t_s[s] * dy) * width + int(ax + t_s[s] * dx)
-                    value = _direction(field, base + cell, plane, ux, uy, floor)
-                    if value > thr:
-                        follows += 1
-                    score += float(value * weight[s])
+                    score += float(values[s] * weight[s])
                 score -= float(max(_F32(0.0), length / half - _F32(1.0)))
-                if follows / num_samples >= min_sample_fraction and score > link_threshold:
+                if score > link_threshold:
                     out_link[n], out_a[n], out_b[n], out_score[n] = k, a, b, score
                     n += 1
-    return out_link[:n], out_a[:n], out_b[:n], out_score[:n]
+    return out_link[:n], out_a[:n], out_b[:n], out_score[:n], not finite == 0.0
 
 
 @numba.njit(**_NOGIL)
@@ -530,52 +587,54 @@ def connect_parts(part, a, b, score, chosen):
 
 
 @numba.njit(**_NOGIL)
-def parse(cmap, paf, links, fparams, iparams, t_s, weight, padded, work):
+def parse(cmap, paf, links, fparams, iparams, t_s, weight, work, cand):
     """The whole decoder for one image (see :class:`~trt_perception.core.decode.pose.PoseParser`).
 
     cmap float32[C, H, W], paf float32[2L, H, W] (C-contiguous), links int64[L, 2]; fparams,
-    iparams, t_s, weight from ``compiled.pack_params``; padded: float32[C, H + 2 pad, W + 2 pad], cmap
-    inside a -inf border (``find_peaks.pad_maps``); work: float32 of padded's size, all -inf.
-    Returns (number of NaN/Inf values; when not 0, the rest is empty), keypoints float64[O, C, 3],
-    scores float64[O], links bool[O, L].
+    iparams, t_s, weight from ``compiled.pack_params``; work: float32[H * W], all -inf (left so);
+    cand: int64 scratch of at least C * H * ceil(W / 2) values.
+    Flat peak indices are into cmap, not into padded maps as in the numpy steps (the same order).
+    Returns (whether a field holds NaN/Inf values; when it does, the rest is empty), keypoints
+    float64[O, C, 3], scores float64[O], links bool[O, L].
     """
     channels, height, width = cmap.shape
     num_links = links.shape[0]
-    pad = iparams[I_PAD]
-    bad, noise, rows = check_fields(cmap, paf, fparams[P_THRESHOLD])
+    bad, noise, found = check_cmap(cmap, fparams[P_THRESHOLD], cand)
     empty = (np.zeros((0, channels, 3)), np.zeros(0), np.zeros((0, num_links), np.bool_))
     if bad:
-        return bad, empty[0], empty[1], empty[2]
-    threshold = fparams[P_THRESHOLD]
+        return True, empty[0], empty[1], empty[2]
+    threshold, margin = fparams[P_THRESHOLD], fparams[P_HIDDEN_MARGIN]
     if fparams[P_NOISE_FACTOR] > 0.0:
-        threshold = max(threshold, fparams[P_NOISE_FACTOR] * noise)
-    flat = padded.reshape(-1)
-    padded_h, padded_w = padded.shape[1], padded.shape[2]
-    index, counts = find_peaks(flat, channels, padded_h, padded_w, pad, iparams[I_RADIUS], threshold,
-                               iparams[I_MAX_PEAKS], rows)
-    if index.size == 0:
-        return 0, empty[0], empty[1], empty[2]
-    x, y, offset, curvature = refine_peaks(flat, padded_h, padded_w, index, pad)
+        floor = fparams[P_NOISE_FACTOR] * noise
+        threshold, margin = max(threshold, floor), max(margin, floor)
+    flat = cmap.reshape(-1)
+    index, counts = find_peaks(flat, channels, height, width, iparams[I_RADIUS], threshold,
+                               iparams[I_MAX_PEAKS], found)
+    if index.size == 0:  # paf_score_graph does not run: check paf here
+        return not _finite_sum(paf.reshape(-1)) == 0.0, empty[0], empty[1], empty[2]
+    x, y, offset, curvature = refine_peaks(flat, height, width, index)
     sigma = fparams[P_SIGMA]
     if sigma > 0.0 and counts.max() > 1:
-        hidden, hx, hy = hidden_peaks(flat, padded_h, padded_w, pad, index, x, y, offset,
+        hidden, hx, hy = hidden_peaks(flat, height, width, index, x, y, offset,
                                       measured_width(curvature, sigma), iparams[I_HIDDEN_RADIUS],
-                                      fparams[P_HIDDEN_MARGIN], threshold, work)
+                                      margin, threshold, work)
         if hidden.size:
             everything = np.concatenate((index, hidden))
             order = np.argsort(everything, kind="mergesort")
             index = everything[order]
             x = np.concatenate((x, hx))[order]
             y = np.concatenate((y, hy))[order]
-    plane = padded_h * padded_w
+    plane = height * width
     part = index // plane
     counts = np.bincount(part, minlength=channels)
     value = np.empty(index.size)
     for q in range(index.size):
         value[q] = flat[index[q]]
-    link, a, b, score = paf_score_graph(paf, links, counts, x, y, t_s, weight,
-                                        fparams[P_SAMPLE_THRESHOLD], fparams[P_MIN_SAMPLE_FRACTION],
-                                        fparams[P_LINK_THRESHOLD], fparams[P_PAF_FLOOR])
+    link, a, b, score, bad = paf_score_graph(paf, links, counts, x, y, t_s, weight,
+                                             fparams[P_SAMPLE_THRESHOLD], fparams[P_MIN_SAMPLE_FRACTION],
+                                             fparams[P_LINK_THRESHOLD], fparams[P_PAF_FLOOR])
+    if bad:
+        return True, empty[0], empty[1], empty[2]
     group = connect_parts(part, a, b, score, assignment(link, a, b, score, index.size))
 
     num_groups = group.max() + 1
@@ -610,4 +669,4 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, padded, work):
         g = group[a[t]]
         if g == group[b[t]] and row[g] >= 0:
             out_links[row[g], link[t]] = True
-    return 0, keypoints, person_score[kept], out_links
+    return False, keypoints, person_score[kept], out_links

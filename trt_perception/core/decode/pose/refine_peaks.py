@@ -56,6 +56,8 @@ def refine_peaks(padded: np.ndarray, peaks: np.ndarray,
     offset += middle
     offset = np.minimum(np.maximum(offset, -0.5), 0.5)
     row, col = np.divmod(peaks % (padded_h * padded_w), padded_w)
-    x = np.minimum(col + (offset[:, 0] + (0.5 - pad)), math.nextafter(padded_w - 2 * pad, 0))
-    y = np.minimum(row + (offset[:, 1] + (0.5 - pad)), math.nextafter(padded_h - 2 * pad, 0))
+    row -= pad  # in the map
+    col -= pad
+    x = np.minimum(col + (offset[:, 0] + 0.5), math.nextafter(padded_w - 2 * pad, 0))
+    y = np.minimum(row + (offset[:, 1] + 0.5), math.nextafter(padded_h - 2 * pad, 0))
     return x, y, offset, curvature
