@@ -13,6 +13,7 @@ from trt_perception.testing.pose_fields import (
     random_scene,
     recovered,
     render_fields,
+    sampled_cell,
     unresolvable_parts,
 )
 
@@ -188,9 +189,13 @@ def test_empty_maps_and_a_single_part():
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("field", ["cmap", "paf"])
 def test_nan_and_inf_are_refused(field, bad):
+    """Anywhere in cmap; in paf where a limb is sampled (here the midpoint of a decoded person's link)."""
     scene = random_scene(np.random.default_rng(1), 2)
     arrays = {"cmap": scene.cmap.copy(), "paf": scene.paf.copy()}
-    arrays[field][3, 4, 5] = bad
+    if field == "cmap":
+        arrays["cmap"][3, 4, 5] = bad
+    else:
+        arrays["paf"][sampled_cell(PoseParser()(scene.cmap, scene.paf).keypoints[0], COCO18)] = bad
     with pytest.raises(PoseFieldError, match=f"{field} has 1 NaN/Inf"):
         PoseParser()(arrays["cmap"], arrays["paf"])
 

@@ -8,7 +8,7 @@ import pytest
 
 from trt_perception.core.decode.pose import COCO18, PoseFieldError, PoseParams, PoseParser, compiled
 from trt_perception.core.decode.pose.find_peaks import noise_level
-from trt_perception.testing.pose_fields import SCENE_TYPES, expected_parts, random_scene, recovered
+from trt_perception.testing.pose_fields import SCENE_TYPES, expected_parts, random_scene, recovered, sampled_cell
 
 needs_compiled = pytest.mark.skipif(compiled.load() is None,
                                     reason="the compiled pose decoder is unavailable (numba missing?)")
@@ -61,15 +61,68 @@ def test_compiled_decoder_handles_map_borders_and_sizes_like_the_reference():
 
 
 @needs_compiled
+@pytest.mark.parametrize("t", [0.05, 0.5, 0.95])
 @pytest.mark.parametrize("field", ["cmap", "paf"])
-def test_compiled_decoder_counts_nan_and_inf(field):
+def test_compiled_decoder_counts_nan_and_inf(field, t):
+    """Both paths refuse a NaN in cmap, or in paf at a sample of a limb (an end's or the midpoint's),
+    and count every NaN/Inf of the field, also those where nothing is sampled."""
     scene = random_scene(np.random.default_rng(2), 2)
     arrays = {"cmap": scene.cmap.copy(), "paf": scene.paf.copy()}
-    arrays[field][0, 3, 4] = np.nan
-    arrays[field][1, 5, 6] = -np.inf
+    if field == "cmap":
+        arrays["cmap"][0, 3, 4] = np.nan
+    else:
+        person = PoseParser(compiled=False)(scene.cmap, scene.paf).keypoints[0]
+        arrays["paf"][sampled_cell(person, COCO18, t)] = np.nan
+    arrays[field][1, 55, 55] = -np.inf
     for parser in (PoseParser(compiled=True), PoseParser(compiled=False)):
         with pytest.raises(PoseFieldError, match=f"{field} has 2 NaN/Inf values"):
             parser(arrays["cmap"], arrays["paf"])
+
+
+def _widened(scene, columns):
+    """cmap and paf of ``scene`` with ``columns`` columns of zeros added on the right."""
+    return tuple(np.pad(field, ((0, 0), (0, 0), (0, columns))) for field in (scene.cmap, scene.paf))
+
+
+@needs_compiled
+def test_paf_nan_where_no_limb_is_sampled_changes_nothing():
+    """Every sample lies on a segment between two peaks: cells right of all peaks are never read."""
+    rng = np.random.default_rng(12)
+    for num_people in (1, 5, 20):
+        cmap, paf = _widened(random_scene(rng, num_people), 24)
+        planted = paf.copy()
+        planted[0::5, 10:50:7, 70] = np.nan
+        planted[3, 40, 60:] = np.inf
+        for compiled_path in (True, False):
+            parser = PoseParser(compiled=compiled_path)
+            clean = parser(cmap, paf)
+            assert len(clean) >= min(num_people, 3)
+            _same(parser(cmap, planted), clean)
+
+
+@needs_compiled
+def test_both_paths_refuse_the_same_nan_cells():
+    """NaN cells planted at random in paf: the compiled path refuses a frame exactly when the
+    numpy reference does (a NaN at a sampled cell), and otherwise gives its skeletons."""
+    rng = np.random.default_rng(13)
+    fast, reference = PoseParser(compiled=True), PoseParser(compiled=False)
+    refused = 0
+    for _ in range(30):
+        scene = random_scene(rng, int(rng.integers(1, 12)))
+        paf = scene.paf.copy()
+        paf.reshape(-1)[rng.integers(0, paf.size, 20)] = np.nan
+        outcomes = []
+        for parser in (fast, reference):
+            try:
+                outcomes.append(parser(scene.cmap, paf))
+            except PoseFieldError:
+                outcomes.append(None)
+        assert (outcomes[0] is None) == (outcomes[1] is None)
+        if outcomes[0] is None:
+            refused += 1
+        else:
+            _same(*outcomes)
+    assert 0 < refused < 30
 
 
 def test_numpy_fallback_is_announced_once(monkeypatch, caplog):

@@ -308,3 +308,17 @@ def recovered(keypoints: np.ndarray, found: np.ndarray, topology: Topology, tol:
     ok_extra = np.all(~has[None] | close & expected[:, None, :], axis=2)
     matched: np.ndarray = np.any(ok_required & ok_extra, axis=1)
     return matched
+
+
+def sampled_cell(keypoints: np.ndarray, topology: Topology, t: float = 0.5) -> tuple[int, int, int]:
+    """(paf channel, row, column): the cell the decoder samples at ``t`` (float32, e.g. 0.5: the
+    midpoint) on the first link of ``topology`` that joins two keypoints of one decoded person
+    (``keypoints``: float[C, 3] x, y, score in cells, NaN / 0 where absent), read through the link's
+    y channel. Computed like the decoder (float32, nearest cell). ValueError when no link joins two.
+    """
+    for k, (part_a, part_b) in enumerate(topology.links):
+        if keypoints[part_a, 2] > 0 and keypoints[part_b, 2] > 0:
+            ax, ay = np.float32(keypoints[part_a, 0]), np.float32(keypoints[part_a, 1])
+            dx, dy = np.float32(keypoints[part_b, 0]) - ax, np.float32(keypoints[part_b, 1]) - ay
+            return 2 * k, int(ay + np.float32(t) * dy), int(ax + np.float32(t) * dx)
+    raise ValueError("no link joins two keypoints of this person")

@@ -207,7 +207,8 @@ class Skeleton:
 
 def _check_field(name: str, array: np.ndarray, channels: int, what: str) -> np.ndarray:
     """``array`` as C-contiguous float32[channels, H, W], or PoseFieldError saying what is wrong
-    (NaN/Inf values are looked for by :func:`_check_finite`, or by the compiled decoder).
+    (NaN/Inf values are looked for by :func:`_check_finite` and :func:`.paf_score_graph`, or by the
+    compiled decoder).
     """
     if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
         raise PoseFieldError(f"{name} must be a floating-point array, got "
@@ -218,12 +219,18 @@ def _check_field(name: str, array: np.ndarray, channels: int, what: str) -> np.n
 
 
 def _check_finite(name: str, array: np.ndarray) -> None:
-    """PoseFieldError when ``array`` holds NaN or Inf values (counted in the message)."""
+    """PoseFieldError when ``array`` holds NaN or Inf values (:func:`_non_finite`)."""
     if not (math.isfinite(np.maximum.reduce(array, axis=None))
             and math.isfinite(np.minimum.reduce(array, axis=None))):
-        bad = array.size - int(np.count_nonzero(np.isfinite(array)))
-        raise PoseFieldError(f"{name} has {bad} NaN/Inf values out of {array.size}; the model output is "
-                             f"invalid (check the engine precision and the input normalization)")
+        raise _non_finite(name, array)
+
+
+def _non_finite(name: str, array: np.ndarray) -> PoseFieldError:
+    """The error for NaN/Inf values in ``array`` that the decoder reads, counting all of them."""
+    bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+    where = " (some where limbs are sampled)" if name == "paf" else ""
+    return PoseFieldError(f"{name} has {bad} NaN/Inf values out of {array.size}{where}; the model output is "
+                          f"invalid (check the engine precision and the input normalization)")
 
 
 class PoseParser:
@@ -256,7 +263,11 @@ class PoseParser:
         return self._kernels is not None
 
     def __call__(self, cmap: np.ndarray, paf: np.ndarray) -> Poses:
-        """cmap: float[C, H, W]; paf: float[2L, H, W] (same H, W). Raises :class:`PoseFieldError`."""
+        """cmap: float[C, H, W]; paf: float[2L, H, W] (same H, W). Raises :class:`PoseFieldError` for
+        wrong shapes, NaN/Inf in cmap, or NaN/Inf in a cell of paf that is sampled (the midpoints of all
+        candidate pairs and the samples of those whose midpoint follows the link, :mod:`.paf_score_graph`;
+        elsewhere paf's values cannot change the result and are not read).
+        """
         topo, prm = self.topology, self.params
         cmap = _check_field("cmap", cmap, topo.num_parts, f"{topo.num_parts} parts of the topology")
         paf = _check_field("paf", paf, 2 * topo.num_links, f"2 x {topo.num_links} links of the topology")
@@ -265,8 +276,7 @@ class PoseParser:
                                  f"{cmap.shape[2]}x{cmap.shape[1]} and {paf.shape[2]}x{paf.shape[1]}")
         if self._kernels is not None:
             return self._parse_compiled(self._kernels, cmap, paf)
-        _check_finite("cmap", cmap)
-        _check_finite("paf", paf)
+        _check_finite("cmap", cmap)  # paf: where it is sampled (paf_score_graph)
         pad = max(prm.peak_window // 2, math.ceil(prm.sigma) + 1)  # hidden_peaks looks ceil(sigma) + 1 around
         return self._parse_numpy(cmap, paf, pad)
 
@@ -279,9 +289,9 @@ class PoseParser:
             cand = np.empty(channels * height * ((width + 1) // 2), dtype=np.int64)
             self._packed = (self.params, cmap.shape, (self.topology.links, *pack_params(self.params), work, cand))
         bad, keypoints, scores, links = kernels.parse(cmap, paf, *self._packed[2])
-        if bad:  # the message names the field and counts its bad values
+        if bad:  # cmap as a whole, or a sampled cell of paf; the message counts the field's bad values
             _check_finite("cmap", cmap)
-            _check_finite("paf", paf)
+            raise _non_finite("paf", paf)
         return Poses(keypoints, scores, links)
 
     def _parse_numpy(self, cmap: np.ndarray, paf: np.ndarray, pad: int) -> Poses:
@@ -313,6 +323,8 @@ class PoseParser:
         cand = paf_score_graph(paf, topo.links, counts, x, y, prm.num_samples,
                                prm.sample_threshold, prm.min_sample_fraction, prm.link_threshold,
                                prm.paf_floor, prm.end_weight)
+        if cand is None:  # a sampled cell of paf is NaN/Inf
+            raise _non_finite("paf", paf)
         group = connect_parts(part, cand, assignment(cand, index.size))
 
         # per group: keypoints, links joining two of its keypoints, score

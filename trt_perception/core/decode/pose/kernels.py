@@ -45,17 +45,6 @@ def _block_sums(values, low):
     return finite, squares, excess
 
 
-@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
-def _finite_sum(values):
-    """float32 sum of v - v over ``values`` (1-D, C-contiguous, so that the loop vectorizes): NaN once
-    a value is NaN or Inf, else 0.
-    """
-    finite = _F32(0.0)
-    for k in range(values.size):
-        finite += values[k] - values[k]
-    return finite
-
-
 @numba.njit(**_NOGIL)
 def _max2(a, b):
     return a if a > b else b
@@ -350,9 +339,8 @@ def hidden_peaks(flat, map_h, map_w, index, x, y, offset, width, radius, margin,
 
 
 @numba.njit(**_NOGIL)
-def _direction(field, cell, plane, ux, uy, floor):
-    """float32 f . u / max(|f|, floor) at the flat y-channel index ``cell``."""
-    fy, fx = field[cell], field[cell + plane]
+def _direction(fx, fy, ux, uy, floor):
+    """float32 f . u / max(|f|, floor)."""
     value = fx * ux + fy * uy
     return value / max(np.sqrt(fx * fx + fy * fy), floor)
 
@@ -361,13 +349,13 @@ def _direction(field, cell, plane, ux, uy, floor):
 def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min_sample_fraction,
                     link_threshold, paf_floor):
     """As :func:`.paf_score_graph.paf_score_graph`: link, a, b int64[T], score float64[T], and whether
-    paf holds NaN/Inf values (every value is checked). t_s: float32[S + 1] the samples' t, then 0.5;
-    weight: float32[S] (``paf_score_graph._samples``).
+    a sampled cell of paf holds NaN/Inf (the midpoints of all pairs, every sample of the pairs whose
+    midpoint follows, also those after the pair is known to fail). t_s: float32[S + 1] the samples'
+    t, then 0.5; weight: float32[S] (``paf_score_graph.sample_weights``).
     """
     num_samples = weight.size
     _, height, width = paf.shape
     field = paf.reshape(-1)
-    per_link = paf.reshape(links.shape[0], -1)  # its rows stay C-contiguous
     plane = height * width
     starts = np.cumsum(counts) - counts
     xs = np.empty(x.size, np.float32)
@@ -398,36 +386,41 @@ def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min
     out_b = np.empty(total, np.int64)
     out_score = np.empty(total)
     n = 0
-    finite = _F32(0.0)
+    finite = _F32(0.0)  # sum of v - v over the sampled values: NaN once one is NaN/Inf
     for k in range(links.shape[0]):
         pa, pb = links[k, 0], links[k, 1]
         base = k * 2 * plane
-        # the NaN/Inf check of the link's two channels, which also brings them into the cache for
-        # the scattered reads of its pairs
-        finite += _finite_sum(per_link[k])
         for a in range(starts[pa], starts[pa] + counts[pa]):
             ax, ay = xs[a], ys[a]
             for b in range(starts[pb], starts[pb] + counts[pb]):
                 dx, dy = xs[b] - ax, ys[b] - ay
-                mid = int(ay + t_s[num_samples] * dy) * width + int(ax + t_s[num_samples] * dx)
-                if screen:  # no square root or division where the midpoint's value is surely <= thr
-                    fy, fx = field[base + mid], field[base + mid + plane]
-                    if fx * fx + fy * fy < weak or not fx * dx + fy * dy > _F32(0.0):
-                        continue
+                mid = base + int(ay + t_s[num_samples] * dy) * width + int(ax + t_s[num_samples] * dx)
+                fy, fx = field[mid], field[mid + plane]
+                finite += (fy - fy) + (fx - fx)
+                # no square root or division where the midpoint's value is surely <= thr
+                if screen and (fx * fx + fy * fy < weak or not fx * dx + fy * dy > _F32(0.0)):
+                    continue
                 length = np.sqrt(dx * dx + dy * dy)
                 safe = max(length, _F32(1e-6))
                 ux, uy = dx / safe, dy / safe
-                if not _direction(field, base + mid, plane, ux, uy, floor) > thr:
+                if not _direction(fx, fy, ux, uy, floor) > thr:
                     continue
                 misses = 0
-                for s in order:  # both ends first: a wrong pair's ends are off its field soonest
-                    cell = int(ay + t_s[s] * dy) * width + int(ax + t_s[s] * dx)
-                    values[s] = _direction(field, base + cell, plane, ux, uy, floor)
+                for r in range(num_samples):  # both ends first: a wrong pair's ends are off its field soonest
+                    s = order[r]
+                    cell = base + int(ay + t_s[s] * dy) * width + int(ax + t_s[s] * dx)
+                    fy, fx = field[cell], field[cell + plane]
+                    finite += (fy - fy) + (fx - fx)
+                    values[s] = _direction(fx, fy, ux, uy, floor)
                     if not values[s] > thr:
                         misses += 1
                         if misses > allowed:  # too few samples can follow: the pair is not kept
                             break
                 if misses > allowed:
+                    for q in range(r + 1, num_samples):  # the pair's other samples are checked all the same
+                        s = order[q]
+                        cell = base + int(ay + t_s[s] * dy) * width + int(ax + t_s[s] * dx)
+                        finite += (field[cell] - field[cell]) + (field[cell + plane] - field[cell + plane])
                     continue
                 score = 0.0  # in sample order, as numpy's reduction over the samples axis
                 for s in range(num_samples):
@@ -594,8 +587,8 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work, cand):
     iparams, t_s, weight from ``compiled.pack_params``; work: float32[H * W], all -inf (left so);
     cand: int64 scratch of at least C * H * ceil(W / 2) values.
     Flat peak indices are into cmap, not into padded maps as in the numpy steps (the same order).
-    Returns (whether a field holds NaN/Inf values; when it does, the rest is empty), keypoints
-    float64[O, C, 3], scores float64[O], links bool[O, L].
+    Returns (whether cmap, or a sampled cell of paf, holds NaN/Inf values; when so, the rest is
+    empty), keypoints float64[O, C, 3], scores float64[O], links bool[O, L].
     """
     channels, height, width = cmap.shape
     num_links = links.shape[0]
@@ -610,8 +603,8 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work, cand):
     flat = cmap.reshape(-1)
     index, counts = find_peaks(flat, channels, height, width, iparams[I_RADIUS], threshold,
                                iparams[I_MAX_PEAKS], found)
-    if index.size == 0:  # paf_score_graph does not run: check paf here
-        return not _finite_sum(paf.reshape(-1)) == 0.0, empty[0], empty[1], empty[2]
+    if index.size == 0:  # nothing to sample in paf
+        return False, empty[0], empty[1], empty[2]
     x, y, offset, curvature = refine_peaks(flat, height, width, index)
     sigma = fparams[P_SIGMA]
     if sigma > 0.0 and counts.max() > 1:

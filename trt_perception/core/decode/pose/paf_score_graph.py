@@ -24,12 +24,18 @@ another person, while the field near the ends tells which peaks the limb joins.
 
 With many pairs (more than ``_MIDPOINT_FIRST``), the midpoint is tested first, alone, and the
 samples are only computed for the pairs whose field points the right way there.
+
+NaN/Inf values: the field is read only at the *sampled cells*: the midpoint's cell of every pair,
+and the cells of the ``num_samples`` samples of the pairs whose midpoint follows the link. A NaN or
+Inf value in one of these cells makes :func:`paf_score_graph` return None (the frame cannot be
+decoded); values anywhere else cannot change the result and are not looked at.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -84,11 +90,13 @@ def sample_weights(num_samples: int, end_weight: float) -> tuple[np.ndarray, np.
 
 
 def _direction_values(field: np.ndarray, cells: np.ndarray, plane: int, ux: np.ndarray, uy: np.ndarray,
-                      paf_floor: float) -> np.ndarray:
+                      paf_floor: float) -> tuple[np.ndarray, np.ndarray]:
     """float32 f . u / max(|f|, paf_floor) at flat y-channel indices ``cells`` (int64; the x channel
-    is one ``plane`` on).
+    is one ``plane`` on), and bool (same shape): whether both components are finite there.
     """
     fy, fx = field.take(cells), field.take(cells + plane)
+    finite = np.isfinite(fy)
+    finite &= np.isfinite(fx)
     value: np.ndarray = fx * ux
     value += fy * uy
     fx *= fx
@@ -96,14 +104,15 @@ def _direction_values(field: np.ndarray, cells: np.ndarray, plane: int, ux: np.n
     fx += fy
     np.sqrt(fx, out=fx)
     value /= np.maximum(fx, np.float32(paf_floor), out=fx)
-    return value
+    return value, finite
 
 
 def paf_score_graph(paf: np.ndarray, links: np.ndarray, counts: np.ndarray, x: np.ndarray,
                     y: np.ndarray, num_samples: int, sample_threshold: float,
                     min_sample_fraction: float, link_threshold: float,
-                    paf_floor: float, end_weight: float) -> LinkCandidates:
-    """Score all candidate pairs of every link and keep those that pass (see the module docstring).
+                    paf_floor: float, end_weight: float) -> Optional[LinkCandidates]:
+    """Score all candidate pairs of every link and keep those that pass (see the module docstring);
+    None when a sampled cell of paf holds NaN/Inf.
 
     paf: float32[2L, H, W] (channel 2k = y, 2k + 1 = x of link k); links: int64[L, 2];
     counts: int64[C] peaks per part; x, y: float[M] peak positions in cells, grouped by part;
@@ -127,7 +136,10 @@ def paf_score_graph(paf: np.ndarray, links: np.ndarray, counts: np.ndarray, x: n
     if link.size > _MIDPOINT_FIRST:
         mid = (ay + 0.5 * dy).astype(np.int32) * width
         mid += (ax + 0.5 * dx).astype(np.int32)
-        keep = (_direction_values(field, base + mid, plane, ux, uy, paf_floor) > sample_threshold).nonzero()[0]
+        mid_value, finite = _direction_values(field, base + mid, plane, ux, uy, paf_floor)
+        if not finite.all():
+            return None
+        keep = (mid_value > sample_threshold).nonzero()[0]
         link, a, b, ax, ay, dx, dy, ux, uy, length, base = (
             v.take(keep) for v in (link, a, b, ax, ay, dx, dy, ux, uy, length, base))
 
@@ -135,8 +147,11 @@ def paf_score_graph(paf: np.ndarray, links: np.ndarray, counts: np.ndarray, x: n
     cells = (ay + t * dy).astype(np.int32)
     cells *= width
     cells += (ax + t * dx).astype(np.int32)
-    value = _direction_values(field, base + cells, plane, ux, uy, paf_floor)
+    value, finite = _direction_values(field, base + cells, plane, ux, uy, paf_floor)
     follows = value > sample_threshold
+    # every midpoint is read; the samples only of the pairs whose midpoint follows
+    if not (finite[num_samples].all() and finite[:num_samples, follows[num_samples]].all()):
+        return None
     samples = value[:num_samples]
     samples *= weight
     score = np.add.reduce(samples, axis=0, dtype=np.float64)
