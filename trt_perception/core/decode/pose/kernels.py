@@ -349,8 +349,7 @@ def _direction(fx, fy, ux, uy, floor):
 def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min_sample_fraction,
                     link_threshold, paf_floor):
     """As :func:`.paf_score_graph.paf_score_graph`: link, a, b int64[T], score float64[T], and whether
-    a sampled cell of paf holds NaN/Inf (the midpoints of all pairs, every sample of the pairs whose
-    midpoint follows, also those after the pair is known to fail). t_s: float32[S + 1] the samples'
+    a sampled cell of paf holds NaN/Inf (the cells it reads: see the reference). t_s: float32[S + 1] the samples'
     t, then 0.5; weight: float32[S] (``paf_score_graph.sample_weights``).
     """
     num_samples = weight.size
@@ -366,10 +365,10 @@ def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min
         ys[k] = min(_F32(y[k]), y_cap)
     floor, thr = _F32(paf_floor), _F32(sample_threshold)
     values = np.empty(num_samples, np.float32)
-    order = np.empty(num_samples, np.int64)  # 0, S - 1, 1, S - 2, ...
+    order = np.empty(num_samples, np.int64)  # 0, S - 1, 1, S - 2, ... (paf_score_graph.sample_order)
     for s in range(num_samples):
         order[s] = s // 2 if s % 2 == 0 else num_samples - 1 - s // 2
-    allowed = -1  # the most samples that may fail to follow a kept pair (-1: no pair is kept)
+    allowed = -1  # the most samples that may fail to follow a kept pair (paf_score_graph.allowed_misses)
     while allowed < num_samples and (num_samples - allowed - 1) / num_samples >= min_sample_fraction:
         allowed += 1
     # the midpoint screen: a value is at most |f| / paf_floor (|f| < paf_floor) or the cosine between f
@@ -406,8 +405,7 @@ def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min
                 if not _direction(fx, fy, ux, uy, floor) > thr:
                     continue
                 misses = 0
-                for r in range(num_samples):  # both ends first: a wrong pair's ends are off its field soonest
-                    s = order[r]
+                for s in order:  # both ends first: a wrong pair's ends are off its field soonest
                     cell = base + int(ay + t_s[s] * dy) * width + int(ax + t_s[s] * dx)
                     fy, fx = field[cell], field[cell + plane]
                     finite += (fy - fy) + (fx - fx)
@@ -417,10 +415,6 @@ def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min
                         if misses > allowed:  # too few samples can follow: the pair is not kept
                             break
                 if misses > allowed:
-                    for q in range(r + 1, num_samples):  # the pair's other samples are checked all the same
-                        s = order[q]
-                        cell = base + int(ay + t_s[s] * dy) * width + int(ax + t_s[s] * dx)
-                        finite += (field[cell] - field[cell]) + (field[cell + plane] - field[cell + plane])
                     continue
                 score = 0.0  # in sample order, as numpy's reduction over the samples axis
                 for s in range(num_samples):

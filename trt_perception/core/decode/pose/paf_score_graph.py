@@ -25,10 +25,13 @@ another person, while the field near the ends tells which peaks the limb joins.
 With many pairs (more than ``_MIDPOINT_FIRST``), the midpoint is tested first, alone, and the
 samples are only computed for the pairs whose field points the right way there.
 
-NaN/Inf values: the field is read only at the *sampled cells*: the midpoint's cell of every pair,
-and the cells of the ``num_samples`` samples of the pairs whose midpoint follows the link. A NaN or
-Inf value in one of these cells makes :func:`paf_score_graph` return None (the frame cannot be
-decoded); values anywhere else cannot change the result and are not looked at.
+NaN/Inf values: the field is read only at the *sampled cells*: the midpoint's cell of every pair;
+for the pairs whose midpoint follows the link, their samples in the order ``sample_order`` (both
+ends first, then inwards: a wrong pair's ends are off its field soonest) up to the one where too
+many have failed to follow for the pair to be kept (all of them for a kept pair; a NaN/Inf sample
+fails to follow). A NaN or Inf value in one of these cells makes :func:`paf_score_graph` return None
+(the frame cannot be decoded); values anywhere else cannot change the result and are not looked at
+(the compiled decoder reads exactly these cells).
 """
 
 from __future__ import annotations
@@ -87,6 +90,21 @@ def sample_weights(num_samples: int, end_weight: float) -> tuple[np.ndarray, np.
     t = (np.arange(num_samples) + 0.5) / num_samples
     weight = 1.0 + end_weight * (2.0 * t - 1.0) ** 2
     return np.append(t, 0.5).astype(np.float32)[:, None], (weight / weight.sum()).astype(np.float32)[:, None]
+
+
+@functools.lru_cache(maxsize=8)
+def sample_order(num_samples: int) -> np.ndarray:
+    """int64[S]: the samples in the order they are read, ends first: 0, S - 1, 1, S - 2, ..."""
+    s = np.arange(num_samples)
+    return np.where(s % 2 == 0, s // 2, num_samples - 1 - s // 2)
+
+
+def allowed_misses(num_samples: int, min_sample_fraction: float) -> int:
+    """The most samples that may fail to follow a kept pair: the largest m with
+    (S - m) / S >= min_sample_fraction.
+    """
+    return int(np.count_nonzero((num_samples - np.arange(num_samples + 1)) / num_samples
+                                >= min_sample_fraction)) - 1
 
 
 def _direction_values(field: np.ndarray, cells: np.ndarray, plane: int, ux: np.ndarray, uy: np.ndarray,
@@ -149,8 +167,14 @@ def paf_score_graph(paf: np.ndarray, links: np.ndarray, counts: np.ndarray, x: n
     cells += (ax + t * dx).astype(np.int32)
     value, finite = _direction_values(field, base + cells, plane, ux, uy, paf_floor)
     follows = value > sample_threshold
-    # every midpoint is read; the samples only of the pairs whose midpoint follows
-    if not (finite[num_samples].all() and finite[:num_samples, follows[num_samples]].all()):
+    if not finite[num_samples].all():  # every midpoint is read
+        return None
+    # the samples of the pairs whose midpoint follows, in sample_order, while at most allowed_misses failed
+    followed = follows[num_samples].nonzero()[0]
+    order = sample_order(num_samples)
+    missed = ~follows[order[:, None], followed]
+    read = missed.cumsum(axis=0) - missed <= allowed_misses(num_samples, min_sample_fraction)
+    if not finite[order[:, None], followed][read].all():
         return None
     samples = value[:num_samples]
     samples *= weight
