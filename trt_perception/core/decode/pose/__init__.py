@@ -282,11 +282,11 @@ class PoseParser:
 
     def _parse_compiled(self, kernels: ModuleType, cmap: np.ndarray, paf: np.ndarray) -> Poses:
         # the kernels read cmap itself (no padded copy); their scratch: work (-inf, one map) and
-        # cand (the candidate peaks: at most one cell in two of each row)
+        # cand (the candidate peaks: at most one cell in two of each row, and 8 spare values)
         if self._packed[0] is not self.params or self._packed[1] != cmap.shape:
             channels, height, width = cmap.shape
             work = np.full(height * width, -np.inf, dtype=np.float32)
-            cand = np.empty(channels * height * ((width + 1) // 2), dtype=np.int64)
+            cand = np.empty(channels * height * ((width + 1) // 2) + 8, dtype=np.int64)
             self._packed = (self.params, cmap.shape, (self.topology.links, *pack_params(self.params), work, cand))
         bad, keypoints, scores, links = kernels.parse(cmap, paf, *self._packed[2])
         if bad:  # cmap as a whole, or a sampled cell of paf; the message counts the field's bad values

@@ -76,4 +76,4 @@ def _warm_up(kernels: ModuleType) -> None:
     t = ((np.arange(10) + 0.5) / 10).astype(np.float32)
     work = np.full(cmap[0].size, -np.inf, np.float32)
     kernels.parse(cmap, paf, np.array([[0, 1]], dtype=np.int64), fparams, iparams, np.append(t, 0.5).astype(
-        np.float32), np.full(10, 0.1, np.float32), work, np.empty(2 * 12 * 6, np.int64))
+        np.float32), np.full(10, 0.1, np.float32), work, np.empty(2 * 12 * 6 + 8, np.int64))

@@ -54,7 +54,7 @@ def _max2(a, b):
 def check_cmap(cmap, low, cand):
     """Checks cmap and finds the candidate peaks above ``low``, in one pass.
 
-    cmap float32[C, H, W]; cand: int64 buffer of at least C * H * ceil(W / 2) values. Returns whether
+    cmap float32[C, H, W]; cand: int64 buffer of at least C * H * ceil(W / 2) + 8 values. Returns whether
     cmap holds NaN/Inf values; the noise level sqrt(2 * sum of squared negative values / values)
     (the standard deviation of zero-mean noise on a map that is mostly background); the first K
     values of ``cand``: the flat indices (ascending) of the cells above ``low`` that are greater
@@ -86,6 +86,12 @@ def check_cmap(cmap, low, cand):
                                 _max2(_max2(flat[start + 4], flat[start + 5]),
                                       _max2(flat[start + 6], flat[start + 7])))
                     if not top > low32:
+                        continue
+                    if start > row and start + 8 < end:  # no border cell: no branch per cell
+                        for j in range(start, start + 8):
+                            v = flat[j]
+                            cand[n] = j  # kept when n moves on (cand has 8 spare values)
+                            n += (v > low32) & (v > flat[j - 1]) & (v >= flat[j + 1])
                         continue
                 for j in range(start, min(start + 8, end)):
                     v = flat[j]
@@ -484,6 +490,8 @@ def assignment(link, a, b, score, num_peaks):
     chosen = np.zeros(t_total, np.bool_)
     count_a = np.zeros(num_peaks, np.int64)
     count_b = np.zeros(num_peaks, np.int64)
+    rows = np.full(num_peaks, -1, np.int64)  # -1 again after each link
+    cols = np.full(num_peaks, -1, np.int64)
     start = 0
     while start < t_total:  # candidates are grouped by link
         end = start
@@ -492,8 +500,6 @@ def assignment(link, a, b, score, num_peaks):
         for t in range(start, end):
             count_a[a[t]] += 1
             count_b[b[t]] += 1
-        rows = np.full(num_peaks, -1, np.int64)
-        cols = np.full(num_peaks, -1, np.int64)
         n_rows = n_cols = 0
         for t in range(start, end):
             if count_a[a[t]] > 1 or count_b[b[t]] > 1:
@@ -533,6 +539,8 @@ def assignment(link, a, b, score, num_peaks):
         for t in range(start, end):
             count_a[a[t]] = 0
             count_b[b[t]] = 0
+            rows[a[t]] = -1
+            cols[b[t]] = -1
         start = end
     return chosen
 
@@ -579,7 +587,7 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work, cand):
 
     cmap float32[C, H, W], paf float32[2L, H, W] (C-contiguous), links int64[L, 2]; fparams,
     iparams, t_s, weight from ``compiled.pack_params``; work: float32[H * W], all -inf (left so);
-    cand: int64 scratch of at least C * H * ceil(W / 2) values.
+    cand: int64 scratch of at least C * H * ceil(W / 2) + 8 values.
     Flat peak indices are into cmap, not into padded maps as in the numpy steps (the same order).
     Returns (whether cmap, or a sampled cell of paf, holds NaN/Inf values; when so, the rest is
     empty), keypoints float64[O, C, 3], scores float64[O], links bool[O, L].
