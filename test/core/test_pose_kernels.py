@@ -2,6 +2,7 @@
 of the accuracy benchmark."""
 
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -215,3 +216,26 @@ def test_scene_types_draw_their_settings():
         low, high = options.get("height_range", (12.0, 44.0))
         heights = np.nanmax(scene.keypoints[:, :, 1], axis=1) - np.nanmin(scene.keypoints[:, :, 1], axis=1)
         assert np.all(heights < 1.2 * high), name
+
+
+@needs_compiled
+@pytest.mark.parametrize("cached", [True, False])
+def test_a_compile_without_cache_is_announced(monkeypatch, caplog, cached):
+    """The warning comes before a compile that numba's cache index cannot serve, and only then."""
+    monkeypatch.setattr(compiled, "_kernels", None)
+    monkeypatch.delenv(compiled.ENV_VAR, raising=False)
+    monkeypatch.setattr(compiled, "_cached", lambda kernels: cached)
+    with caplog.at_level(logging.INFO, logger=compiled.__name__):
+        assert compiled.load() is not None
+    notices = [r for r in caplog.records if "compiling the pose decoder" in r.getMessage()]
+    assert len(notices) == (0 if cached else 1) and all(r.levelno == logging.WARNING for r in notices)
+    assert any("compiled path ready after" in r.getMessage() for r in caplog.records)
+
+
+@needs_compiled
+def test_the_cache_index_shows_the_compiled_decoder():
+    from trt_perception.core.decode.pose import kernels
+    cache_dir = kernels.parse._cache._cache_path
+    if not os.access(cache_dir, os.W_OK):
+        pytest.skip(f"numba's cache folder {cache_dir} is not writable: nothing is cached")
+    assert compiled._cached(kernels)

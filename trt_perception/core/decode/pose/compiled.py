@@ -3,7 +3,8 @@
 numba is imported on the first :func:`load` (not with the package: it takes about half a second), and
 its compiled functions are cached on disk (next to the sources, or in numba's user cache
 directory, ``NUMBA_CACHE_DIR`` when set, where the package folder is not writable), so only the first
-run on a machine compiles (tens of seconds); later processes load the cache in well under a second.
+run on a machine compiles (30-90 s; announced by a warning before it starts, when numba's cache index
+shows no compiled decoder); later processes load the cache in about 1-2 s.
 When numba is not installed, fails to import or to compile, or ``TRT_PERCEPTION_POSE_DECODER=numpy``
 is set, :func:`load` returns None and logs why once; the decoder then runs the numpy steps (same
 results, several times slower).
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from types import ModuleType
 from typing import Any, Optional, Union
 
@@ -40,13 +42,27 @@ def load() -> Optional[ModuleType]:
             return None
         try:
             import trt_perception.core.decode.pose.kernels as kernels
+            if not _cached(kernels):  # a warning: python logging's default shows it (ROS nodes included)
+                _LOG.warning("compiling the pose decoder (first run on this machine, ~1 min; cached afterwards)")
+            started = time.perf_counter()
             _warm_up(kernels)
+            _LOG.info("pose decoder: compiled path ready after %.1f s", time.perf_counter() - started)
         except Exception as exc:  # ImportError, numba's errors (no cache locator, LLVM failures)
             _LOG.warning("pose decoder: compiled path unavailable (%s: %s); using the numpy steps, several "
                          "times slower", type(exc).__name__, exc)
             return None
         _kernels = kernels
     return _kernels if isinstance(_kernels, ModuleType) else None
+
+
+def _cached(kernels: ModuleType) -> bool:
+    """Whether numba's disk cache holds :func:`.kernels.parse` compiled from the current sources (its
+    cache index, read through numba's private ``_cache`` API; False when it cannot tell).
+    """
+    try:
+        return bool(kernels.parse._cache._cache_file._load_index())
+    except Exception:  # another numba version's internals, no cache locator
+        return False
 
 
 def pack_params(params: Any) -> tuple[np.ndarray, ...]:
