@@ -239,3 +239,27 @@ def test_the_cache_index_shows_the_compiled_decoder():
     if not os.access(cache_dir, os.W_OK):
         pytest.skip(f"numba's cache folder {cache_dir} is not writable: nothing is cached")
     assert compiled._cached(kernels)
+
+
+@needs_compiled
+@pytest.mark.parametrize("seed", range(6))
+def test_compiled_assignment_breaks_ties_like_the_reference(seed):
+    """Candidates of few distinct scores (many optimal matchings), up to 21 links of 14 peaks a side
+    (several solver blocks): the compiled assignment keeps the reference's candidates."""
+    from trt_perception.core.decode.pose import kernels
+    from trt_perception.core.decode.pose.assignment import BLOCK_ROWS, assignment
+    from trt_perception.core.decode.pose.paf_score_graph import LinkCandidates
+
+    rng = np.random.default_rng(seed)
+    blocks = 0
+    for _ in range(40):
+        num_links, side = int(rng.integers(1, 22)), int(rng.integers(1, 15))
+        link, a, b = (v.ravel() for v in np.meshgrid(np.arange(num_links), np.arange(side),
+                                                     np.arange(side, 2 * side), indexing="ij"))
+        keep = rng.random(link.size) < rng.uniform(0.2, 0.9)
+        cand = LinkCandidates(link[keep], a[keep], b[keep], rng.choice([0.3, 0.6, 0.9], int(keep.sum())))
+        expected = assignment(cand, 2 * side)
+        got = kernels.assignment(cand.link, cand.a, cand.b, cand.score, 2 * side, BLOCK_ROWS)
+        np.testing.assert_array_equal(got, expected)
+        blocks += num_links * side > 2 * BLOCK_ROWS
+    assert blocks  # some calls had several blocks

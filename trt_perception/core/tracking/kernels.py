@@ -9,10 +9,9 @@ operation in the same order and float64 arithmetic (no fastmath), so both give t
 in the last bit (numpy's vectorized log against libm's), which moves a cost by 1e-16, far below
 any difference between two real pairs.
 
-:func:`lsap` is scipy's ``linear_sum_assignment`` (scipy/optimize/rectangular_lsap/rectangular_lsap.cpp,
-the shortest augmenting path method of Crouse 2016, by P. M. Larsen) ported loop for loop, with its
-tie-breaking, so that it returns the same assignment as scipy also where several are optimal; the
-test checks it against scipy on matrices full of ties.
+:func:`~trt_perception.core.lsap_kernel.lsap` is scipy's ``linear_sum_assignment`` ported with its
+tie-breaking (shared with the pose decoder's kernels), so that the assignment is scipy's also where
+several are optimal.
 
 Arguments shared by the functions (N tracks, K detections):
 
@@ -35,6 +34,8 @@ import math
 import numba
 import numpy as np
 
+from trt_perception.core.lsap_kernel import lsap
+
 (F_HIGH, F_LOW, F_BIRTH, F_MATCH_IOU, F_LOW_MATCH_IOU, F_TENTATIVE_MATCH_IOU, F_MAX_LOST_NS,
  F_MEASUREMENT_STD, F_MIN_SIZE, F_CHI2) = range(10)
 F_AXIS_ACCEL = 10     #: 4 values: kalman.AXIS_ACCEL
@@ -43,82 +44,6 @@ F_COUNT = 18
 (I_MIN_HITS, I_MOTION_GATE) = range(2)
 
 _JIT = dict(cache=True, nogil=True)
-
-
-@numba.njit(**_JIT)
-def lsap(cost):
-    """scipy.optimize.linear_sum_assignment(cost) for a finite float64[R, C]: (rows, cols) int64[min(R, C)],
-    rows ascending (scipy's result, ties broken as scipy does).
-    """
-    nr, nc = cost.shape
-    if nr == 0 or nc == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    transpose = nc < nr
-    c = cost.T.copy() if transpose else cost
-    if transpose:
-        nr, nc = nc, nr
-    u = np.zeros(nr)
-    v = np.zeros(nc)
-    shortest = np.empty(nc)
-    path = np.full(nc, -1, np.int64)
-    col4row = np.full(nr, -1, np.int64)
-    row4col = np.full(nc, -1, np.int64)
-    sr = np.zeros(nr, np.bool_)
-    sc = np.zeros(nc, np.bool_)
-    remaining = np.empty(nc, np.int64)
-    for cur_row in range(nr):
-        # augmenting_path
-        min_val = 0.0
-        num_remaining = nc
-        for it in range(nc):
-            remaining[it] = nc - it - 1
-        sr[:] = False
-        sc[:] = False
-        shortest[:] = np.inf
-        sink = -1
-        i = cur_row
-        while sink == -1:
-            index = -1
-            lowest = np.inf
-            sr[i] = True
-            for it in range(num_remaining):
-                j = remaining[it]
-                r = min_val + c[i, j] - u[i] - v[j]
-                if r < shortest[j]:
-                    path[j] = i
-                    shortest[j] = r
-                if shortest[j] < lowest or (shortest[j] == lowest and row4col[j] == -1):
-                    lowest = shortest[j]
-                    index = it
-            min_val = lowest
-            j = remaining[index]
-            if row4col[j] == -1:
-                sink = j
-            else:
-                i = row4col[j]
-            sc[j] = True
-            num_remaining -= 1
-            remaining[index] = remaining[num_remaining]
-        # dual variables
-        u[cur_row] += min_val
-        for i in range(nr):
-            if sr[i] and i != cur_row:
-                u[i] += min_val - shortest[col4row[i]]
-        for j in range(nc):
-            if sc[j]:
-                v[j] -= min_val - shortest[j]
-        # augment
-        j = sink
-        while True:
-            i = path[j]
-            row4col[j] = i
-            j, col4row[i] = col4row[i], j
-            if i == cur_row:
-                break
-    if transpose:
-        order = np.argsort(col4row)
-        return col4row[order], order.astype(np.int64)
-    return np.arange(nr).astype(np.int64), col4row
 
 
 @numba.njit(**_JIT)

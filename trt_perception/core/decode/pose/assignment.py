@@ -5,7 +5,7 @@ matching (Hungarian method, :func:`scipy.optimize.linear_sum_assignment`); pairs
 candidates cannot be chosen. Candidates that share no peak with another candidate of their link
 (the usual case) are kept without running the solver. The others go to the solver on a matrix
 with a block per link (links are independent); consecutive links are solved together up to
-``_BLOCK_ROWS`` rows per call, since the solver's cost grows with the cube of the matrix size.
+``BLOCK_ROWS`` rows per call, since the solver's cost grows with the cube of the matrix size.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import numpy as np
 
 from trt_perception.core.decode.pose.paf_score_graph import LinkCandidates
 
-_BLOCK_ROWS = 40
+#: rows of one solver call (links are solved together until a block reaches this many rows)
+BLOCK_ROWS = 40
 
 
 def assignment(candidates: LinkCandidates, num_peaks: int) -> np.ndarray:
@@ -41,12 +42,12 @@ def assignment(candidates: LinkCandidates, num_peaks: int) -> np.ndarray:
     weight[row, col] = candidates.score[members]
     index = np.full(weight.shape, -1, dtype=np.int64)
     index[row, col] = members
-    # blocks of consecutive links, [row, column) starts, cut where a block reaches _BLOCK_ROWS rows
+    # blocks of consecutive links, [row, column) starts, cut where a block reaches BLOCK_ROWS rows
     blocks = [(0, 0)]
-    if weight.shape[0] > _BLOCK_ROWS:
+    if weight.shape[0] > BLOCK_ROWS:
         link_end = np.arange(1, num_links) * num_peaks - 1  # last key of each link but the last
         for start in zip(before_row[link_end].tolist(), before_col[link_end].tolist()):
-            if start[0] - blocks[-1][0] >= _BLOCK_ROWS:
+            if start[0] - blocks[-1][0] >= BLOCK_ROWS:
                 blocks.append(start)
     blocks.append(weight.shape)
     from scipy.optimize import linear_sum_assignment  # 0.5 s to import: only where the solver runs

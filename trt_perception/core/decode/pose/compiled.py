@@ -21,6 +21,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from trt_perception.core.decode.pose.assignment import BLOCK_ROWS
 from trt_perception.core.decode.pose.paf_score_graph import sample_weights
 
 _LOG = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def _cached(kernels: ModuleType) -> bool:
 
 
 def pack_params(params: Any) -> tuple[np.ndarray, ...]:
-    """``params`` (a PoseParams) as fparams float64[9], iparams int64[5], t float32[S + 1],
+    """``params`` (a PoseParams) as fparams float64[9], iparams int64[6], t float32[S + 1],
     weight float32[S]: the arguments of
     :func:`.kernels.parse` that come from the parameters (index names in :mod:`.kernels`).
     """
@@ -74,7 +75,7 @@ def pack_params(params: Any) -> tuple[np.ndarray, ...]:
                         params.link_threshold, params.paf_floor, params.sample_threshold,
                         params.min_sample_fraction, params.min_score], dtype=np.float64)
     iparams = np.array([params.peak_window // 2, params.max_peaks, params.min_parts, params.max_people,
-                        math.ceil(params.sigma)], dtype=np.int64)
+                        math.ceil(params.sigma), BLOCK_ROWS], dtype=np.int64)
     t, weight = sample_weights(params.num_samples, params.end_weight)
     return fparams, iparams, np.ascontiguousarray(t[:, 0]), np.ascontiguousarray(weight[:, 0])
 
@@ -88,7 +89,7 @@ def _warm_up(kernels: ModuleType) -> None:
     paf = np.zeros((2, 12, 12), np.float32)
     paf[1, 3, 3:9] = paf[1, 8, 3:9] = 1.0
     fparams = np.array([0.1, 0.0, 1.5, 0.15, 0.1, 0.5, 0.05, 0.8, 0.0])
-    iparams = np.array([1, 100, 1, 100, 2], dtype=np.int64)
+    iparams = np.array([1, 100, 1, 100, 2, BLOCK_ROWS], dtype=np.int64)
     t = ((np.arange(10) + 0.5) / 10).astype(np.float32)
     work = np.full(cmap[0].size, -np.inf, np.float32)
     kernels.parse(cmap, paf, np.array([[0, 1]], dtype=np.int64), fparams, iparams, np.append(t, 0.5).astype(

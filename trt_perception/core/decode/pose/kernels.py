@@ -16,13 +16,15 @@ import math
 import numba
 import numpy as np
 
+from trt_perception.core.lsap_kernel import lsap
+
 _NOGIL = dict(cache=True, nogil=True)
 _F32 = np.float32
 
 # indices of the float / int parameter arrays built by ``compiled.pack_params``
 (P_THRESHOLD, P_NOISE_FACTOR, P_SIGMA, P_HIDDEN_MARGIN, P_LINK_THRESHOLD, P_PAF_FLOOR,
  P_SAMPLE_THRESHOLD, P_MIN_SAMPLE_FRACTION, P_MIN_SCORE) = range(9)
-(I_RADIUS, I_MAX_PEAKS, I_MIN_PARTS, I_MAX_PEOPLE, I_HIDDEN_RADIUS) = range(5)
+(I_RADIUS, I_MAX_PEAKS, I_MIN_PARTS, I_MAX_PEOPLE, I_HIDDEN_RADIUS, I_BLOCK_ROWS) = range(6)
 #: rows per block of :func:`check_cmap`
 ROW_BLOCK = 8
 
@@ -433,65 +435,26 @@ def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min
 
 
 @numba.njit(**_NOGIL)
-def _max_weight_matching(weight):
-    """For float64[n, m], n <= m: the column of each row in a matching of all rows maximizing the
-    summed weight (shortest augmenting paths with potentials, O(n^2 m)).
+def assignment(link, a, b, score, num_peaks, block_rows):
+    """As :func:`.assignment.assignment`: bool[T] kept by the per-link maximum-score matching, with the
+    reference's matrices (rows: the (link, peak a) of the candidates that share a peak, ascending;
+    columns alike), its blocks of links (cut where a block reaches ``block_rows`` rows) and scipy's
+    solver (:func:`~trt_perception.core.lsap_kernel.lsap`), so that ties are broken alike.
     """
-    n, m = weight.shape
-    u = np.zeros(n + 1)
-    v = np.zeros(m + 1)
-    p = np.zeros(m + 1, np.int64)  # p[j]: row (1-based) matched to column j, 0: none
-    way = np.zeros(m + 1, np.int64)
-    for i in range(1, n + 1):
-        p[0] = i
-        j0 = 0
-        minv = np.full(m + 1, np.inf)
-        used = np.zeros(m + 1, np.bool_)
-        while True:
-            used[j0] = True
-            i0 = p[j0]
-            delta = np.inf
-            j1 = 0
-            for j in range(1, m + 1):
-                if not used[j]:
-                    cur = -weight[i0 - 1, j - 1] - u[i0] - v[j]
-                    if cur < minv[j]:
-                        minv[j] = cur
-                        way[j] = j0
-                    if minv[j] < delta:
-                        delta = minv[j]
-                        j1 = j
-            for j in range(m + 1):
-                if used[j]:
-                    u[p[j]] += delta
-                    v[j] -= delta
-                else:
-                    minv[j] -= delta
-            j0 = j1
-            if p[j0] == 0:
-                break
-        while True:
-            j1 = way[j0]
-            p[j0] = p[j1]
-            j0 = j1
-            if j0 == 0:
-                break
-    col_of_row = np.full(n, -1, np.int64)
-    for j in range(1, m + 1):
-        if p[j] > 0:
-            col_of_row[p[j] - 1] = j - 1
-    return col_of_row
-
-
-@numba.njit(**_NOGIL)
-def assignment(link, a, b, score, num_peaks):
-    """As :func:`.assignment.assignment`: bool[T] kept by the per-link maximum-score matching."""
     t_total = link.size
     chosen = np.zeros(t_total, np.bool_)
+    if t_total == 0:
+        return chosen
+    num_links = link.max() + 1
     count_a = np.zeros(num_peaks, np.int64)
     count_b = np.zeros(num_peaks, np.int64)
     rows = np.full(num_peaks, -1, np.int64)  # -1 again after each link
     cols = np.full(num_peaks, -1, np.int64)
+    row_of = np.full(t_total, -1, np.int64)  # matrix row and column of each shared candidate
+    col_of = np.full(t_total, -1, np.int64)
+    link_rows = np.zeros(num_links, np.int64)
+    link_cols = np.zeros(num_links, np.int64)
+    used_rows = used_cols = 0
     start = 0
     while start < t_total:  # candidates are grouped by link
         end = start
@@ -512,7 +475,7 @@ def assignment(link, a, b, score, num_peaks):
             else:
                 chosen[t] = True
         if n_rows:
-            r = c = 0
+            r, c = used_rows, used_cols
             for q in range(num_peaks):  # number the shared peaks in ascending order
                 if rows[q] >= 0:
                     rows[q] = r
@@ -520,28 +483,48 @@ def assignment(link, a, b, score, num_peaks):
                 if cols[q] >= 0:
                     cols[q] = c
                     c += 1
-            weight = np.zeros((n_rows, n_cols))
-            member = np.full((n_rows, n_cols), -1, np.int64)
             for t in range(start, end):
                 if count_a[a[t]] > 1 or count_b[b[t]] > 1:
-                    weight[rows[a[t]], cols[b[t]]] = score[t]
-                    member[rows[a[t]], cols[b[t]]] = t
-            if n_rows <= n_cols:
-                col_of_row = _max_weight_matching(weight)
-                for i in range(n_rows):
-                    if col_of_row[i] >= 0 and member[i, col_of_row[i]] >= 0:
-                        chosen[member[i, col_of_row[i]]] = True
-            else:
-                row_of_col = _max_weight_matching(weight.T.copy())
-                for j in range(n_cols):
-                    if row_of_col[j] >= 0 and member[row_of_col[j], j] >= 0:
-                        chosen[member[row_of_col[j], j]] = True
+                    row_of[t] = rows[a[t]]
+                    col_of[t] = cols[b[t]]
+            link_rows[link[start]] = n_rows
+            link_cols[link[start]] = n_cols
+            used_rows += n_rows
+            used_cols += n_cols
         for t in range(start, end):
             count_a[a[t]] = 0
             count_b[b[t]] = 0
             rows[a[t]] = -1
             cols[b[t]] = -1
         start = end
+    if used_rows == 0:
+        return chosen
+    # blocks of consecutive links: [row, column) starts, cut at a link's end once a block has block_rows rows
+    block_r = np.zeros(num_links + 1, np.int64)
+    block_c = np.zeros(num_links + 1, np.int64)
+    blocks = 1
+    if used_rows > block_rows:
+        end_r = end_c = 0
+        for k in range(num_links - 1):
+            end_r += link_rows[k]
+            end_c += link_cols[k]
+            if end_r - block_r[blocks - 1] >= block_rows:
+                block_r[blocks], block_c[blocks] = end_r, end_c
+                blocks += 1
+    block_r[blocks], block_c[blocks] = used_rows, used_cols
+    for k in range(blocks):
+        r0, c0 = block_r[k], block_c[k]
+        cost = np.zeros((block_r[k + 1] - r0, block_c[k + 1] - c0))  # scipy's maximize: the negated weights
+        member = np.full(cost.shape, -1, np.int64)
+        for t in range(t_total):
+            if r0 <= row_of[t] < block_r[k + 1]:
+                cost[row_of[t] - r0, col_of[t] - c0] = -score[t]
+                member[row_of[t] - r0, col_of[t] - c0] = t
+        picked_rows, picked_cols = lsap(cost)
+        for i in range(picked_rows.size):
+            t = member[picked_rows[i], picked_cols[i]]
+            if t >= 0:
+                chosen[t] = True
     return chosen
 
 
@@ -630,7 +613,7 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work, cand):
                                              fparams[P_LINK_THRESHOLD], fparams[P_PAF_FLOOR])
     if bad:
         return True, empty[0], empty[1], empty[2]
-    group = connect_parts(part, a, b, score, assignment(link, a, b, score, index.size))
+    group = connect_parts(part, a, b, score, assignment(link, a, b, score, index.size, iparams[I_BLOCK_ROWS]))
 
     num_groups = group.max() + 1
     size = np.zeros(num_groups, np.int64)
