@@ -464,8 +464,11 @@ def assignment(link, a, b, score, num_peaks, block_rows):
             count_a[a[t]] += 1
             count_b[b[t]] += 1
         n_rows = n_cols = 0
+        low_a, high_a, low_b, high_b = num_peaks, -1, num_peaks, -1  # the range of the shared peaks
         for t in range(start, end):
             if count_a[a[t]] > 1 or count_b[b[t]] > 1:
+                low_a, high_a = min(low_a, a[t]), max(high_a, a[t])
+                low_b, high_b = min(low_b, b[t]), max(high_b, b[t])
                 if rows[a[t]] < 0:
                     rows[a[t]] = 0
                     n_rows += 1
@@ -476,10 +479,11 @@ def assignment(link, a, b, score, num_peaks, block_rows):
                 chosen[t] = True
         if n_rows:
             r, c = used_rows, used_cols
-            for q in range(num_peaks):  # number the shared peaks in ascending order
+            for q in range(low_a, high_a + 1):  # number the shared peaks in ascending order
                 if rows[q] >= 0:
                     rows[q] = r
                     r += 1
+            for q in range(low_b, high_b + 1):
                 if cols[q] >= 0:
                     cols[q] = c
                     c += 1
