@@ -6,6 +6,11 @@ assignment as scipy also where several are optimal (``test/core/test_tracking_ke
 against scipy on matrices full of ties). Used by the compiled tracker (:mod:`.tracking.kernels`)
 and the compiled pose decoder (:mod:`.decode.pose.kernels`); imports numba, so it is imported only
 through their loaders, which handle numba being absent. Cached on disk (``cache=True``).
+
+numba's disk cache of a calling kernel holds this function's code and is keyed on the caller's own
+source file only: after editing this file, touch ``tracking/kernels.py`` and
+``decode/pose/kernels.py`` (or delete their ``__pycache__/*.nbi``) so that they recompile. An
+installed package is not affected (installing rewrites every file).
 """
 
 from __future__ import annotations
