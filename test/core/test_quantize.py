@@ -4,34 +4,16 @@ ONNX Runtime backend and stays close to the float model."""
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import numpy_helper
 
 from trt_perception.core.backends import create_backend
 from trt_perception.core.quantize import QuantizeError, quantize_model
 from trt_perception.core.tensorrt.calibration import has_qdq_nodes
-
-
-def conv_model(path, seed=0):
-    """x float32[1,3,16,16] -> Conv(8) -> Relu -> Conv(4) -> y float32[1,4,16,16]."""
-    rng = np.random.default_rng(seed)
-    w1 = numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w1")
-    b1 = numpy_helper.from_array(rng.normal(0, 0.1, 8).astype(np.float32), "b1")
-    w2 = numpy_helper.from_array(rng.normal(0, 0.3, (4, 8, 1, 1)).astype(np.float32), "w2")
-    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
-             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-             helper.make_node("Conv", ["r1", "w2"], ["y"], name="conv2")]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16, 16])],
-                              initializer=[w1, b1, w2])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8  # what the real models use; ONNX Runtime reads up to its own maximum
-    onnx.save(model, str(path))
-    return path
+from trt_perception.testing.tiny_onnx import conv_model, random_frames
 
 
 def frames(n, seed=1):
-    rng = np.random.default_rng(seed)
-    return [rng.uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32) for _ in range(n)]
+    return random_frames(n, seed, (1, 3, 16, 16))
 
 
 def run(path, x):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import onnx
 import pytest
-from precision_models import chain_model, frames, save
 
 from trt_perception.cli import main
 from trt_perception.core.precision.result_cache import ResultCache
@@ -21,6 +20,8 @@ from trt_perception.core.precision.sensitivity import (
     onnx_runner,
 )
 from trt_perception.core.tensorrt.layer_precision import read_layer_precisions
+from trt_perception.testing.tiny_onnx import chain_model, save_model
+from trt_perception.testing.tiny_onnx import random_frames as frames
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,7 +101,7 @@ def test_layer_groups_by_name_prefix(tmp_path):
             inits[f"w{i}"] = np.ones((3, 3, 1, 1), np.float32)
             nodes.append(helper.make_node("Conv", [previous, f"w{i}"], [out], name=name))
         previous = out
-    model = save(nodes, inits, tmp_path / "g.onnx", y_shape=(1, 3, 8, 8))
+    model = save_model(nodes, inits, tmp_path / "g.onnx", y_shape=(1, 3, 8, 8))
     assert layer_groups(model, depth=2) == {"net/block_1": tuple(names[:3]), "net/block_2": (names[3],),
                                             "head": ("head",)}
     assert list(layer_groups(model, depth=0)) == names
