@@ -18,6 +18,7 @@ from trt_perception.core.model_config import ModelConfigError, load_model_config
 from trt_perception.core.precision.sensitivity import SensitivityError
 from trt_perception.core.quantize import METHODS, QuantizeError, quantize_model
 from trt_perception.core.tensorrt.calibration import CalibrationError, CalibrationSettings, preprocessed_frames
+from trt_perception.tools.frame_arguments import add_config_argument, add_frame_arguments, frame_set
 from trt_perception.tools.mixed_precision import add_mixed_arguments, check_mixed_arguments, run_mixed
 
 
@@ -27,11 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         "quantize", help="quantize a model to a Q/DQ INT8 ONNX with ONNX Runtime",
         description="Calibrate a model on frames and write a Q/DQ (explicitly quantized) INT8 ONNX "
                     "that TensorRT builds without a calibrator and ONNX Runtime runs.")
-    parser.add_argument("--config", required=True, help="model config YAML (model and preprocessing)")
-    parser.add_argument("--calib", action="append", required=True, metavar="SOURCE",
-                        help="calibration frames: video, image folder or BAG#TOPIC (repeatable)")
-    parser.add_argument("--calib-every", type=int, default=1, metavar="N", help="use every N-th frame")
-    parser.add_argument("--calib-max-frames", type=int, default=200, metavar="N", help="default 200")
+    add_config_argument(parser)
+    add_frame_arguments(parser, "calib", flag="--calib", prefix="calib-", max_frames=200, required=True,
+                        help_text="calibration frames")
     parser.add_argument("--method", choices=METHODS, default="percentile",
                         help="range calibration (default percentile; see benchmarks/results/int8_accuracy.md)")
     parser.add_argument("--percentile", type=float, default=99.999, help="for --method percentile")
@@ -46,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``trt-perception quantize`` with the parsed ``args``; returns the process exit status."""
     try:
         config = load_model_config(args.config)
-        settings = CalibrationSettings(tuple(args.calib), args.calib_every, args.calib_max_frames)
+        calib = frame_set(args, "calib")
+        settings = CalibrationSettings(calib.sources, calib.every, calib.max_frames)
         sources = settings.open_sources()
         check_mixed_arguments(args)
     except (ModelConfigError, CalibrationError, FrameSourceError, ValueError) as exc:
