@@ -74,6 +74,47 @@ def test_selection_stops_at_the_float_budget(tmp_path):
         Target(recall=None, precision=None).met(selection.steps[0].summary)
 
 
+def test_margin_is_the_tighter_target():
+    summary = {"detections": {"recall": 0.995, "precision": 0.97}, "output_error": 0.02}
+    assert Target(0.99, 0.99).margin(summary) == pytest.approx(-0.02)  # precision is 0.02 short
+    assert Target(0.99, None).margin(summary) == pytest.approx(0.005)
+    assert Target(None, None, output_error=0.04).margin(summary) == pytest.approx(0.5)
+    assert Target(0.99, 0.99).margin({"detections": {"recall": float("nan"), "precision": 1.0},
+                                      "output_error": 0.0}) == float("-inf")  # nothing to match: worst
+    with pytest.raises(SensitivityError, match="checks nothing"):
+        Target(None, None).margin({"detections": None, "output_error": 0.0})
+
+
+def test_forward_steps_re_measure_candidates_and_keep_the_best(tmp_path):
+    """With the fragile conv second in a misranked order, trying 2 candidates per step keeps it first
+    (ranking order alone would keep conv_a first and drop it again afterwards)."""
+    model = chain_model(tmp_path / "m.onnx", fragile="conv_c")
+    with SensitivitySweep(model, frames(12), evalset(model), method="minmax") as sweep:
+        ranking = sweep.measure(layer_groups(model, depth=0))
+        misranked = [g for g in ranking if g.group == "conv_a"] + [g for g in ranking if g.group != "conv_a"]
+        selection = sweep.select(misranked, Target(None, None, output_error=0.05), candidates=2)
+    actions = [step.action for step in selection.steps]
+    assert actions == ["full INT8", "try keep conv_a in float", "try keep conv_c in float", "keep conv_c in float",
+                       "try conv_c in INT8 again"]
+    assert selection.reached and selection.float_groups == ("conv_c",) and selection.final.float_nodes == ("conv_c",)
+    with pytest.raises(SensitivityError, match="candidates must be >= 1"):
+        sweep.select(misranked, Target(None, None, output_error=0.05), candidates=0)
+
+
+def test_node_refinement_returns_the_robust_nodes_of_a_kept_group_to_int8(tmp_path):
+    model = chain_model(tmp_path / "m.onnx", fragile="conv_c")
+    groups = {"front": ("conv_a",), "middle": ("conv_b", "conv_c"), "head": ("conv_d",)}
+    with SensitivitySweep(model, frames(12), evalset(model), method="minmax") as sweep:
+        ranking = sweep.measure(groups)
+        assert ranking[0].group == "middle" and ranking[0].convs == 2
+        whole = sweep.select(ranking, Target(None, None, output_error=0.05))
+        refined = sweep.select(ranking, Target(None, None, output_error=0.05), refine_nodes=True)
+    assert whole.float_nodes == ("conv_b", "conv_c") and whole.final.summary["int8_convs"] == 2
+    assert refined.reached and refined.float_groups == ("middle",) and refined.float_nodes == ("conv_c",)
+    assert refined.final.summary["int8_convs"] == 3 and refined.final.met
+    assert [s.action for s in refined.steps][-2:] == ["try node conv_c in INT8 again", "try node conv_b in INT8 again"]
+
+
 def test_sweep_results_are_cached(tmp_path):
     model = chain_model(tmp_path / "m.onnx", fragile="conv_b")
     cache = ResultCache(tmp_path / "cache")

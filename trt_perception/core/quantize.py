@@ -36,6 +36,9 @@ from trt_perception.core.io.atomic_write import atomic_write_bytes
 from trt_perception.core.tensorrt.calibration import QDQ_OPS
 
 METHODS = ("entropy", "percentile", "minmax")
+#: activation quantization: ``int8`` symmetric (zero point 0; TensorRT's only INT8), or ``uint8``
+#: asymmetric (a zero point per tensor; ONNX Runtime only, TensorRT rejects it)
+ACTIVATIONS = ("int8", "uint8")
 DEFAULT_OP_TYPES = ("Conv", "ConvTranspose", "MatMul", "Gemm", "Add")
 PathLike = Union[str, Path]
 
@@ -80,7 +83,7 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
                    tensors: Iterable[np.ndarray], method: str = "percentile", percentile: float = 99.999,
                    op_types: Sequence[str] = DEFAULT_OP_TYPES, per_channel: bool = True,
                    nodes_to_exclude: Sequence[str] = (), nodes_to_quantize: Optional[Sequence[str]] = None,
-                   ranges_cache: Optional[Path] = None) -> QuantizeReport:
+                   ranges_cache: Optional[Path] = None, activations: str = "int8") -> QuantizeReport:
     """Write a Q/DQ INT8 copy of ``model_path`` to ``output_path``, calibrated on ``tensors``.
 
     tensors: the model input ``input_name`` for each calibration frame (e.g.
@@ -100,6 +103,8 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
 
     if method not in METHODS:
         raise QuantizeError(f"calibration method must be one of {METHODS}, got {method!r}")
+    if activations not in ACTIVATIONS:
+        raise QuantizeError(f"activations must be one of {ACTIVATIONS}, got {activations!r}")
     if not 0.0 < percentile <= 100.0:
         raise QuantizeError(f"percentile must be in (0, 100], got {percentile}")
     model_path, output_path = Path(model_path), Path(output_path)
@@ -118,9 +123,10 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
                         "minmax": CalibrationMethod.MinMax}[method]
     # Histogram settings as TensorRT's entropy calibrator: 2048 bins searched for the best 128-bin
     # quantization (quantize_static cannot pass them: with its 128/128 default, entropy = minmax).
-    calib_options: dict[str, Any] = {"symmetric": True, "num_bins": 2048, "num_quantized_bins": 128,
+    symmetric = activations == "int8"
+    calib_options: dict[str, Any] = {"symmetric": symmetric, "num_bins": 2048, "num_quantized_bins": 128,
                                      "percentile": percentile}
-    extra: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True,
+    extra: dict[str, Any] = {"ActivationSymmetric": symmetric, "WeightSymmetric": True,
                              "OpTypesToExcludeOutputQuantization": list(op_types)}
     with tempfile.TemporaryDirectory(prefix="trt_perception_quant.") as work:
         prepared = Path(work) / "prepared.onnx"
@@ -132,7 +138,8 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
             _calibrate(prepared, reader, op_types, calibrate_method, calib_options, Path(work), ranges)
         quantize_static(str(prepared), str(quantized), None, quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=list(op_types), per_channel=per_channel,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                        weight_type=QuantType.QInt8,
                         nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize is not None else None,
                         nodes_to_exclude=list(nodes_to_exclude),
                         calibrate_method=calibrate_method, extra_options=extra, calibration_cache_path=ranges)

@@ -8,15 +8,18 @@ version 8 (what the shipped models use; ONNX Runtime reads up to its own maximum
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence, Union
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from onnx import NodeProto
 
 PathLike = Union[str, Path]
 CHAIN_CONVS = ("conv_a", "conv_b", "conv_c", "conv_d")
 
 
-def save_model(nodes: Sequence[object], initializers: Mapping[str, np.ndarray], path: PathLike,
+def save_model(nodes: Sequence["NodeProto"], initializers: Mapping[str, np.ndarray], path: PathLike,
                x_shape: Sequence[int] = (1, 3, 8, 8), y_shape: Sequence[int] = (1, 4, 8, 8)) -> Path:
     """Write the graph of ``nodes`` (``onnx.NodeProto``) with ``initializers`` (name -> array) to
     ``path``; returns the path.
@@ -63,7 +66,7 @@ def chain_model(path: PathLike, fragile: Optional[str] = None, seed: int = 0, bl
     from onnx import helper
     rng = np.random.default_rng(seed)
     inits: dict[str, np.ndarray] = {}
-    nodes = []
+    nodes: list["NodeProto"] = []
     previous, channels = "x", 3
     for i, name in enumerate(CHAIN_CONVS):
         out_channels = 4 if name == "conv_d" else 8

@@ -23,6 +23,7 @@ from trt_perception.core.model_config import ModelConfig
 from trt_perception.core.precision.model_frames import detection_decoder, read_frames
 from trt_perception.core.precision.result_cache import ResultCache
 from trt_perception.core.precision.sensitivity import (
+    DEFAULT_CANDIDATES,
     DEFAULT_GROUP_DEPTH,
     EvalSet,
     SensitivitySweep,
@@ -56,6 +57,12 @@ def add_mixed_arguments(parser: argparse.ArgumentParser) -> None:
                             f"(default {DEFAULT_GROUP_DEPTH})")
     group.add_argument("--max-float-share", type=float, default=0.2, metavar="S",
                        help="at most this share of the convolutions in float (default 0.2)")
+    group.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES, metavar="K",
+                       help=f"groups re-measured at each selection step, the best kept (default {DEFAULT_CANDIDATES}; "
+                            "1 = ranking order)")
+    group.add_argument("--whole-groups", dest="refine_nodes", action="store_false",
+                       help="keep whole groups in float (default: then return single nodes to INT8 where the "
+                            "target still holds)")
     group.add_argument("--report", metavar="PREFIX", help="write PREFIX.md, PREFIX.json and PREFIX.png")
     add_cache_dir_argument(group, "calibration ranges and sweep results")
 
@@ -71,8 +78,8 @@ def check_mixed_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"targets must be in (0, 1], got {targets}")
     if not args.select:
         raise ValueError("--target-recall needs --select-frames (held-out frames to measure sensitivity on)")
-    if not 0 <= args.max_float_share < 1 or args.group_depth < 0:
-        raise ValueError("--max-float-share must be in [0, 1) and --group-depth >= 0")
+    if not 0 <= args.max_float_share < 1 or args.group_depth < 0 or args.candidates < 1:
+        raise ValueError("--max-float-share must be in [0, 1), --group-depth >= 0 and --candidates >= 1")
 
 
 def run_mixed(args: argparse.Namespace, config: ModelConfig, calibration: Sequence[np.ndarray]) -> dict[str, Any]:
@@ -89,12 +96,13 @@ def run_mixed(args: argparse.Namespace, config: ModelConfig, calibration: Sequen
                           progress=lambda items, **kw: tqdm(items, disable=None, **kw)) as sweep:
         ranking = sweep.measure(groups)
         convs = sum(g.convs for g in ranking)
-        selection = sweep.select(ranking, target, max_float_convs=int(args.max_float_share * convs))
+        selection = sweep.select(ranking, target, max_float_convs=int(args.max_float_share * convs),
+                                 candidates=args.candidates, refine_nodes=args.refine_nodes)
         output = Path(args.output)
         report = sweep.quantize(output, exclude=selection.float_nodes)
     layers_file = output.with_suffix(".layers.json")
     reasons = {node: f"INT8-sensitive group {g.group} (rank {rank})"
-               for rank, g in enumerate(ranking, 1) if g.group in selection.float_groups for node in g.nodes}
+               for rank, g in enumerate(ranking, 1) for node in g.nodes if node in selection.float_nodes}
     write_layer_precisions(layers_file, output.name, dict.fromkeys(selection.float_nodes, "fp16"), reasons)
     if args.report:
         prefix = Path(args.report)
