@@ -7,9 +7,10 @@ import pytest
 from onnx import numpy_helper
 
 from trt_perception.core.backends import create_backend
+from trt_perception.core.precision.sensitivity import onnx_runner
 from trt_perception.core.quantize import QuantizeError, quantize_model
 from trt_perception.core.tensorrt.calibration import has_qdq_nodes
-from trt_perception.testing.tiny_onnx import conv_model, random_frames
+from trt_perception.testing.tiny_onnx import conv_model, random_frames, residual_model
 
 
 def frames(n, seed=1):
@@ -57,6 +58,27 @@ def test_uint8_activations_are_asymmetric_and_close_to_float(tmp_path):
         want, got = run(model, x), run(report.output, x)
         # mean only: ONNX Runtime's U8S8 kernels on x86 without VNNI saturate some sums (max error ~10 %)
         assert not np.array_equal(got, want) and np.abs(got - want).mean() < 0.02 * np.abs(want).max()
+
+
+def _inputs_from_dq(path, node_name):
+    graph = onnx.load(str(path)).graph
+    producer = {out: node.op_type for node in graph.node for out in node.output}
+    node = next(n for n in graph.node if n.name == node_name)
+    return [producer.get(name) == "DequantizeLinear" for name in node.input]
+
+
+@pytest.mark.parametrize("settings", [{"op_types": ("Conv",)}, {"nodes_to_exclude": ["add"]}])
+def test_a_float_node_reads_float_even_where_its_input_also_feeds_a_quantized_node(tmp_path, settings):
+    """The Relu output feeds conv_b (INT8) and the Add: only conv_b reads it quantized."""
+    model = residual_model(tmp_path / "res.onnx")
+    report = quantize_model(model, tmp_path / "q.onnx", "x", random_frames(8), method="minmax", **settings)
+    assert _inputs_from_dq(report.output, "conv_b")[0] and _inputs_from_dq(report.output, "add") == [False, False]
+    everything = quantize_model(model, tmp_path / "all.onnx", "x", random_frames(8), method="minmax")
+    assert _inputs_from_dq(everything.output, "add") == [True, True]
+    x = random_frames(1, seed=4)[0]
+    want = onnx_runner(model, "x")(x)["y"]
+    got, got_all = onnx_runner(report.output, "x")(x)["y"], onnx_runner(everything.output, "x")(x)["y"]
+    assert np.abs(got - want).mean() < np.abs(got_all - want).mean()  # the float add adds no rounding
 
 
 def test_bad_requests_are_refused(tmp_path):

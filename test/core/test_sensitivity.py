@@ -164,6 +164,7 @@ def test_quantize_target_recall_on_the_shipped_model(tmp_path, capsys):
     rc = main(["quantize", "--config", str(ROOT / "models" / "ssdlite_pedestrian" / "ssdlite_pedestrian.yaml"),
                "--calib", str(calib), "--method", "minmax", "--output", str(out), "--target-recall", "0.99",
                "--select-frames", str(held_out), "--group-depth", "1", "--max-float-share", "0.5",
+               "--op-types", "Conv", "--candidates", "2",
                "--cache-dir", str(tmp_path / "cache"), "--report", str(tmp_path / "sens")])
     printed = capsys.readouterr().out
     report = json.loads((tmp_path / "sens.json").read_text())
@@ -177,3 +178,7 @@ def test_quantize_target_recall_on_the_shipped_model(tmp_path, capsys):
     original = onnx.load(str(ROOT / "models" / "ssdlite_pedestrian" / "ssdlite_pedestrian_raw_nchw.onnx"))
     conv_names = {node.name for node in original.graph.node if node.op_type == "Conv"}
     assert int8_conv_share(out) == (88 - len(conv_names & set(selection["float_nodes"])), 88)
+    graph = onnx.load(str(out)).graph
+    producer = {output: node.op_type for node in graph.node for output in node.output}
+    adds = [node for node in graph.node if node.op_type == "Add"]
+    assert adds and all(producer.get(i) != "DequantizeLinear" for node in adds for i in node.input)  # float adds

@@ -51,6 +51,22 @@ def conv_model(path: PathLike, seed: int = 0) -> Path:
     return save_model(nodes, inits, path, (1, 3, 16, 16), (1, 4, 16, 16))
 
 
+def residual_model(path: PathLike, seed: int = 0) -> Path:
+    """A residual block: x float32[1,3,8,8] -> Conv 1x1 (4) ``conv_a`` -> Relu ``relu_a`` (tensor
+    ``t``) -> Conv 1x1 (4) ``conv_b`` (tensor ``u``) -> Add ``add`` (t + u) -> y float32[1,4,8,8];
+    ``t`` feeds both ``conv_b`` and ``add``.
+    """
+    from onnx import helper
+    rng = np.random.default_rng(seed)
+    inits = {"w_a": rng.normal(0, 0.5, (4, 3, 1, 1)).astype(np.float32),
+             "w_b": rng.normal(0, 0.5, (4, 4, 1, 1)).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w_a"], ["a"], name="conv_a"),
+             helper.make_node("Relu", ["a"], ["t"], name="relu_a"),
+             helper.make_node("Conv", ["t", "w_b"], ["u"], name="conv_b"),
+             helper.make_node("Add", ["t", "u"], ["y"], name="add")]
+    return save_model(nodes, inits, path, (1, 3, 8, 8), (1, 4, 8, 8))
+
+
 def chain_model(path: PathLike, fragile: Optional[str] = None, seed: int = 0, blow_up: Optional[str] = None,
                 fragility: float = 1000.0) -> Path:
     """x[1,3,8,8] -> conv_a(8) -> relu_a -> conv_b(8) -> relu_b -> conv_c(8) -> relu_c -> conv_d(4) -> y.

@@ -90,8 +90,9 @@ def run_mixed(args: argparse.Namespace, config: ModelConfig, calibration: Sequen
     evalset = EvalSet(config.input_name, frames, [fp32(t) for t in frames], detection_decoder(config, geometries))
     target = Target(recall=args.target_recall,
                     precision=args.target_precision if args.target_precision is not None else args.target_recall)
-    groups = layer_groups(config.model_path, depth=args.group_depth)
+    groups = layer_groups(config.model_path, op_types=args.op_types, depth=args.group_depth)
     with SensitivitySweep(config.model_path, calibration, evalset, method=args.method, percentile=args.percentile,
+                          op_types=args.op_types,
                           cache=ResultCache(args.cache_dir),
                           progress=lambda items, **kw: tqdm(items, disable=None, **kw)) as sweep:
         ranking = sweep.measure(groups)

@@ -230,7 +230,7 @@ class SensitivitySweep:
         self.recipe = {"model_sha256": file_sha256(self.model_path), "input": evalset.input_name,
                        "calibration": tensors_digest(self.calibration), "method": method,
                        "percentile": percentile, "op_types": list(self.op_types), "evaluation": evalset.digest,
-                       "iou_threshold": evalset.iou_threshold,
+                       "iou_threshold": evalset.iou_threshold, "float_nodes_read_float": True,
                        **({"activations": activations} if activations != "int8" else {})}
         self._work = tempfile.TemporaryDirectory(prefix="trt_perception_sensitivity.")
         calibration_recipe = {k: v for k, v in self.recipe.items() if k not in ("evaluation", "iou_threshold")}
