@@ -233,7 +233,8 @@ class SensitivitySweep:
                        "iou_threshold": evalset.iou_threshold, "float_nodes_read_float": True,
                        **({"activations": activations} if activations != "int8" else {})}
         self._work = tempfile.TemporaryDirectory(prefix="trt_perception_sensitivity.")
-        calibration_recipe = {k: v for k, v in self.recipe.items() if k not in ("evaluation", "iou_threshold")}
+        calibration_recipe = {k: v for k, v in self.recipe.items()
+                              if k not in ("evaluation", "iou_threshold", "float_nodes_read_float")}
         ranges_dir = self.cache.directory or Path(self._work.name)
         self.ranges_path = ranges_dir / f"int8_ranges.{recipe_digest(calibration_recipe)[:16]}.json"
         self.evaluations = 0
