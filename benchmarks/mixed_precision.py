@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"Chosen on the selection frames (first row: the scheme used above and below, `{chosen}`); the "
              "evaluation columns only report. `int8` = symmetric INT8 activations (zero point 0: what TensorRT "
              "runs); `uint8` = asymmetric UINT8 activations with a zero point (ONNX Runtime only: TensorRT has no "
-             "UINT8 Q/DQ; on this AVX2 CPU without VNNI ONNX Runtime's U8S8 kernels also saturate some sums). "
+             "UINT8 Q/DQ; worse on this AVX2 CPU without VNNI, where ONNX Runtime's U8S8 kernels likely saturate). "
              "`conv+add`: Q/DQ on the inputs of convolutions and residual additions; `conv`: convolutions only "
              "(the additions and the skip paths stay float). Weights: symmetric INT8 per channel.", "",
              "| calibration / activations / quantized ops | selection recall | selection precision | "
