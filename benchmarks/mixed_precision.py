@@ -44,6 +44,7 @@ from trt_perception.core.model_config import load_model_config
 from trt_perception.core.precision.model_frames import detection_decoder, read_frames
 from trt_perception.core.precision.result_cache import ResultCache, default_precision_cache_dir
 from trt_perception.core.precision.sensitivity import (
+    SELECT_BY,
     EvalSet,
     SensitivitySweep,
     Target,
@@ -100,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--method", choices=METHODS, default="percentile")
     parser.add_argument("--candidates", type=int, default=4,
                         help="groups re-measured at each forward selection step (default 4)")
+    parser.add_argument("--select-by", choices=SELECT_BY, default="margin",
+                        help="forward step keeps the candidate with the best target margin or lowest output error")
     parser.add_argument("--no-refine", dest="refine", action="store_false",
                         help="keep whole groups in float (no single nodes back to INT8)")
     parser.add_argument("--no-unbounded", dest="unbounded", action="store_false",
@@ -144,9 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         target = Target(recall=0.99, precision=0.99)
         convs = sum(g.convs for g in ranking)
         selection = sweep.select(ranking, target, max_float_convs=int(0.2 * convs), candidates=args.candidates,
-                                 refine_nodes=args.refine)
+                                 refine_nodes=args.refine, by=args.select_by)
         # Without the float budget: how many groups the target takes (when the budget was too small).
-        unbounded = sweep.select(ranking, target, candidates=args.candidates, refine_nodes=args.refine) \
+        unbounded = sweep.select(ranking, target, candidates=args.candidates, refine_nodes=args.refine,
+                                 by=args.select_by) \
             if args.unbounded and not selection.reached else None
         sweep_seconds = time.perf_counter() - start
         models = {"FP32": config.model_path, "INT8": Path(work) / "int8.onnx", "mixed": Path(work) / "mixed.onnx"}
@@ -182,7 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"Sensitivity: {len(groups)} layer groups ("
              + (f"first {args.group_depth} name parts" if args.group_depth else "one per node")
              + ") quantized one at a time on the "
-             f"selection frames; selection ({args.candidates} candidates per step"
+             f"selection frames; selection ({args.candidates} candidates per step, the one with the "
+             + ("best target margin" if args.select_by == "margin" else "lowest output error") + " kept"
              + (", then single nodes back to INT8" if args.refine else "")
              + ") target recall and precision >= 0.99 vs FP32 with at most "
              f"{int(0.2 * convs)} of {convs} convolutions in float. Target on the selection frames "

@@ -99,6 +99,21 @@ def test_forward_steps_re_measure_candidates_and_keep_the_best(tmp_path):
     assert selection.reached and selection.float_groups == ("conv_c",) and selection.final.float_nodes == ("conv_c",)
     with pytest.raises(SensitivityError, match="candidates must be >= 1"):
         sweep.select(misranked, Target(None, None, output_error=0.05), candidates=0)
+    with pytest.raises(SensitivityError, match="by must be one of"):
+        sweep.select(misranked, Target(None, None, output_error=0.05), by="f1")
+
+
+def test_forward_steps_by_output_error_keep_the_lowest_error_candidate(tmp_path):
+    model = chain_model(tmp_path / "m.onnx", fragile="conv_c")
+    target = Target(recall=None, precision=None, output_error=0.05)
+    with SensitivitySweep(model, frames(12), evalset(model), method="minmax") as sweep:
+        ranking = sweep.measure(layer_groups(model, depth=0))
+        misranked = [g for g in ranking if g.group == "conv_a"] + [g for g in ranking if g.group != "conv_a"]
+        by_error = sweep.select(misranked, target, candidates=2, by="error")
+    assert [s.action for s in by_error.steps][:4] == ["full INT8", "try keep conv_a in float",
+                                                    "try keep conv_c in float", "keep conv_c in float"]
+    trials = {s.float_groups: s.summary["output_error"] for s in by_error.steps[1:3]}
+    assert trials[("conv_c",)] < trials[("conv_a",)] and by_error.float_groups == ("conv_c",)
 
 
 def test_node_refinement_returns_the_robust_nodes_of_a_kept_group_to_int8(tmp_path):

@@ -25,6 +25,7 @@ from trt_perception.core.precision.result_cache import ResultCache
 from trt_perception.core.precision.sensitivity import (
     DEFAULT_CANDIDATES,
     DEFAULT_GROUP_DEPTH,
+    SELECT_BY,
     EvalSet,
     SensitivitySweep,
     Target,
@@ -60,6 +61,9 @@ def add_mixed_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES, metavar="K",
                        help=f"groups re-measured at each selection step, the best kept (default {DEFAULT_CANDIDATES}; "
                             "1 = ranking order)")
+    group.add_argument("--select-by", choices=SELECT_BY, default="margin",
+                       help="each step keeps the candidate with the best margin to the targets (default) or the "
+                            "lowest output error")
     group.add_argument("--whole-groups", dest="refine_nodes", action="store_false",
                        help="keep whole groups in float (default: then return single nodes to INT8 where the "
                             "target still holds)")
@@ -98,7 +102,7 @@ def run_mixed(args: argparse.Namespace, config: ModelConfig, calibration: Sequen
         ranking = sweep.measure(groups)
         convs = sum(g.convs for g in ranking)
         selection = sweep.select(ranking, target, max_float_convs=int(args.max_float_share * convs),
-                                 candidates=args.candidates, refine_nodes=args.refine_nodes)
+                                 candidates=args.candidates, refine_nodes=args.refine_nodes, by=args.select_by)
         output = Path(args.output)
         report = sweep.quantize(output, exclude=selection.float_nodes)
     layers_file = output.with_suffix(".layers.json")

@@ -40,6 +40,7 @@ from trt_perception.core.quantize import DEFAULT_OP_TYPES, QuantizeReport, quant
 PathLike = Union[str, Path]
 DEFAULT_GROUP_DEPTH = 3
 DEFAULT_CANDIDATES = 4
+SELECT_BY = ("margin", "error")
 
 
 class SensitivityError(ValueError):
@@ -284,18 +285,21 @@ class SensitivitySweep:
         return sorted(results, key=lambda g: g.loss, reverse=True)
 
     def select(self, ranking: Sequence[GroupSensitivity], target: Target, max_float_convs: Optional[int] = None,
-               candidates: int = 1, refine_nodes: bool = False) -> Selection:
+               candidates: int = 1, refine_nodes: bool = False, by: str = "margin") -> Selection:
         """The smallest set of groups (see the module docstring) kept in float so the mixed model
         meets ``target``; at most ``max_float_convs`` convolutions in float (stops there).
 
         candidates: how many of the most sensitive groups not yet kept are tried at each forward
         step (each one evaluated with the groups kept so far); the one with the best
-        :meth:`Target.margin` is kept (1: simply the next in ranking order). refine_nodes: after
+        :meth:`Target.margin` is kept (1: simply the next in ranking order; ``by="error"``: the
+        one with the lowest output error, a smoother measure than detection counts). refine_nodes: after
         the backward elimination, each node of the kept groups is tried in INT8 again (convolutions
         first, in reverse graph order), kept in INT8 where the target still holds.
         """
         if candidates < 1:
             raise SensitivityError(f"candidates must be >= 1, got {candidates}")
+        if by not in SELECT_BY:
+            raise SensitivityError(f"by must be one of {SELECT_BY}, got {by!r}")
         by_name = {g.group: g for g in ranking}
         conv_nodes = set(layer_groups(self.model_path, ("Conv",), depth=0))
 
@@ -326,7 +330,8 @@ class SensitivitySweep:
             trials = [step(f"keep {name} in float", kept + [name], record=False) for name in pool]
             if len(trials) > 1:
                 steps.extend(dataclasses.replace(t, action=f"try {t.action}") for t in trials)
-            best = max(trials, key=lambda t: (target.margin(t.summary), -t.summary["output_error"]))
+            best = max(trials, key=lambda t: (target.margin(t.summary), -t.summary["output_error"]) if by == "margin"
+                       else (-t.summary["output_error"], target.margin(t.summary)))
             kept = list(best.float_groups)
             current = best
             steps.append(current)
