@@ -12,10 +12,14 @@ Method (one calibration, many quantizations, ONNX Runtime on the CPU):
    recall vs FP32), then by the output error (continuous, separates groups whose detections
    all agree). One-at-a-time isolates each group's own quantization damage and needs one model
    per group; leave-one-out (all but one) would mix in every other group's damage.
-3. *Selection*: starting from full INT8, the most sensitive groups are kept in float one by one
-   (ranking order) until the whole model meets the :class:`Target`; then each kept group is
-   dropped again, least sensitive first, if the target still holds without it (backward
-   elimination), so the set is minimal in that sense. Every step evaluates the real mixed model.
+3. *Selection*: starting from full INT8, groups are kept in float one by one until the whole
+   model meets the :class:`Target`: each step tries the ``candidates`` most sensitive groups not
+   yet kept and keeps the one with the best :meth:`Target.margin` (the tighter of recall and
+   precision; or the lowest output error), 1 candidate = ranking order; then each kept group is
+   dropped again, last kept first, if the target still holds without it (backward elimination),
+   and optionally each node of the kept groups is returned to INT8 where the target still holds,
+   so the set is minimal in that sense. Every step evaluates the real mixed model, whose float
+   nodes read float inputs (:func:`~trt_perception.core.quantize.float_inputs_for_float_nodes`).
 
 Each evaluated variant is cached (:class:`~.result_cache.ResultCache`) under a recipe of the
 model's hash, the calibration and evaluation frame digests, the method and the node set, so a
