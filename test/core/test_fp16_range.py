@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from precision_models import chain_model, frames
 
 from trt_perception.cli import main
 from trt_perception.core.precision.fp16_range import FP16_MAX, measure_ranges
 from trt_perception.core.precision.result_cache import ResultCache
 from trt_perception.core.tensorrt.layer_precision import read_layer_precisions
+from trt_perception.testing.tiny_onnx import chain_model
+from trt_perception.testing.tiny_onnx import random_frames as frames
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "models" / "ssdlite_pedestrian" / "ssdlite_pedestrian.yaml"

@@ -4,34 +4,17 @@ ONNX Runtime backend and stays close to the float model."""
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import numpy_helper
 
 from trt_perception.core.backends import create_backend
+from trt_perception.core.precision.sensitivity import onnx_runner
 from trt_perception.core.quantize import QuantizeError, quantize_model
 from trt_perception.core.tensorrt.calibration import has_qdq_nodes
-
-
-def conv_model(path, seed=0):
-    """x float32[1,3,16,16] -> Conv(8) -> Relu -> Conv(4) -> y float32[1,4,16,16]."""
-    rng = np.random.default_rng(seed)
-    w1 = numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w1")
-    b1 = numpy_helper.from_array(rng.normal(0, 0.1, 8).astype(np.float32), "b1")
-    w2 = numpy_helper.from_array(rng.normal(0, 0.3, (4, 8, 1, 1)).astype(np.float32), "w2")
-    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
-             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-             helper.make_node("Conv", ["r1", "w2"], ["y"], name="conv2")]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16, 16])],
-                              initializer=[w1, b1, w2])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8  # what the real models use; ONNX Runtime reads up to its own maximum
-    onnx.save(model, str(path))
-    return path
+from trt_perception.testing.tiny_onnx import conv_model, random_frames, residual_model
 
 
 def frames(n, seed=1):
-    rng = np.random.default_rng(seed)
-    return [rng.uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32) for _ in range(n)]
+    return random_frames(n, seed, (1, 3, 16, 16))
 
 
 def run(path, x):
@@ -62,10 +45,48 @@ def test_quantized_model_runs_in_the_onnxruntime_backend_close_to_float(tmp_path
             assert error.max() < 0.08 * np.abs(want).max()
 
 
+def test_uint8_activations_are_asymmetric_and_close_to_float(tmp_path):
+    """ONNX Runtime only: UINT8 activations with a zero point; weights stay symmetric INT8."""
+    model = conv_model(tmp_path / "tiny.onnx")
+    report = quantize_model(model, tmp_path / "u8.onnx", "x", frames(16), method="minmax", activations="uint8")
+    initializers = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(report.output)).graph.initializer}
+    activation_zeros = [v for k, v in initializers.items() if k.endswith("zero_point") and v.dtype == np.uint8]
+    weight_zeros = [v for k, v in initializers.items() if k.endswith("zero_point") and v.dtype == np.int8]
+    assert activation_zeros and any(np.any(z != 0) for z in activation_zeros)  # x in [-1, 1]: zero point ~128
+    assert weight_zeros and all(np.all(z == 0) for z in weight_zeros)
+    for x in frames(3, seed=7):
+        want, got = run(model, x), run(report.output, x)
+        # mean only: ONNX Runtime's U8S8 kernels on x86 without VNNI saturate some sums (max error ~10 %)
+        assert not np.array_equal(got, want) and np.abs(got - want).mean() < 0.02 * np.abs(want).max()
+
+
+def _inputs_from_dq(path, node_name):
+    graph = onnx.load(str(path)).graph
+    producer = {out: node.op_type for node in graph.node for out in node.output}
+    node = next(n for n in graph.node if n.name == node_name)
+    return [producer.get(name) == "DequantizeLinear" for name in node.input]
+
+
+@pytest.mark.parametrize("settings", [{"op_types": ("Conv",)}, {"nodes_to_exclude": ["add"]}])
+def test_a_float_node_reads_float_even_where_its_input_also_feeds_a_quantized_node(tmp_path, settings):
+    """The Relu output feeds conv_b (INT8) and the Add: only conv_b reads it quantized."""
+    model = residual_model(tmp_path / "res.onnx")
+    report = quantize_model(model, tmp_path / "q.onnx", "x", random_frames(8), method="minmax", **settings)
+    assert _inputs_from_dq(report.output, "conv_b")[0] and _inputs_from_dq(report.output, "add") == [False, False]
+    everything = quantize_model(model, tmp_path / "all.onnx", "x", random_frames(8), method="minmax")
+    assert _inputs_from_dq(everything.output, "add") == [True, True]
+    x = random_frames(1, seed=4)[0]
+    want = onnx_runner(model, "x")(x)["y"]
+    got, got_all = onnx_runner(report.output, "x")(x)["y"], onnx_runner(everything.output, "x")(x)["y"]
+    assert np.abs(got - want).mean() < np.abs(got_all - want).mean()  # the float add adds no rounding
+
+
 def test_bad_requests_are_refused(tmp_path):
     model = conv_model(tmp_path / "tiny.onnx")
     with pytest.raises(QuantizeError, match="method must be one of"):
         quantize_model(model, tmp_path / "o.onnx", "x", frames(2), method="kl")
+    with pytest.raises(QuantizeError, match="activations must be one of"):
+        quantize_model(model, tmp_path / "o.onnx", "x", frames(2), activations="int4")
     with pytest.raises(QuantizeError, match="no input 'images'"):
         quantize_model(model, tmp_path / "o.onnx", "images", frames(2))
     with pytest.raises(QuantizeError, match="no calibration frames"):

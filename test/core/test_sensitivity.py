@@ -7,7 +7,6 @@ from pathlib import Path
 
 import onnx
 import pytest
-from precision_models import chain_model, frames, save
 
 from trt_perception.cli import main
 from trt_perception.core.precision.result_cache import ResultCache
@@ -21,6 +20,8 @@ from trt_perception.core.precision.sensitivity import (
     onnx_runner,
 )
 from trt_perception.core.tensorrt.layer_precision import read_layer_precisions
+from trt_perception.testing.tiny_onnx import chain_model, save_model
+from trt_perception.testing.tiny_onnx import random_frames as frames
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,6 +74,62 @@ def test_selection_stops_at_the_float_budget(tmp_path):
         Target(recall=None, precision=None).met(selection.steps[0].summary)
 
 
+def test_margin_is_the_tighter_target():
+    summary = {"detections": {"recall": 0.995, "precision": 0.97}, "output_error": 0.02}
+    assert Target(0.99, 0.99).margin(summary) == pytest.approx(-0.02)  # precision is 0.02 short
+    assert Target(0.99, None).margin(summary) == pytest.approx(0.005)
+    assert Target(None, None, output_error=0.04).margin(summary) == pytest.approx(0.5)
+    assert Target(0.99, 0.99).margin({"detections": {"recall": float("nan"), "precision": 1.0},
+                                      "output_error": 0.0}) == float("-inf")  # nothing to match: worst
+    with pytest.raises(SensitivityError, match="checks nothing"):
+        Target(None, None).margin({"detections": None, "output_error": 0.0})
+
+
+def test_forward_steps_re_measure_candidates_and_keep_the_best(tmp_path):
+    """With the fragile conv second in a misranked order, trying 2 candidates per step keeps it first
+    (ranking order alone would keep conv_a first and drop it again afterwards)."""
+    model = chain_model(tmp_path / "m.onnx", fragile="conv_c")
+    with SensitivitySweep(model, frames(12), evalset(model), method="minmax") as sweep:
+        ranking = sweep.measure(layer_groups(model, depth=0))
+        misranked = [g for g in ranking if g.group == "conv_a"] + [g for g in ranking if g.group != "conv_a"]
+        selection = sweep.select(misranked, Target(None, None, output_error=0.05), candidates=2)
+    actions = [step.action for step in selection.steps]
+    assert actions == ["full INT8", "try keep conv_a in float", "try keep conv_c in float", "keep conv_c in float",
+                       "try conv_c in INT8 again"]
+    assert selection.reached and selection.float_groups == ("conv_c",) and selection.final.float_nodes == ("conv_c",)
+    with pytest.raises(SensitivityError, match="candidates must be >= 1"):
+        sweep.select(misranked, Target(None, None, output_error=0.05), candidates=0)
+    with pytest.raises(SensitivityError, match="by must be one of"):
+        sweep.select(misranked, Target(None, None, output_error=0.05), by="f1")
+
+
+def test_forward_steps_by_output_error_keep_the_lowest_error_candidate(tmp_path):
+    model = chain_model(tmp_path / "m.onnx", fragile="conv_c")
+    target = Target(recall=None, precision=None, output_error=0.05)
+    with SensitivitySweep(model, frames(12), evalset(model), method="minmax") as sweep:
+        ranking = sweep.measure(layer_groups(model, depth=0))
+        misranked = [g for g in ranking if g.group == "conv_a"] + [g for g in ranking if g.group != "conv_a"]
+        by_error = sweep.select(misranked, target, candidates=2, by="error")
+    assert [s.action for s in by_error.steps][:4] == ["full INT8", "try keep conv_a in float",
+                                                    "try keep conv_c in float", "keep conv_c in float"]
+    trials = {s.float_groups: s.summary["output_error"] for s in by_error.steps[1:3]}
+    assert trials[("conv_c",)] < trials[("conv_a",)] and by_error.float_groups == ("conv_c",)
+
+
+def test_node_refinement_returns_the_robust_nodes_of_a_kept_group_to_int8(tmp_path):
+    model = chain_model(tmp_path / "m.onnx", fragile="conv_c")
+    groups = {"front": ("conv_a",), "middle": ("conv_b", "conv_c"), "head": ("conv_d",)}
+    with SensitivitySweep(model, frames(12), evalset(model), method="minmax") as sweep:
+        ranking = sweep.measure(groups)
+        assert ranking[0].group == "middle" and ranking[0].convs == 2
+        whole = sweep.select(ranking, Target(None, None, output_error=0.05))
+        refined = sweep.select(ranking, Target(None, None, output_error=0.05), refine_nodes=True)
+    assert whole.float_nodes == ("conv_b", "conv_c") and whole.final.summary["int8_convs"] == 2
+    assert refined.reached and refined.float_groups == ("middle",) and refined.float_nodes == ("conv_c",)
+    assert refined.final.summary["int8_convs"] == 3 and refined.final.met
+    assert [s.action for s in refined.steps][-2:] == ["try node conv_c in INT8 again", "try node conv_b in INT8 again"]
+
+
 def test_sweep_results_are_cached(tmp_path):
     model = chain_model(tmp_path / "m.onnx", fragile="conv_b")
     cache = ResultCache(tmp_path / "cache")
@@ -100,7 +157,7 @@ def test_layer_groups_by_name_prefix(tmp_path):
             inits[f"w{i}"] = np.ones((3, 3, 1, 1), np.float32)
             nodes.append(helper.make_node("Conv", [previous, f"w{i}"], [out], name=name))
         previous = out
-    model = save(nodes, inits, tmp_path / "g.onnx", y_shape=(1, 3, 8, 8))
+    model = save_model(nodes, inits, tmp_path / "g.onnx", y_shape=(1, 3, 8, 8))
     assert layer_groups(model, depth=2) == {"net/block_1": tuple(names[:3]), "net/block_2": (names[3],),
                                             "head": ("head",)}
     assert list(layer_groups(model, depth=0)) == names
@@ -122,6 +179,7 @@ def test_quantize_target_recall_on_the_shipped_model(tmp_path, capsys):
     rc = main(["quantize", "--config", str(ROOT / "models" / "ssdlite_pedestrian" / "ssdlite_pedestrian.yaml"),
                "--calib", str(calib), "--method", "minmax", "--output", str(out), "--target-recall", "0.99",
                "--select-frames", str(held_out), "--group-depth", "1", "--max-float-share", "0.5",
+               "--op-types", "Conv", "--candidates", "2",
                "--cache-dir", str(tmp_path / "cache"), "--report", str(tmp_path / "sens")])
     printed = capsys.readouterr().out
     report = json.loads((tmp_path / "sens.json").read_text())
@@ -135,3 +193,7 @@ def test_quantize_target_recall_on_the_shipped_model(tmp_path, capsys):
     original = onnx.load(str(ROOT / "models" / "ssdlite_pedestrian" / "ssdlite_pedestrian_raw_nchw.onnx"))
     conv_names = {node.name for node in original.graph.node if node.op_type == "Conv"}
     assert int8_conv_share(out) == (88 - len(conv_names & set(selection["float_nodes"])), 88)
+    graph = onnx.load(str(out)).graph
+    producer = {output: node.op_type for node in graph.node for output in node.output}
+    adds = [node for node in graph.node if node.op_type == "Add"]
+    assert adds and all(producer.get(i) != "DequantizeLinear" for node in adds for i in node.input)  # float adds

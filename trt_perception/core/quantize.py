@@ -2,7 +2,8 @@
 
 Uses ONNX Runtime's static quantization (``quantize_static``, QDQ format) in the form TensorRT
 consumes: INT8 weights (per output channel) and INT8 activations, both *symmetric* (zero point 0,
-the only INT8 quantization TensorRT supports). The activation ranges come from calibration
+the only INT8 quantization TensorRT supports; ``activations="uint8"``: asymmetric UINT8
+activations with a zero point, for ONNX Runtime only). The activation ranges come from calibration
 frames preprocessed as at inference (:mod:`trt_perception.core.tensorrt.calibration`) with one of:
 
 - ``percentile`` (default): the ``percentile``-th percentile of absolute values (clips rare outliers);
@@ -10,8 +11,8 @@ frames preprocessed as at inference (:mod:`trt_perception.core.tensorrt.calibrat
   128-level quantization (TensorRT's IInt8EntropyCalibrator2 algorithm); clips harder;
 - ``minmax``: the largest absolute value seen.
 
-On the SSDLite pedestrian model, percentile and minmax keep 94% of the FP32 detections and entropy
-only 63% (``benchmarks/results/int8_accuracy.md``): check a model's agreement before choosing.
+The methods compared on the SSDLite pedestrian model: ``benchmarks/results/mixed_precision.md``
+(quantization scheme table); check a model's agreement before choosing.
 
 Q/DQ pairs go on the *inputs* of ``op_types`` only (default: weighted layers and additions),
 TensorRT's recommended placement; layer outputs are not quantized, so the network's outputs stay
@@ -36,6 +37,9 @@ from trt_perception.core.io.atomic_write import atomic_write_bytes
 from trt_perception.core.tensorrt.calibration import QDQ_OPS
 
 METHODS = ("entropy", "percentile", "minmax")
+#: activation quantization: ``int8`` symmetric (zero point 0; TensorRT's only INT8), or ``uint8``
+#: asymmetric (a zero point per tensor; ONNX Runtime only, TensorRT rejects it)
+ACTIVATIONS = ("int8", "uint8")
 DEFAULT_OP_TYPES = ("Conv", "ConvTranspose", "MatMul", "Gemm", "Add")
 PathLike = Union[str, Path]
 
@@ -80,7 +84,7 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
                    tensors: Iterable[np.ndarray], method: str = "percentile", percentile: float = 99.999,
                    op_types: Sequence[str] = DEFAULT_OP_TYPES, per_channel: bool = True,
                    nodes_to_exclude: Sequence[str] = (), nodes_to_quantize: Optional[Sequence[str]] = None,
-                   ranges_cache: Optional[Path] = None) -> QuantizeReport:
+                   ranges_cache: Optional[Path] = None, activations: str = "int8") -> QuantizeReport:
     """Write a Q/DQ INT8 copy of ``model_path`` to ``output_path``, calibrated on ``tensors``.
 
     tensors: the model input ``input_name`` for each calibration frame (e.g.
@@ -100,6 +104,8 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
 
     if method not in METHODS:
         raise QuantizeError(f"calibration method must be one of {METHODS}, got {method!r}")
+    if activations not in ACTIVATIONS:
+        raise QuantizeError(f"activations must be one of {ACTIVATIONS}, got {activations!r}")
     if not 0.0 < percentile <= 100.0:
         raise QuantizeError(f"percentile must be in (0, 100], got {percentile}")
     model_path, output_path = Path(model_path), Path(output_path)
@@ -118,9 +124,10 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
                         "minmax": CalibrationMethod.MinMax}[method]
     # Histogram settings as TensorRT's entropy calibrator: 2048 bins searched for the best 128-bin
     # quantization (quantize_static cannot pass them: with its 128/128 default, entropy = minmax).
-    calib_options: dict[str, Any] = {"symmetric": True, "num_bins": 2048, "num_quantized_bins": 128,
+    symmetric = activations == "int8"
+    calib_options: dict[str, Any] = {"symmetric": symmetric, "num_bins": 2048, "num_quantized_bins": 128,
                                      "percentile": percentile}
-    extra: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True,
+    extra: dict[str, Any] = {"ActivationSymmetric": symmetric, "WeightSymmetric": True,
                              "OpTypesToExcludeOutputQuantization": list(op_types)}
     with tempfile.TemporaryDirectory(prefix="trt_perception_quant.") as work:
         prepared = Path(work) / "prepared.onnx"
@@ -132,15 +139,42 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
             _calibrate(prepared, reader, op_types, calibrate_method, calib_options, Path(work), ranges)
         quantize_static(str(prepared), str(quantized), None, quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=list(op_types), per_channel=per_channel,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                        weight_type=QuantType.QInt8,
                         nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize is not None else None,
                         nodes_to_exclude=list(nodes_to_exclude),
                         calibrate_method=calibrate_method, extra_options=extra, calibration_cache_path=ranges)
         result = onnx.load(str(quantized))
+        quantized_nodes = {node.name for node in model.graph.node if node.op_type in op_types
+                           and node.name not in set(nodes_to_exclude)
+                           and (nodes_to_quantize is None or node.name in set(nodes_to_quantize))}
+        float_inputs_for_float_nodes(result.graph, quantized_nodes)
         atomic_write_bytes(output_path, result.SerializeToString())
     ops = [node.op_type for node in result.graph.node]
     return QuantizeReport(output_path, method, reader.count, ops.count("QuantizeLinear"),
                           ops.count("DequantizeLinear"), ranges_cached=cached)
+
+
+def float_inputs_for_float_nodes(graph: Any, quantized_nodes: set[str]) -> int:
+    """Rewire every node outside ``quantized_nodes`` that reads a quantized activation
+    (QuantizeLinear -> DequantizeLinear of a float tensor) to the float tensor itself; returns the
+    inputs rewired. ONNX Runtime shares one Q/DQ pair among a tensor's consumers, so without this
+    a node kept in float (excluded, or an op type not quantized) whose input also feeds a
+    quantized node (e.g. a residual Add and the next block's convolution) would read the INT8
+    value. ``graph``: an ``onnx.GraphProto``, changed in place.
+    """
+    q_input = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "QuantizeLinear"}
+    float_of = {node.output[0]: q_input[node.input[0]] for node in graph.node
+                if node.op_type == "DequantizeLinear" and node.input[0] in q_input}
+    rewired = 0
+    for node in graph.node:
+        if node.op_type in QDQ_OPS or node.name in quantized_nodes:
+            continue
+        for i, name in enumerate(node.input):
+            if name in float_of:
+                node.input[i] = float_of[name]
+                rewired += 1
+    return rewired
 
 
 def _calibrate(prepared: Path, reader: Any, op_types: Sequence[str], calibrate_method: Any,

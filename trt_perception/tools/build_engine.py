@@ -30,6 +30,7 @@ from trt_perception.core.tensorrt.calibration import CalibrationError, Calibrati
 from trt_perception.core.tensorrt.layer_precision import LayerPrecisionError, as_key, read_layer_precisions
 from trt_perception.core.tensorrt.options import PRECISIONS, BuildOptions, BuildOptionsError
 from trt_perception.tools.fp16_check import fp16_check
+from trt_perception.tools.frame_arguments import add_frame_arguments
 from trt_perception.tools.validate import add_validation_arguments, run_validation
 
 
@@ -45,10 +46,8 @@ def add_tensorrt_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--opt-batch", type=int, metavar="N", help="default: --min-batch")
     group.add_argument("--max-batch", type=int, metavar="N", help="default: --opt-batch")
     group.add_argument("--optimization-level", type=int, metavar="0-5", help="builder optimization level")
-    group.add_argument("--calib", action="append", default=[], metavar="SOURCE",
-                       help="INT8 calibration frames: video, image folder or BAG#TOPIC (repeatable)")
-    group.add_argument("--calib-every", type=int, default=1, metavar="N", help="use every N-th frame")
-    group.add_argument("--calib-max-frames", type=int, default=500, metavar="N")
+    add_frame_arguments(group, "calib", flag="--calib", prefix="calib-", max_frames=500,
+                        help_text="INT8 calibration frames")
     group.add_argument("--calib-cache", metavar="FILE", help="TensorRT calibration cache (read, else written)")
     group.add_argument("--timing-cache", metavar="FILE", help="builder timing cache (read and updated)")
     group.add_argument("--layer-precision", metavar="FILE",
@@ -89,10 +88,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument("--fp16-check", action="append", default=[], metavar="SOURCE",
                         help="frames (sampled as --calib-every/--calib-max-frames) to find FP16 overflows on; "
                              "their layers are built in FP32 (needs --config)")
-    parser.add_argument("--validate", action="append", default=[], metavar="SOURCE",
-                        help="after building, validate the engine against the FP32 ONNX on these frames "
-                             "(needs --config)")
-    add_validation_arguments(parser, prefix="validate-")
+    add_validation_arguments(parser, "--validate", prefix="validate-")
     parser.set_defaults(func=run)
 
 
@@ -195,5 +191,5 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(Path(args.json), json.dumps(report, indent=2) + "\n")
     if args.validate and config is not None:
         engine_file = Path(args.output) if args.output else entry.path
-        return run_validation(config, engine_file, args.validate, args, device_id=args.device_id)
+        return run_validation(config, engine_file, args, device_id=args.device_id)
     return 0

@@ -24,9 +24,15 @@ from trt_perception.core.io.frame_sources import FrameSourceError
 from trt_perception.core.model_config import ModelConfig, ModelConfigError, load_model_config
 from trt_perception.core.precision.fp16_range import DEFAULT_NEAR_FRACTION, Fp16RangeReport, measure_ranges
 from trt_perception.core.precision.model_frames import read_frames
-from trt_perception.core.precision.result_cache import ResultCache, default_precision_cache_dir
+from trt_perception.core.precision.result_cache import ResultCache
 from trt_perception.core.tensorrt.calibration import CalibrationError
 from trt_perception.core.tensorrt.layer_precision import write_layer_precisions
+from trt_perception.tools.frame_arguments import (
+    add_cache_dir_argument,
+    add_config_argument,
+    add_frame_arguments,
+    frame_set,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -35,17 +41,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         "fp16-check", help="find tensors that overflow FP16 and the layers to keep in FP32",
         description="Run the FP32 model on frames with every intermediate tensor exposed and report the "
                     "tensors whose range exceeds FP16 (65504) or comes close, with the layers producing them.")
-    parser.add_argument("--config", required=True, help="model config YAML")
-    parser.add_argument("--frames", action="append", required=True, metavar="SOURCE",
-                        help="video, image folder, image or BAG#TOPIC (repeatable); calibration frames suit")
-    parser.add_argument("--every", type=int, default=1, metavar="N", help="use every N-th frame")
-    parser.add_argument("--max-frames", type=int, default=100, metavar="N", help="default 100")
+    add_config_argument(parser)
+    add_frame_arguments(parser, "frames", flag="--frames", prefix="", max_frames=100, required=True,
+                        help_text="frames to measure ranges on (calibration frames suit)")
     parser.add_argument("--near", type=float, default=DEFAULT_NEAR_FRACTION, metavar="F",
                         help=f"flag tensors above F x 65504 too (default {DEFAULT_NEAR_FRACTION})")
     parser.add_argument("--write-layers", metavar="FILE", help="write the FP32 layers as a layer precision file")
     parser.add_argument("--json", metavar="FILE", help="write the full report (every tensor's range) as JSON")
-    parser.add_argument("--cache-dir", default=str(default_precision_cache_dir()),
-                        help="cache of measured ranges (default %(default)s)")
+    add_cache_dir_argument(parser, "measured ranges")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -76,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
     """Run ``trt-perception fp16-check`` with the parsed ``args``; returns the process exit status."""
     try:
         config = load_model_config(args.config)
-        report = fp16_check(config, args.frames, args.every, args.max_frames, args.near, args.cache_dir, args.quiet)
+        frames = frame_set(args, "frames")
+        report = fp16_check(config, frames.sources, frames.every, frames.max_frames, args.near, args.cache_dir,
+                            args.quiet)
     except (ModelConfigError, CalibrationError, FrameSourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -16,8 +16,9 @@ from pathlib import Path
 from trt_perception.core.io.frame_sources import FrameSourceError
 from trt_perception.core.model_config import ModelConfigError, load_model_config
 from trt_perception.core.precision.sensitivity import SensitivityError
-from trt_perception.core.quantize import METHODS, QuantizeError, quantize_model
+from trt_perception.core.quantize import DEFAULT_OP_TYPES, METHODS, QuantizeError, quantize_model
 from trt_perception.core.tensorrt.calibration import CalibrationError, CalibrationSettings, preprocessed_frames
+from trt_perception.tools.frame_arguments import add_config_argument, add_frame_arguments, frame_set
 from trt_perception.tools.mixed_precision import add_mixed_arguments, check_mixed_arguments, run_mixed
 
 
@@ -27,14 +28,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         "quantize", help="quantize a model to a Q/DQ INT8 ONNX with ONNX Runtime",
         description="Calibrate a model on frames and write a Q/DQ (explicitly quantized) INT8 ONNX "
                     "that TensorRT builds without a calibrator and ONNX Runtime runs.")
-    parser.add_argument("--config", required=True, help="model config YAML (model and preprocessing)")
-    parser.add_argument("--calib", action="append", required=True, metavar="SOURCE",
-                        help="calibration frames: video, image folder or BAG#TOPIC (repeatable)")
-    parser.add_argument("--calib-every", type=int, default=1, metavar="N", help="use every N-th frame")
-    parser.add_argument("--calib-max-frames", type=int, default=200, metavar="N", help="default 200")
+    add_config_argument(parser)
+    add_frame_arguments(parser, "calib", flag="--calib", prefix="calib-", max_frames=200, required=True,
+                        help_text="calibration frames")
     parser.add_argument("--method", choices=METHODS, default="percentile",
-                        help="range calibration (default percentile; see benchmarks/results/int8_accuracy.md)")
+                        help="range calibration (default percentile; see benchmarks/results/mixed_precision.md)")
     parser.add_argument("--percentile", type=float, default=99.999, help="for --method percentile")
+    parser.add_argument("--op-types", nargs="+", default=list(DEFAULT_OP_TYPES), metavar="OP",
+                        help="node types whose inputs are quantized (default: %(default)s; without Add the "
+                             "residual additions stay float)")
     parser.add_argument("--no-per-channel", dest="per_channel", action="store_false",
                         help="one weight scale per tensor instead of per output channel")
     parser.add_argument("--output", required=True, metavar="FILE", help="quantized ONNX to write")
@@ -46,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``trt-perception quantize`` with the parsed ``args``; returns the process exit status."""
     try:
         config = load_model_config(args.config)
-        settings = CalibrationSettings(tuple(args.calib), args.calib_every, args.calib_max_frames)
+        calib = frame_set(args, "calib")
+        settings = CalibrationSettings(calib.sources, calib.every, calib.max_frames)
         sources = settings.open_sources()
         check_mixed_arguments(args)
     except (ModelConfigError, CalibrationError, FrameSourceError, ValueError) as exc:
@@ -69,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         return 0 if selection.reached else 1
     try:
         report = quantize_model(config.model_path, Path(args.output), config.input_name, frames,
-                                method=args.method, percentile=args.percentile, per_channel=args.per_channel)
+                                method=args.method, percentile=args.percentile, per_channel=args.per_channel,
+                                op_types=args.op_types)
     except (QuantizeError, FrameSourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

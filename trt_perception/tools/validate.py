@@ -25,17 +25,17 @@ from trt_perception.core.precision.compare import CompareError, Tolerances, form
 from trt_perception.core.precision.model_frames import read_frames
 from trt_perception.core.precision.validation import ValidationError, ValidationResult, validate
 from trt_perception.core.tensorrt.calibration import CalibrationError
+from trt_perception.tools.frame_arguments import add_config_argument, add_frame_arguments, frame_set
 
 
-def add_validation_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
-    """Frame sampling (``--{prefix}every``, ``--{prefix}max-frames``) and tolerance flags, shared
-    by ``validate`` and ``build-engine --validate``.
+def add_validation_arguments(parser: argparse.ArgumentParser, flag: str, prefix: str = "",
+                             required: bool = False) -> None:
+    """The frames (``flag`` SOURCE, ``--{prefix}every``, ``--{prefix}max-frames``: frame set
+    ``validate``) and tolerance flags, shared by ``validate`` and ``build-engine --validate``.
     """
     group = parser.add_argument_group("validation against the FP32 ONNX (ONNX Runtime)")
-    group.add_argument(f"--{prefix}every", dest="validate_every", type=int, default=1, metavar="N",
-                       help="use every N-th frame (default 1)")
-    group.add_argument(f"--{prefix}max-frames", dest="validate_max_frames", type=int, default=50, metavar="N",
-                       help="at most N frames (default 50)")
+    add_frame_arguments(group, "validate", flag=flag, prefix=prefix, max_frames=50, required=required,
+                        help_text="frames to compare the candidate with the FP32 ONNX on")
     defaults = Tolerances()
     for name, help_text in (("max-abs", "largest absolute error of any output"),
                             ("mean-abs", "mean absolute error of each output"),
@@ -63,12 +63,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         "validate", help="compare a TensorRT engine or reduced-precision ONNX with the FP32 model",
         description="Run the FP32 ONNX (ONNX Runtime) and a candidate on the same preprocessed frames; report "
                     "per-output errors and detection agreement; fail (exit 1) outside the tolerances.")
-    parser.add_argument("--config", required=True, help="model config YAML (the FP32 ONNX, preprocessing, decoder)")
+    add_config_argument(parser, "model config YAML (the FP32 ONNX, preprocessing, decoder)")
     parser.add_argument("--candidate", required=True, metavar="ENGINE|ONNX",
                         help="TensorRT engine (.engine/.plan/.trt) or ONNX model to check")
-    parser.add_argument("--frames", action="append", required=True, metavar="SOURCE",
-                        help="video, image folder, image or BAG#TOPIC (repeatable)")
-    add_validation_arguments(parser)
+    add_validation_arguments(parser, "--frames", required=True)
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
     parser.add_argument("--device-id", type=int, default=0, metavar="N", help="CUDA device of an engine")
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
@@ -76,11 +74,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.set_defaults(func=run)
 
 
-def run_validation(config: ModelConfig, candidate: Path, frames: list[str], args: argparse.Namespace,
+def run_validation(config: ModelConfig, candidate: Path, args: argparse.Namespace,
                    json_path: Optional[str] = None, device_id: int = 0) -> int:
-    """Validate, print the report, write ``json_path``; the exit status (0 pass, 1 fail, 2 error)."""
+    """Validate on the frame set ``validate`` of ``args``, print the report, write ``json_path``;
+    the exit status (0 pass, 1 fail, 2 error).
+    """
+    frames = frame_set(args, "validate")
     try:
-        tensors, geometries = read_frames(config, frames, args.validate_every, args.validate_max_frames)
+        tensors, geometries = read_frames(config, frames.sources, frames.every, frames.max_frames)
         result: ValidationResult = validate(
             config, candidate, tensors, geometries, tolerances_from(args), threads=getattr(args, "threads", 1),
             iou_threshold=args.iou, device_id=device_id,
@@ -104,4 +105,4 @@ def run(args: argparse.Namespace) -> int:
     except ModelConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return run_validation(config, Path(args.candidate).expanduser(), args.frames, args, args.json, args.device_id)
+    return run_validation(config, Path(args.candidate).expanduser(), args, args.json, args.device_id)

@@ -12,10 +12,14 @@ Method (one calibration, many quantizations, ONNX Runtime on the CPU):
    recall vs FP32), then by the output error (continuous, separates groups whose detections
    all agree). One-at-a-time isolates each group's own quantization damage and needs one model
    per group; leave-one-out (all but one) would mix in every other group's damage.
-3. *Selection*: starting from full INT8, the most sensitive groups are kept in float one by one
-   (ranking order) until the whole model meets the :class:`Target`; then each kept group is
-   dropped again, least sensitive first, if the target still holds without it (backward
-   elimination), so the set is minimal in that sense. Every step evaluates the real mixed model.
+3. *Selection*: starting from full INT8, groups are kept in float one by one until the whole
+   model meets the :class:`Target`: each step tries the ``candidates`` most sensitive groups not
+   yet kept and keeps the one with the best :meth:`Target.margin` (the tighter of recall and
+   precision; or the lowest output error), 1 candidate = ranking order; then each kept group is
+   dropped again, last kept first, if the target still holds without it (backward elimination),
+   and optionally each node of the kept groups is returned to INT8 where the target still holds,
+   so the set is minimal in that sense. Every step evaluates the real mixed model, whose float
+   nodes read float inputs (:func:`~trt_perception.core.quantize.float_inputs_for_float_nodes`).
 
 Each evaluated variant is cached (:class:`~.result_cache.ResultCache`) under a recipe of the
 model's hash, the calibration and evaluation frame digests, the method and the node set, so a
@@ -24,6 +28,8 @@ re-run only evaluates what changed.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +43,8 @@ from trt_perception.core.quantize import DEFAULT_OP_TYPES, QuantizeReport, quant
 
 PathLike = Union[str, Path]
 DEFAULT_GROUP_DEPTH = 3
+DEFAULT_CANDIDATES = 4
+SELECT_BY = ("margin", "error")
 
 
 class SensitivityError(ValueError):
@@ -134,6 +142,25 @@ class Target:
                                    "without detections")
         return all(checks)
 
+    def margin(self, summary: Mapping[str, Any]) -> float:
+        """How far ``summary`` is above its tightest target (negative: below; larger = better):
+        the minimum of recall - target recall, precision - target precision and (relative)
+        1 - output error / its target, over the targets set. Selection maximizes it, so a step
+        that trades precision for recall does not look better than it is.
+        """
+        d = summary.get("detections")
+        margins = []
+        if d is not None:
+            margins += [d[key] - limit if not math.isnan(d[key]) else -math.inf
+                        for key, limit in (("recall", self.recall), ("precision", self.precision)) if limit is not None]
+        if self.output_error is not None:
+            margins.append(1.0 - summary["output_error"] / self.output_error if self.output_error > 0
+                           else -summary["output_error"])
+        if not margins:
+            raise SensitivityError("the target checks nothing: give an output error target for a model "
+                                   "without detections")
+        return min(margins)
+
 
 def loss(summary: Mapping[str, Any]) -> tuple[float, float]:
     """Ranking key, larger = worse: (1 - F1 of the detections vs FP32 or 0, output error)."""
@@ -168,6 +195,7 @@ class Step:
     float_groups: tuple[str, ...]
     summary: dict[str, Any]
     met: bool
+    float_nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -181,8 +209,8 @@ class Selection:
 
     @property
     def final(self) -> Step:
-        """The last step with the chosen float groups."""
-        return next(s for s in reversed(self.steps) if s.float_groups == self.float_groups)
+        """The last step with the chosen float nodes."""
+        return next(s for s in reversed(self.steps) if s.float_nodes == self.float_nodes)
 
 
 class SensitivitySweep:
@@ -192,7 +220,7 @@ class SensitivitySweep:
     """
 
     def __init__(self, model_path: PathLike, calibration: Sequence[np.ndarray], evalset: EvalSet, *,
-                 method: str = "percentile", percentile: float = 99.999,
+                 method: str = "percentile", percentile: float = 99.999, activations: str = "int8",
                  op_types: Sequence[str] = DEFAULT_OP_TYPES, cache: Optional[ResultCache] = None,
                  threads: int = 1, progress: Optional[Callable[..., Any]] = None) -> None:
         from trt_perception.core.tensorrt.cache import file_sha256
@@ -200,15 +228,18 @@ class SensitivitySweep:
         self.calibration = list(calibration)
         self.evalset = evalset
         self.method, self.percentile, self.op_types = method, percentile, tuple(op_types)
+        self.activations = activations
         self.cache = cache or ResultCache(None)
         self.threads = threads
         self.progress = progress
         self.recipe = {"model_sha256": file_sha256(self.model_path), "input": evalset.input_name,
                        "calibration": tensors_digest(self.calibration), "method": method,
                        "percentile": percentile, "op_types": list(self.op_types), "evaluation": evalset.digest,
-                       "iou_threshold": evalset.iou_threshold}
+                       "iou_threshold": evalset.iou_threshold, "float_nodes_read_float": True,
+                       **({"activations": activations} if activations != "int8" else {})}
         self._work = tempfile.TemporaryDirectory(prefix="trt_perception_sensitivity.")
-        calibration_recipe = {k: v for k, v in self.recipe.items() if k not in ("evaluation", "iou_threshold")}
+        calibration_recipe = {k: v for k, v in self.recipe.items()
+                              if k not in ("evaluation", "iou_threshold", "float_nodes_read_float")}
         ranges_dir = self.cache.directory or Path(self._work.name)
         self.ranges_path = ranges_dir / f"int8_ranges.{recipe_digest(calibration_recipe)[:16]}.json"
         self.evaluations = 0
@@ -229,7 +260,8 @@ class SensitivitySweep:
         self.ranges_path.parent.mkdir(parents=True, exist_ok=True)
         report = quantize_model(self.model_path, output, self.evalset.input_name, self.calibration,
                                 method=self.method, percentile=self.percentile, op_types=self.op_types,
-                                nodes_to_exclude=exclude, nodes_to_quantize=only, ranges_cache=self.ranges_path)
+                                nodes_to_exclude=exclude, nodes_to_quantize=only, ranges_cache=self.ranges_path,
+                                activations=self.activations)
         return report
 
     def evaluate(self, exclude: Sequence[str] = (), only: Optional[Sequence[str]] = None) -> dict[str, Any]:
@@ -256,12 +288,24 @@ class SensitivitySweep:
             results.append(GroupSensitivity(name, tuple(nodes), sum(1 for n in nodes if n in conv_nodes), summary))
         return sorted(results, key=lambda g: g.loss, reverse=True)
 
-    def select(self, ranking: Sequence[GroupSensitivity], target: Target,
-               max_float_convs: Optional[int] = None) -> Selection:
+    def select(self, ranking: Sequence[GroupSensitivity], target: Target, max_float_convs: Optional[int] = None,
+               candidates: int = 1, refine_nodes: bool = False, by: str = "margin") -> Selection:
         """The smallest set of groups (see the module docstring) kept in float so the mixed model
         meets ``target``; at most ``max_float_convs`` convolutions in float (stops there).
+
+        candidates: how many of the most sensitive groups not yet kept are tried at each forward
+        step (each one evaluated with the groups kept so far); the one with the best
+        :meth:`Target.margin` is kept (1: simply the next in ranking order; ``by="error"``: the
+        one with the lowest output error, a smoother measure than detection counts). refine_nodes: after
+        the backward elimination, each node of the kept groups is tried in INT8 again (convolutions
+        first, in reverse graph order), kept in INT8 where the target still holds.
         """
+        if candidates < 1:
+            raise SensitivityError(f"candidates must be >= 1, got {candidates}")
+        if by not in SELECT_BY:
+            raise SensitivityError(f"by must be one of {SELECT_BY}, got {by!r}")
         by_name = {g.group: g for g in ranking}
+        conv_nodes = set(layer_groups(self.model_path, ("Conv",), depth=0))
 
         def nodes_of(names: Sequence[str]) -> tuple[str, ...]:
             return tuple(n for name in names for n in by_name[name].nodes)
@@ -271,24 +315,42 @@ class SensitivitySweep:
 
         steps: list[Step] = []
 
-        def step(action: str, names: Sequence[str]) -> Step:
-            summary = self.evaluate(exclude=nodes_of(names))
-            result = Step(action, tuple(names), summary, target.met(summary))
-            steps.append(result)
+        def step(action: str, names: Sequence[str], nodes: Optional[Sequence[str]] = None,
+                 record: bool = True) -> Step:
+            nodes = nodes_of(names) if nodes is None else tuple(nodes)
+            summary = self.evaluate(exclude=nodes)
+            result = Step(action, tuple(names), summary, target.met(summary), nodes)
+            if record:
+                steps.append(result)
             return result
 
-        kept: list[str] = []  # in ranking order throughout
+        kept: list[str] = []
         current = step("full INT8", kept)
-        for group in ranking:
-            if current.met:
+        while not current.met:
+            pool = [g.group for g in ranking if g.group not in kept
+                    and (max_float_convs is None or convs_of(kept + [g.group]) <= max_float_convs)][:candidates]
+            if not pool:
                 break
-            if max_float_convs is not None and convs_of(kept + [group.group]) > max_float_convs:
-                break
-            kept.append(group.group)
-            current = step(f"keep {group.group} in float", kept)
+            trials = [step(f"keep {name} in float", kept + [name], record=False) for name in pool]
+            if len(trials) > 1:
+                steps.extend(dataclasses.replace(t, action=f"try {t.action}") for t in trials)
+            best = max(trials, key=lambda t: (target.margin(t.summary), -t.summary["output_error"]) if by == "margin"
+                       else (-t.summary["output_error"], target.margin(t.summary)))
+            kept = list(best.float_groups)
+            current = best
+            steps.append(current)
+        float_nodes = nodes_of(kept)
         if current.met:
-            for name in reversed(list(kept)):  # least sensitive first
+            for name in reversed(list(kept)):  # least recently kept first
                 trial = [other for other in kept if other != name]
                 if step(f"try {name} in INT8 again", trial).met:
                     kept = trial
-        return Selection(tuple(kept), nodes_of(kept), current.met, tuple(steps))
+            float_nodes = nodes_of(kept)
+            if refine_nodes:
+                order = sorted(reversed(float_nodes), key=lambda n: n not in conv_nodes)
+                for node in order:
+                    trial_nodes = tuple(n for n in float_nodes if n != node)
+                    groups = [g for g in kept if set(by_name[g].nodes) & set(trial_nodes)]
+                    if step(f"try node {node} in INT8 again", groups, trial_nodes).met:
+                        float_nodes, kept = trial_nodes, groups
+        return Selection(tuple(kept), float_nodes, current.met, tuple(steps))

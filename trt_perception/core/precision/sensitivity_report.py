@@ -40,11 +40,11 @@ def sensitivity_table(ranking: Sequence[GroupSensitivity], selection: Selection 
 
 def selection_table(selection: Selection) -> str:
     """Markdown table of the selection's steps (each an evaluated mixed model)."""
-    lines = ["| step | groups in float | INT8 convs | recall | precision | mean IoU | output error | target met |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| step | groups in float | nodes in float | INT8 convs | recall | precision | mean IoU | output error "
+             "| target met |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for step in selection.steps:
         d, s = _detections(step.summary), step.summary
-        lines.append(f"| {step.action} | {len(step.float_groups)} | "
+        lines.append(f"| {step.action} | {len(step.float_groups)} | {len(step.float_nodes)} | "
                      f"{s.get('int8_convs', '?')}/{s.get('convs', '?')} | "
                      f"{d.get('recall', float('nan')):.3f} | {d.get('precision', float('nan')):.3f} | "
                      f"{d.get('mean_iou', float('nan')):.3f} | {s['output_error']:.4f} | "
@@ -56,7 +56,8 @@ def selection_json(selection: Selection) -> dict[str, Any]:
     """The selection as plain JSON values: float groups and nodes, whether reached, every step."""
     return {"float_groups": list(selection.float_groups), "float_nodes": list(selection.float_nodes),
             "reached": selection.reached,
-            "steps": [{"action": s.action, "float_groups": list(s.float_groups), "met": s.met,
+            "steps": [{"action": s.action, "float_groups": list(s.float_groups), "float_nodes": list(s.float_nodes),
+                       "met": s.met,
                        "summary": s.summary} for s in selection.steps]}
 
 
