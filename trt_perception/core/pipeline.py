@@ -24,7 +24,7 @@ from typing import Any, Mapping, Optional, Protocol, TypeVar
 
 import numpy as np
 
-from trt_perception.core.backends import Backend, create_backend
+from trt_perception.core.backends import Backend, activated_backend
 from trt_perception.core.decode import Decoder, create_decoder
 from trt_perception.core.geometry import ResizeGeometry
 from trt_perception.core.image import RawImage
@@ -172,13 +172,8 @@ class Pipeline(ClosedOnExit):
         """
         config = load_model_config(path)
         decoder = create_decoder(config)
-        backend = create_backend(backend_kind, str(config.model_path), **backend_options)
-        backend.activate()
-        try:
+        with activated_backend(backend_kind, str(config.model_path), **backend_options) as backend:
             pipeline = cls(config, backend, decoder)
-        except BaseException:
-            backend.deactivate()
-            raise
         pipeline._owns_backend = True
         return pipeline
 

@@ -7,13 +7,15 @@ Backends are imported lazily, so the package imports without TensorRT or pycuda 
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from trt_perception.core.backends.base import Backend, BackendError, TensorSpec
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
-__all__ = ["BACKENDS", "Backend", "BackendError", "TensorSpec", "create_backend", "resolve_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendError", "TensorSpec", "activated_backend", "create_backend",
+           "resolve_backend"]
 
 
 def tensorrt_available() -> bool:
@@ -45,3 +47,17 @@ def create_backend(kind: str, model_path: str, **options: Any) -> Backend:
         return OnnxRuntimeBackend(model_path, **options)
     from trt_perception.core.backends.tensorrt import TensorRTBackend
     return TensorRTBackend(model_path, **options)
+
+
+@contextmanager
+def activated_backend(kind: str, model_path: str, **options: Any) -> Iterator[Backend]:
+    """The backend :func:`create_backend` makes, activated for the block; deactivated again when the
+    block raises (when it completes, whoever the block gave the backend to owns it).
+    """
+    backend = create_backend(kind, model_path, **options)
+    backend.activate()
+    try:
+        yield backend
+    except BaseException:
+        backend.deactivate()
+        raise

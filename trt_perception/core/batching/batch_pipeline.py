@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from trt_perception.core.backends import Backend, create_backend
+from trt_perception.core.backends import Backend, activated_backend
 from trt_perception.core.backends.base import TensorSpec
 from trt_perception.core.batching.batch_plan import BatchCalls
 from trt_perception.core.decode import Decoder, create_decoder
@@ -90,13 +90,8 @@ class BatchPipeline(ClosedOnExit):
         """
         config = load_model_config(path)
         decoder = create_decoder(config)
-        backend = create_backend(backend_kind, str(config.model_path), **backend_options)
-        backend.activate()
-        try:
+        with activated_backend(backend_kind, str(config.model_path), **backend_options) as backend:
             pipeline = cls(config, backend, decoder, max_batch)
-        except BaseException:
-            backend.deactivate()
-            raise
         pipeline._owns_backend = True
         return pipeline
 

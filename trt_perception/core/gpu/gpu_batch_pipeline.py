@@ -53,7 +53,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from trt_perception.core.backends import Backend, BackendError, create_backend
+from trt_perception.core.backends import Backend, BackendError, activated_backend
 from trt_perception.core.batching.batch_pipeline import BatchStageTimes
 from trt_perception.core.batching.batch_plan import BatchCalls
 from trt_perception.core.cuda.device import CudaDevice, HostDeviceBuffer
@@ -185,13 +185,9 @@ class GpuBatchPipeline(ClosedOnExit):
         config = load_model_config(path)
         decoder = create_decoder(config)
         device = shared_device(device_id)
-        backend = create_backend(backend_kind, str(config.model_path), **{**backend_options, "device_id": device_id})
-        backend.activate()
-        try:
+        options = {**backend_options, "device_id": device_id}
+        with activated_backend(backend_kind, str(config.model_path), **options) as backend:
             pipeline = cls(config, backend, decoder, device, max_batch, depth)
-        except BaseException:
-            backend.deactivate()
-            raise
         pipeline._owns_backend = True
         return pipeline
 

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from trt_perception.core.backends import Backend, BackendError, create_backend
+from trt_perception.core.backends import Backend, BackendError, activated_backend
 from trt_perception.core.decode import Decoder, create_decoder
 from trt_perception.core.geometry import ResizeGeometry
 from trt_perception.core.gpu.frame_pipeline import FramePipeline
@@ -59,18 +59,14 @@ class GpuPipeline:
         decoder = create_decoder(config)
         check_decoder_roles(config, decoder)
         device = shared_device(device_id)
-        backend = create_backend(backend_kind, str(config.model_path), **{**backend_options, "device_id": device_id})
-        backend.activate()
-        try:
+        options = {**backend_options, "device_id": device_id}
+        with activated_backend(backend_kind, str(config.model_path), **options) as backend:
             if not backend.runs_on_device:
                 raise BackendError(f"GPU preprocessing needs a network on device buffers; the {backend.name} "
                                    "backend as configured runs on the CPU")
             config.check_io(backend.input_specs(), backend.output_specs())
             frames = FramePipeline(device, config.preprocess, backend, _decode_with(decoder, config),
                                    depth=depth, zero_copy_input=zero_copy_input, infer_stream=backend.cuda_stream)
-        except BaseException:
-            backend.deactivate()
-            raise
         return cls(config, decoder, backend, frames)
 
     def submit(self, frame: SourceFrame, tag: Any = None) -> list[FrameResult]:
