@@ -113,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--schemes", nargs="*", default=list(DEFAULT_SCHEMES), metavar="METHOD/ACTIVATIONS/OPS",
                         help="other full-INT8 schemes compared; OPS: conv+add (the default op types) or conv "
                              "(default: %(default)s)")
+    parser.add_argument("--bias-correction", action="store_true",
+                        help="INT8 convolutions' biases corrected by their mean output error (calibration frames)")
     parser.add_argument("--name", default="mixed_precision", help="results file stem in benchmarks/results")
     args = parser.parse_args(argv)
 
@@ -131,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     cache = ResultCache(args.cache_dir)
     with SensitivitySweep(config.model_path, calibration, selection_set, method=args.method, cache=cache,
-                          op_types=args.op_types,
+                          op_types=args.op_types, bias_correction=args.bias_correction,
                           progress=lambda items, **kw: tqdm(items, disable=None, **kw)) as sweep, \
             tempfile.TemporaryDirectory(prefix="mixed_precision.") as work:
         chosen = f"{args.method}/int8/{'conv+add' if 'Add' in args.op_types else 'conv'}"

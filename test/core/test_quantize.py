@@ -10,7 +10,7 @@ from trt_perception.core.backends import create_backend
 from trt_perception.core.precision.sensitivity import onnx_runner
 from trt_perception.core.quantize import QuantizeError, quantize_model
 from trt_perception.core.tensorrt.calibration import has_qdq_nodes
-from trt_perception.testing.tiny_onnx import conv_model, random_frames, residual_model
+from trt_perception.testing.tiny_onnx import conv_model, random_frames, residual_model, rounding_bias_model
 
 
 def frames(n, seed=1):
@@ -119,3 +119,26 @@ def test_quantize_command_on_a_model_config(tmp_path, capsys):
     rc = main(["quantize", "--config", str(tmp_path / "tiny.yaml"), "--calib", str(tmp_path / "missing"),
                "--output", str(tmp_path / "x.onnx")])
     assert rc == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_bias_correction_removes_a_planted_mean_error_of_int8_convolutions(tmp_path):
+    """Weights that INT8 rounds all the same way shift each output channel's mean; bias
+    correction (measured on the calibration frames) removes most of that shift on other frames,
+    for a convolution with an INT32 bias and for one without a bias (a float bias is added).
+    """
+    model = rounding_bias_model(tmp_path / "planted.onnx")
+    ranges = tmp_path / "ranges.json"
+    plain = quantize_model(model, tmp_path / "plain.onnx", "x", frames(16), op_types=("Conv",), ranges_cache=ranges)
+    corrected = quantize_model(model, tmp_path / "corrected.onnx", "x", iter(frames(16)), op_types=("Conv",),
+                               ranges_cache=ranges, bias_correction=True)
+    assert plain.ranges_cached is False and corrected.ranges_cached is True  # frames read for the correction only
+    graph = onnx.load(str(corrected.output)).graph
+    conv2 = next(node for node in graph.node if node.name == "conv2")
+    assert len(conv2.input) == 3 and conv2.input[2] in {t.name for t in graph.initializer}
+    held_out = frames(8, seed=9)
+    shift = {}
+    for name, report in (("plain", plain), ("corrected", corrected)):
+        diffs = np.stack([run(report.output, x) - run(model, x) for x in held_out])
+        shift[name] = np.abs(diffs.mean(axis=(0, 1, 3, 4)))  # mean error per output channel
+    assert shift["plain"].min() > 0.01  # the planted error is there without the correction
+    assert shift["corrected"].max() < 0.2 * shift["plain"].min()

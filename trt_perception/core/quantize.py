@@ -84,12 +84,15 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
                    tensors: Iterable[np.ndarray], method: str = "percentile", percentile: float = 99.999,
                    op_types: Sequence[str] = DEFAULT_OP_TYPES, per_channel: bool = True,
                    nodes_to_exclude: Sequence[str] = (), nodes_to_quantize: Optional[Sequence[str]] = None,
-                   ranges_cache: Optional[Path] = None, activations: str = "int8") -> QuantizeReport:
+                   ranges_cache: Optional[Path] = None, activations: str = "int8",
+                   bias_correction: bool = False) -> QuantizeReport:
     """Write a Q/DQ INT8 copy of ``model_path`` to ``output_path``, calibrated on ``tensors``.
 
     tensors: the model input ``input_name`` for each calibration frame (e.g.
     :func:`~trt_perception.core.tensorrt.calibration.preprocessed_frames`); all are consumed,
     unless ``ranges_cache`` exists (the caller keys its name by model, frames and method).
+    ``bias_correction``: subtract each INT8 convolution's mean output error over ``tensors`` from
+    its bias (:mod:`trt_perception.core.bias_correction`; the frames are then read).
     Raises :class:`QuantizeError` for bad settings, an already quantized model or no frames.
     """
     import onnx
@@ -119,6 +122,8 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
     class Reader(_FrameReader, CalibrationDataReader):  # type: ignore[misc]
         pass
 
+    if bias_correction:
+        tensors = list(tensors)
     reader = Reader(input_name, tensors)
     calibrate_method = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
                         "minmax": CalibrationMethod.MinMax}[method]
@@ -149,6 +154,9 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
                            and node.name not in set(nodes_to_exclude)
                            and (nodes_to_quantize is None or node.name in set(nodes_to_quantize))}
         float_inputs_for_float_nodes(result.graph, quantized_nodes)
+        if bias_correction:
+            from trt_perception.core.bias_correction import apply_bias_corrections, conv_bias_errors
+            apply_bias_corrections(result, conv_bias_errors(result, model, input_name, tensors))
         atomic_write_bytes(output_path, result.SerializeToString())
     ops = [node.op_type for node in result.graph.node]
     return QuantizeReport(output_path, method, reader.count, ops.count("QuantizeLinear"),

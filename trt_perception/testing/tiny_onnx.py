@@ -108,3 +108,27 @@ def random_frames(n: int, seed: int = 1, shape: Sequence[int] = (1, 3, 8, 8)) ->
     """``n`` float32 tensors of ``shape``, uniform in [-1, 1), reproducible by ``seed``."""
     rng = np.random.default_rng(seed)
     return [rng.uniform(-1, 1, tuple(shape)).astype(np.float32) for _ in range(n)]
+
+
+def rounding_bias_model(path: PathLike) -> Path:
+    """Convolutions whose INT8 weights shift every output channel's mean: x float32[1,3,16,16] ->
+    Relu -> Conv 3x3 (4, bias) ``conv1`` -> Relu -> Conv 1x1 (4, no bias) ``conv2`` -> y
+    float32[1,4,16,16]. Per output channel one weight sets the symmetric scale (127 steps) and
+    all others sit at 0.6 steps, so INT8 rounds them all up by 0.4 steps (a planted bias error
+    on non-negative inputs; per-channel weight quantization as :func:`~trt_perception.core.quantize.quantize_model`).
+    """
+    from onnx import helper
+    step = 0.01
+
+    def planted(shape: tuple[int, ...]) -> np.ndarray:
+        weights = np.full(shape, 0.6 * step, np.float32)
+        weights.reshape(shape[0], -1)[:, 0] = 127 * step
+        return weights
+
+    inits = {"w1": planted((4, 3, 3, 3)), "b1": np.linspace(-0.2, 0.2, 4).astype(np.float32),
+             "w2": planted((4, 4, 1, 1))}
+    nodes = [helper.make_node("Relu", ["x"], ["rx"], name="relu0"),
+             helper.make_node("Conv", ["rx", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["y"], name="conv2")]
+    return save_model(nodes, inits, path, (1, 3, 16, 16), (1, 4, 16, 16))

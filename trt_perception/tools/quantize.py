@@ -39,6 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                              "residual additions stay float)")
     parser.add_argument("--no-per-channel", dest="per_channel", action="store_false",
                         help="one weight scale per tensor instead of per output channel")
+    parser.add_argument("--bias-correction", action="store_true",
+                        help="subtract each INT8 convolution's mean output error over the calibration frames from "
+                             "its bias (see benchmarks/results/bias_correction.md)")
     parser.add_argument("--output", required=True, metavar="FILE", help="quantized ONNX to write")
     add_mixed_arguments(parser)
     parser.set_defaults(func=run)
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = quantize_model(config.model_path, Path(args.output), config.input_name, frames,
                                 method=args.method, percentile=args.percentile, per_channel=args.per_channel,
-                                op_types=args.op_types)
+                                op_types=args.op_types, bias_correction=args.bias_correction)
     except (QuantizeError, FrameSourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
