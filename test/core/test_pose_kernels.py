@@ -1,6 +1,7 @@
 """The compiled pose decoder (numba) against the numpy reference, its fallback, and the scene types
 of the accuracy benchmark."""
 
+import dataclasses
 import logging
 import os
 
@@ -142,8 +143,11 @@ def test_numpy_fallback_is_announced_once(monkeypatch, caplog):
 @pytest.mark.parametrize("compiled_path", [False, pytest.param(True, marks=needs_compiled)])
 def test_noise_raises_the_hidden_peak_margin(compiled_path):
     """On maps with noise 0.05 a margin of 0.15 lets noise bumps next to the peaks pass for hidden
-    keypoints, which then break people; noise_factor x the noise level (0.25) keeps them out."""
+    keypoints, which then break people; noise_factor x the noise level (0.25) keeps them out. (The
+    limb-length rule is off: it mends some of the people that hidden peaks break, blurring the margin's
+    effect.)"""
     def share(params):
+        params = dataclasses.replace(params, length_weight=0.0)
         parser, rng, ok, total = PoseParser(params=params, compiled=compiled_path), np.random.default_rng(21), 0, 0
         for _ in range(6):
             scene = SCENE_TYPES["5 noise 0.05"].sample(rng)
