@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from trt_perception.core.decode.pose import COCO18, PoseParams, PoseParser, compiled
+from trt_perception.core.decode.pose import PoseParams, PoseParser, compiled
 from trt_perception.core.decode.pose.limb_lengths import group_medians, length_weights
 from trt_perception.core.decode.pose.paf_score_graph import LinkCandidates
-from trt_perception.testing.pose_fields import SCENE_TYPES, expected_parts, recovered
+from trt_perception.testing.pose_fields import recovered_share
 
 needs_compiled = pytest.mark.skipif(compiled.load() is None,
                                     reason="the compiled pose decoder is unavailable (numba missing?)")
@@ -84,12 +84,8 @@ def test_the_rule_recovers_more_people_in_crowds():
     """20 freely placed people: the limb-length rule recovers clearly more of them exactly (about 79 % ->
     84 % on the benchmark's scenes; here 8 scenes)."""
     def share(params):
-        parser, rng, ok, total = PoseParser(params=params), np.random.default_rng(5), 0, 0
-        for _ in range(8):
-            scene = SCENE_TYPES["20 free, none missing"].sample(rng)
-            use = expected_parts(scene.keypoints, COCO18).sum(axis=1) >= 3
-            ok += int(recovered(scene.keypoints, parser(scene.cmap, scene.paf).keypoints, COCO18)[use].sum())
-            total += int(use.sum())
-        return ok / total
+        parser = PoseParser(params=params)
+        return recovered_share(lambda cmap, paf: parser(cmap, paf).keypoints, "20 free, none missing", 8,
+                               np.random.default_rng(5))
 
     assert share(PoseParams()) > share(dataclasses.replace(PoseParams(), length_weight=0.0)) + 0.02
