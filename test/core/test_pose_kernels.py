@@ -1,6 +1,7 @@
 """The compiled pose decoder (numba) against the numpy reference, its fallback, and the scene types
 of the accuracy benchmark."""
 
+import dataclasses
 import logging
 import os
 
@@ -9,7 +10,7 @@ import pytest
 
 from trt_perception.core.decode.pose import COCO18, PoseFieldError, PoseParams, PoseParser, compiled
 from trt_perception.core.decode.pose.find_peaks import noise_level
-from trt_perception.testing.pose_fields import SCENE_TYPES, expected_parts, random_scene, recovered, sampled_cell
+from trt_perception.testing.pose_fields import SCENE_TYPES, random_scene, recovered_share, sampled_cell
 
 needs_compiled = pytest.mark.skipif(compiled.load() is None,
                                     reason="the compiled pose decoder is unavailable (numba missing?)")
@@ -142,15 +143,13 @@ def test_numpy_fallback_is_announced_once(monkeypatch, caplog):
 @pytest.mark.parametrize("compiled_path", [False, pytest.param(True, marks=needs_compiled)])
 def test_noise_raises_the_hidden_peak_margin(compiled_path):
     """On maps with noise 0.05 a margin of 0.15 lets noise bumps next to the peaks pass for hidden
-    keypoints, which then break people; noise_factor x the noise level (0.25) keeps them out."""
+    keypoints, which then break people; noise_factor x the noise level (0.25) keeps them out. (The
+    limb-length rule is off: it mends some of the people that hidden peaks break, blurring the margin's
+    effect.)"""
     def share(params):
-        parser, rng, ok, total = PoseParser(params=params, compiled=compiled_path), np.random.default_rng(21), 0, 0
-        for _ in range(6):
-            scene = SCENE_TYPES["5 noise 0.05"].sample(rng)
-            use = expected_parts(scene.keypoints, COCO18).sum(axis=1) >= 3
-            ok += int(recovered(scene.keypoints, parser(scene.cmap, scene.paf).keypoints, COCO18)[use].sum())
-            total += int(use.sum())
-        return ok / total
+        parser = PoseParser(params=dataclasses.replace(params, length_weight=0.0), compiled=compiled_path)
+        return recovered_share(lambda cmap, paf: parser(cmap, paf).keypoints, "5 noise 0.05", 6,
+                               np.random.default_rng(21))
 
     raised = share(PoseParams())
     assert raised >= 0.8

@@ -15,7 +15,7 @@ height, position, rotation, facing (front, back, profile), arm and leg angles, s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -322,3 +322,18 @@ def sampled_cell(keypoints: np.ndarray, topology: Topology, t: float = 0.5) -> t
             dx, dy = np.float32(keypoints[part_b, 0]) - ax, np.float32(keypoints[part_b, 1]) - ay
             return 2 * k, int(ay + np.float32(t) * dy), int(ax + np.float32(t) * dx)
     raise ValueError("no link joins two keypoints of this person")
+
+
+def recovered_share(decode: Callable[[np.ndarray, np.ndarray], np.ndarray], scene_type: str, scenes: int,
+                    rng: np.random.Generator, topology: Topology = COCO18, min_parts: int = 3) -> float:
+    """Share of the people of ``scenes`` scenes of ``SCENE_TYPES[scene_type]`` (drawn from ``rng``) that
+    ``decode`` recovers exactly (:func:`recovered`); people with fewer than ``min_parts`` expected parts
+    are not counted. decode: (cmap, paf) -> found keypoints float[D, C, 3] (``Poses.keypoints``).
+    """
+    ok = total = 0
+    for _ in range(scenes):
+        scene = SCENE_TYPES[scene_type].sample(rng)
+        use = expected_parts(scene.keypoints, topology).sum(axis=1) >= min_parts
+        ok += int(recovered(scene.keypoints, decode(scene.cmap, scene.paf), topology)[use].sum())
+        total += int(use.sum())
+    return ok / total

@@ -14,13 +14,14 @@ Terminology (as trt_pose's ``parse/README.md``):
   input_w / W model-input pixels.
 
 Steps (one module each): :mod:`.find_peaks` (local maxima above ``peak_threshold``),
-:mod:`.refine_peaks` (sub-cell position), :mod:`.hidden_peaks` (keypoints merged into a found
-peak's bump, from the map's excess over the found peaks' Gaussians), :mod:`.paf_score_graph`
-(direction agreement of the field along each candidate pair), :mod:`.assignment` (one-to-one per
-link), :mod:`.connect_parts` (people). :class:`PoseParser` chains them in map cells, as one
-compiled call (:mod:`.kernels`, numba, same results) where :mod:`.compiled` can load it;
-:class:`PoseDecoder` is the :class:`~trt_perception.core.decode.Decoder` that also maps keypoints
-to source-image pixels.
+:mod:`.refine_peaks` (sub-cell position), :mod:`.hidden_peaks` (keypoints merged into a found peak's
+bump, from the map's excess over the found peaks' Gaussians), :mod:`.paf_score_graph` (direction
+agreement of the field along each candidate pair), :mod:`.assignment` (one-to-one per link),
+:mod:`.connect_parts` (people), and again :mod:`.assignment` and :mod:`.connect_parts` with weights
+from :mod:`.limb_lengths` (a pair's length against its person's size). :class:`PoseParser` chains
+them in map cells, as one compiled call (:mod:`.kernels`, numba, same results) where
+:mod:`.compiled` can load it; :class:`PoseDecoder` is the
+:class:`~trt_perception.core.decode.Decoder` that also maps keypoints to source-image pixels.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from trt_perception.core.decode.pose.compiled import pack_params
 from trt_perception.core.decode.pose.connect_parts import connect_parts
 from trt_perception.core.decode.pose.find_peaks import find_peaks, noise_level, pad_maps
 from trt_perception.core.decode.pose.hidden_peaks import hidden_peaks, measured_width
+from trt_perception.core.decode.pose.limb_lengths import length_weights
 from trt_perception.core.decode.pose.paf_score_graph import paf_score_graph
 from trt_perception.core.decode.pose.refine_peaks import refine_peaks
 from trt_perception.core.decode.pose.topology import COCO18, Topology, load_topology
@@ -90,6 +92,12 @@ class PoseParams:
     sample_threshold: float = 0.05
     #: at least this fraction of the samples must follow the link
     min_sample_fraction: float = 0.8
+    #: limb-length consistency (:mod:`.limb_lengths`): after a first assembly, the per-link assignment is
+    #: solved again with each pair's score lowered by length_weight x (its log-length's deviation from its
+    #: person's size, beyond length_tolerance); 0: off (one assignment)
+    length_weight: float = 0.5
+    #: deviation of a pair's log-length from its person's size that costs nothing (0.15: about 16 %)
+    length_tolerance: float = 0.15
     #: people with fewer keypoints are dropped
     min_parts: int = 3
     #: people with a lower score are dropped
@@ -100,7 +108,8 @@ class PoseParams:
     def __post_init__(self) -> None:
         problems = []
         for name in ("peak_threshold", "noise_factor", "sigma", "hidden_margin", "link_threshold", "paf_floor",
-                     "end_weight", "sample_threshold", "min_sample_fraction", "min_score"):
+                     "end_weight", "sample_threshold", "min_sample_fraction", "length_weight", "length_tolerance",
+                     "min_score"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
                 problems.append(f"{name} must be a finite number, got {value!r}")
@@ -128,6 +137,9 @@ class PoseParams:
                 problems.append(f"sample_threshold must be in [-1, 1), got {self.sample_threshold}")
             if not 0.0 <= self.min_sample_fraction <= 1.0:
                 problems.append(f"min_sample_fraction must be in [0, 1], got {self.min_sample_fraction}")
+            for name in ("length_weight", "length_tolerance"):
+                if not getattr(self, name) >= 0.0:
+                    problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if problems:
             raise ValueError("invalid pose decoder parameters: " + "; ".join(problems))
 
@@ -325,7 +337,12 @@ class PoseParser:
                                prm.paf_floor, prm.end_weight)
         if cand is None:  # a sampled cell of paf is NaN/Inf
             raise _non_finite("paf", paf)
-        group = connect_parts(part, cand, assignment(cand, index.size))
+        chosen = assignment(cand, index.size)
+        if prm.length_weight > 0.0:  # again, with weights from the limb lengths of a first assembly
+            weights = length_weights(cand, chosen, connect_parts(part, cand, chosen), x, y, num_links,
+                                     prm.length_weight, prm.length_tolerance)
+            chosen = assignment(dataclasses.replace(cand, score=weights), index.size)
+        group = connect_parts(part, cand, chosen)
 
         # per group: keypoints, links joining two of its keypoints, score
         num_groups = int(group.max()) + 1

@@ -67,13 +67,14 @@ def _cached(kernels: ModuleType) -> bool:
 
 
 def pack_params(params: Any) -> tuple[np.ndarray, ...]:
-    """``params`` (a PoseParams) as fparams float64[9], iparams int64[6], t float32[S + 1],
+    """``params`` (a PoseParams) as fparams float64[11], iparams int64[6], t float32[S + 1],
     weight float32[S]: the arguments of
     :func:`.kernels.parse` that come from the parameters (index names in :mod:`.kernels`).
     """
     fparams = np.array([params.peak_threshold, params.noise_factor, params.sigma, params.hidden_margin,
                         params.link_threshold, params.paf_floor, params.sample_threshold,
-                        params.min_sample_fraction, params.min_score], dtype=np.float64)
+                        params.min_sample_fraction, params.min_score, params.length_weight,
+                        params.length_tolerance], dtype=np.float64)
     iparams = np.array([params.peak_window // 2, params.max_peaks, params.min_parts, params.max_people,
                         math.ceil(params.sigma), BLOCK_ROWS], dtype=np.int64)
     t, weight = sample_weights(params.num_samples, params.end_weight)
@@ -88,7 +89,7 @@ def _warm_up(kernels: ModuleType) -> None:
     cmap[0, 3, 3] = cmap[0, 8, 3] = cmap[1, 3, 8] = cmap[1, 8, 8] = 1.0
     paf = np.zeros((2, 12, 12), np.float32)
     paf[1, 3, 3:9] = paf[1, 8, 3:9] = 1.0
-    fparams = np.array([0.1, 0.0, 1.5, 0.15, 0.1, 0.5, 0.05, 0.8, 0.0])
+    fparams = np.array([0.1, 0.0, 1.5, 0.15, 0.1, 0.5, 0.05, 0.8, 0.0, 0.5, 0.15])
     iparams = np.array([1, 100, 1, 100, 2, BLOCK_ROWS], dtype=np.int64)
     t = ((np.arange(10) + 0.5) / 10).astype(np.float32)
     work = np.full(cmap[0].size, -np.inf, np.float32)

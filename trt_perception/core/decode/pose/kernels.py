@@ -2,11 +2,12 @@
 
 :func:`parse` runs what :class:`~trt_perception.core.decode.pose.PoseParser` runs with the numpy
 modules (find_peaks -> refine_peaks -> hidden_peaks -> paf_score_graph -> assignment ->
-connect_parts -> people), step for step and in the same float32 / float64 arithmetic, so that both
-give the same skeletons (the numpy modules are the reference; ``test/core/test_pose_kernels.py``
-compares them on random scenes). Only float32 rounding may differ in the last bit (float32 ``exp``,
-the hidden peaks' model sums). Imported only through :mod:`.compiled`, which handles numba being
-absent; compiled functions are cached on disk (``cache=True``).
+connect_parts [-> limb_lengths -> assignment -> connect_parts] -> people), step for step and in the
+same float32 / float64 arithmetic, so that both give the same skeletons (the numpy modules are the
+reference; ``test/core/test_pose_kernels.py`` compares them on random scenes). Only float32 rounding
+may differ in the last bit (float32 ``exp``, the hidden peaks' model sums). Imported only through
+:mod:`.compiled`, which handles numba being absent; compiled functions are cached on disk
+(``cache=True``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ _F32 = np.float32
 
 # indices of the float / int parameter arrays built by ``compiled.pack_params``
 (P_THRESHOLD, P_NOISE_FACTOR, P_SIGMA, P_HIDDEN_MARGIN, P_LINK_THRESHOLD, P_PAF_FLOOR,
- P_SAMPLE_THRESHOLD, P_MIN_SAMPLE_FRACTION, P_MIN_SCORE) = range(9)
+ P_SAMPLE_THRESHOLD, P_MIN_SAMPLE_FRACTION, P_MIN_SCORE, P_LENGTH_WEIGHT, P_LENGTH_TOLERANCE) = range(11)
 (I_RADIUS, I_MAX_PEAKS, I_MIN_PARTS, I_MAX_PEOPLE, I_HIDDEN_RADIUS, I_BLOCK_ROWS) = range(6)
 #: rows per block of :func:`check_cmap`
 ROW_BLOCK = 8
@@ -569,6 +570,57 @@ def connect_parts(part, a, b, score, chosen):
 
 
 @numba.njit(**_NOGIL)
+def _group_medians(key, value, size):
+    """As :func:`.limb_lengths.group_medians`: float64[size] median of value per key, NaN where none
+    (the values bucketed by key, each bucket sorted).
+    """
+    count = np.zeros(size + 1, np.int64)
+    for q in range(key.size):
+        count[key[q] + 1] += 1
+    for k in range(size):
+        count[k + 1] += count[k]  # count[k]: start of key k's bucket
+    bucket = np.empty(key.size)
+    fill = count[:size].copy()
+    for q in range(key.size):
+        bucket[fill[key[q]]] = value[q]
+        fill[key[q]] += 1
+    out = np.full(size, np.nan)
+    for k in range(size):
+        start, n = count[k], count[k + 1] - count[k]
+        if n:
+            bucket[start:start + n].sort()
+            out[k] = (bucket[start + (n - 1) // 2] + bucket[start + n // 2]) / 2.0
+    return out
+
+
+@numba.njit(**_NOGIL)
+def length_weights(link, a, b, score, chosen, group, x, y, num_links, length_weight, length_tolerance):
+    """As :func:`.limb_lengths.length_weights`: float64[T] assignment weights from the limb lengths."""
+    t_total = link.size
+    log_length = np.empty(t_total)
+    joined = np.zeros(t_total, np.bool_)
+    for t in range(t_total):
+        log_length[t] = np.log(max(np.hypot(x[b[t]] - x[a[t]], y[b[t]] - y[a[t]]), 1e-3))
+        joined[t] = chosen[t] and group[a[t]] == group[b[t]]
+    members = np.flatnonzero(joined)
+    typical = _group_medians(link[members], log_length[members], num_links)
+    relative = np.empty(t_total)
+    for t in range(t_total):
+        relative[t] = log_length[t] - typical[link[t]]
+    scale = _group_medians(group[a[members]], relative[members], group.max() + 1)
+    weights = np.empty(t_total)
+    for t in range(t_total):
+        person_scale = scale[group[a[t]]]
+        if np.isnan(person_scale):
+            person_scale = scale[group[b[t]]]
+        deviation = abs(relative[t] - person_scale)
+        if np.isnan(deviation):
+            deviation = 0.0
+        weights[t] = max(score[t] - length_weight * max(deviation - length_tolerance, 0.0), 1e-6)
+    return weights
+
+
+@numba.njit(**_NOGIL)
 def parse(cmap, paf, links, fparams, iparams, t_s, weight, work, cand):
     """The whole decoder for one image (see :class:`~trt_perception.core.decode.pose.PoseParser`).
 
@@ -617,7 +669,12 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work, cand):
                                              fparams[P_LINK_THRESHOLD], fparams[P_PAF_FLOOR])
     if bad:
         return True, empty[0], empty[1], empty[2]
-    group = connect_parts(part, a, b, score, assignment(link, a, b, score, index.size, iparams[I_BLOCK_ROWS]))
+    chosen = assignment(link, a, b, score, index.size, iparams[I_BLOCK_ROWS])
+    if fparams[P_LENGTH_WEIGHT] > 0.0:  # again, with weights from the limb lengths of a first assembly
+        weights = length_weights(link, a, b, score, chosen, connect_parts(part, a, b, score, chosen), x, y,
+                                 num_links, fparams[P_LENGTH_WEIGHT], fparams[P_LENGTH_TOLERANCE])
+        chosen = assignment(link, a, b, weights, index.size, iparams[I_BLOCK_ROWS])
+    group = connect_parts(part, a, b, score, chosen)
 
     num_groups = group.max() + 1
     size = np.zeros(num_groups, np.int64)
