@@ -60,13 +60,10 @@ from trt_perception.core.cuda.device import CudaDevice, HostDeviceBuffer
 from trt_perception.core.cuda.pinned_pool import PinnedBufferPool
 from trt_perception.core.decode import Decoder, create_decoder
 from trt_perception.core.geometry import ResizeGeometry
-from trt_perception.core.gpu.gpu_preprocess import GpuPreprocessor
+from trt_perception.core.gpu.gpu_preprocess import GpuPreprocessor, Layout, layout_of
 from trt_perception.core.image import RawImage
 from trt_perception.core.model_config import ModelConfig, load_model_config
 from trt_perception.core.pipeline import ClosedOnExit, FrameResult, SourceFrame, check_decoder_roles, outputs_by_role
-
-#: what identifies a frame layout: encoding, width, height, step, big-endian
-Layout = tuple[str, int, int, int, bool]
 
 
 class _BatchSlot:
@@ -247,7 +244,7 @@ class GpuBatchPipeline(ClosedOnExit):
             self._pending += self._finish()
         cfg = self.config.preprocess
         with self.device.current():
-            preprocessors = [slot.preprocessor(cfg, _layout(image), self.calls.limit) for image in images]
+            preprocessors = [slot.preprocessor(cfg, layout_of(image), self.calls.limit) for image in images]
             slot.start.record(self.upload_stream)
             for row, (image, preprocessor) in enumerate(zip(images, preprocessors)):
                 preprocessor.upload(image.data)
@@ -320,7 +317,3 @@ def _raw_image(frame: SourceFrame) -> RawImage:
         raise ValueError("GPU preprocessing takes raw images: the frame has only decoded pixels")
     return frame.image
 
-
-def _layout(image: RawImage) -> Layout:
-    """What identifies the kernel plan ``image`` needs."""
-    return (image.encoding, image.width, image.height, image.step, bool(image.is_bigendian))

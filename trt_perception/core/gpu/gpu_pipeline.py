@@ -24,6 +24,7 @@ from trt_perception.core.backends import Backend, BackendError, activated_backen
 from trt_perception.core.decode import Decoder, create_decoder
 from trt_perception.core.geometry import ResizeGeometry
 from trt_perception.core.gpu.frame_pipeline import FramePipeline
+from trt_perception.core.gpu.gpu_preprocess import Layout, layout_of
 from trt_perception.core.model_config import ModelConfig, load_model_config
 from trt_perception.core.pipeline import FrameResult, SourceFrame, check_decoder_roles, outputs_by_role
 
@@ -43,7 +44,7 @@ class GpuPipeline:
         self.decoder = decoder
         self.backend = backend
         self._frames: Optional[FramePipeline] = frames
-        self._layout: Optional[tuple[str, int, int, int, bool]] = None
+        self._layout: Optional[Layout] = None
         self._pending: list[FrameResult] = []   # finished before a format change, not handed out yet
 
     @classmethod
@@ -79,7 +80,7 @@ class GpuPipeline:
             raise ValueError("GPU preprocessing takes raw images: the frame has only decoded pixels")
         if self._frames is None:
             raise BackendError("the GPU pipeline was closed")
-        layout = (image.encoding, image.width, image.height, image.step, image.is_bigendian)
+        layout = layout_of(image)
         if layout != self._layout:
             if self._layout is not None:  # kept until handed out, even if configure fails
                 self._pending += self._frames.drain()

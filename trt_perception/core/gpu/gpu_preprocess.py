@@ -26,8 +26,17 @@ from trt_perception.core.cuda.device import CudaDevice
 from trt_perception.core.cuda.runtime import load_kernel
 from trt_perception.core.geometry import ResizeGeometry
 from trt_perception.core.gpu.preprocess_plan import BLOCK, PARAMS_DTYPE, FrameLayout, PreprocessPlan
-from trt_perception.core.image import BytesLike, ImageError
+from trt_perception.core.image import BytesLike, ImageError, RawImage
 from trt_perception.core.preprocess import PreprocessConfig
+
+#: what a kernel plan depends on in a raw frame: encoding, width, height, row step, big-endian
+Layout = tuple[str, int, int, int, bool]
+
+
+def layout_of(image: RawImage) -> Layout:
+    """The :data:`Layout` of ``image`` (frames of equal layouts share a :meth:`GpuPreprocessor.configure`)."""
+    return (image.encoding, image.width, image.height, image.step, bool(image.is_bigendian))
+
 
 KERNEL_SOURCE = "preprocess_kernel.cu"
 KERNEL_NAME = "preprocess_frame"
