@@ -55,13 +55,27 @@ class RosHarness:
         self.executor.add_node(node)
         return node
 
-    def send(self, client: Any, request: Any, timeout: float = 10.0) -> Any:
-        """``client``'s request, once the graph lists its service (within ``timeout`` s): the future."""
-        if not client.wait_for_service(timeout_sec=timeout):
+    def send(self, client: Any, request: Any, timeout: float = 10.0, ready_s: float = 5.0) -> Any:
+        """``client``'s request: the future. Sent once the client is matched with a server or, after
+        ``ready_s`` s, once the graph lists the service: rmw_fastrtps calls a server available only
+        while the graph's counts of the service's request readers and response writers agree, and a
+        destroyed server's endpoints can linger in the graph for many seconds, so a live, matched
+        server can stay "unavailable". Such a request may go unanswered: the callers send again what
+        is safe to send again (see the module docstring). AssertionError when the graph has not
+        listed the service within ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        if client.wait_for_service(timeout_sec=min(ready_s, timeout)):
+            return client.call_async(request)
+        if not wait_for(lambda: client.service_is_ready() or self.lists_service(client.srv_name),
+                        max(deadline - time.monotonic(), 0.0), period=0.1):
             servers = [name for name, _ in self.node.get_service_names_and_types()]
             raise AssertionError(f"service {client.srv_name} not available; services in the graph: {servers}; "
                                  f"nodes: {self.node.get_node_names_and_namespaces()}")
         return client.call_async(request)
+
+    def lists_service(self, name: str) -> bool:
+        """Whether the ROS graph lists a service called ``name``."""
+        return any(listed == name for listed, _ in self.node.get_service_names_and_types())
 
     def call_idempotent(self, client: Any, request: Any, timeout: float = 20.0, retry_s: float = 2.0) -> Any:
         """The answer to a request that may be sent again: sent again every ``retry_s`` s while
