@@ -394,31 +394,46 @@ def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min
     out_b = np.empty(total, np.int64)
     out_score = np.empty(total)
     n = 0
-    finite = _F32(0.0)  # sum of v - v over the sampled values: NaN once one is NaN/Inf
+    # NaN/Inf where read: midpoints flag bad, samples add v - v to finite (NaN once one is NaN/Inf)
+    bad = False
+    finite = _F32(0.0)
+    half_t = t_s[num_samples]
+    passes = np.empty(counts.max(), np.bool_)
+    sampled = np.empty(num_samples, np.float32)  # v - v of each sample of a pair
     for k in range(links.shape[0]):
         pa, pb = links[k, 0], links[k, 1]
         base = k * 2 * plane
+        first_b = starts[pb]
         for a in range(starts[pa], starts[pa] + counts[pa]):
             ax, ay = xs[a], ys[a]
-            for b in range(starts[pb], starts[pb] + counts[pb]):
-                dx, dy = xs[b] - ax, ys[b] - ay
-                mid = base + int(ay + t_s[num_samples] * dy) * width + int(ax + t_s[num_samples] * dx)
+            # the midpoints of a's pairs first, without a branch (the loop vectorizes; a branch per pair
+            # would be mispredicted about one time in three)
+            for j in range(counts[pb]):
+                dx, dy = xs[first_b + j] - ax, ys[first_b + j] - ay
+                mid = base + int(ay + half_t * dy) * width + int(ax + half_t * dx)
                 fy, fx = field[mid], field[mid + plane]
-                finite += (fy - fy) + (fx - fx)
+                bad |= (fy - fy) + (fx - fx) != _F32(0.0)
+                passes[j] = (fx * fx + fy * fy >= weak) & (fx * dx + fy * dy > _F32(0.0))
+            for j in range(counts[pb]):
                 # no square root or division where the midpoint's value is surely <= thr
-                if screen and (fx * fx + fy * fy < weak or not fx * dx + fy * dy > _F32(0.0)):
+                if screen and not passes[j]:
                     continue
+                b = first_b + j
+                dx, dy = xs[b] - ax, ys[b] - ay
+                mid = base + int(ay + half_t * dy) * width + int(ax + half_t * dx)
                 length = np.sqrt(dx * dx + dy * dy)
                 safe = max(length, _F32(1e-6))
                 ux, uy = dx / safe, dy / safe
-                if not _direction(fx, fy, ux, uy, floor) > thr:
+                if not _direction(field[mid + plane], field[mid], ux, uy, floor) > thr:
                     continue
-                misses = 0
-                for s in order:  # both ends first: a wrong pair's ends are off its field soonest
+                for s in range(num_samples):  # every sample, without a branch ...
                     cell = base + int(ay + t_s[s] * dy) * width + int(ax + t_s[s] * dx)
                     fy, fx = field[cell], field[cell + plane]
-                    finite += (fy - fy) + (fx - fx)
+                    sampled[s] = (fy - fy) + (fx - fx)
                     values[s] = _direction(fx, fy, ux, uy, floor)
+                misses = 0
+                for s in order:  # ... then those the reference reads: both ends first, up to too many misses
+                    finite += sampled[s]
                     if not values[s] > thr:
                         misses += 1
                         if misses > allowed:  # too few samples can follow: the pair is not kept
@@ -432,35 +447,39 @@ def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min
                 if score > link_threshold:
                     out_link[n], out_a[n], out_b[n], out_score[n] = k, a, b, score
                     n += 1
-    return out_link[:n], out_a[:n], out_b[:n], out_score[:n], not finite == 0.0
+    return out_link[:n], out_a[:n], out_b[:n], out_score[:n], bad or not finite == 0.0
 
 
 @numba.njit(**_NOGIL)
-def assignment(link, a, b, score, num_peaks, block_rows):
-    """As :func:`.assignment.assignment`: bool[T] kept by the per-link maximum-score matching, with the
-    reference's matrices (rows: the (link, peak a) of the candidates that share a peak, ascending;
-    columns alike), its blocks of links (cut where a block reaches ``block_rows`` rows) and scipy's
-    solver (:func:`~trt_perception.core.lsap_kernel.lsap`), so that ties are broken alike.
+def assignment_blocks(link, a, b, num_peaks, block_rows):
+    """The matrices of :func:`.assignment.assignment`, which depend on the candidates, not on their
+    scores: row_of, col_of int64[T], the matrix row and column of each candidate that shares a peak with
+    another candidate of its link (rows: the (link, peak a) of those candidates, ascending; columns
+    alike), -1 for the others (kept without the solver); bounds int64[B + 1, 3], the first (candidate,
+    row, column) of each of the B solver blocks of consecutive links (cut at a link's end once a
+    block reaches ``block_rows`` rows), then (T, rows, columns). Candidates are grouped by link,
+    ascending (:func:`paf_score_graph`), so a block's candidates are consecutive.
     """
     t_total = link.size
-    chosen = np.zeros(t_total, np.bool_)
+    row_of = np.full(t_total, -1, np.int64)
+    col_of = np.full(t_total, -1, np.int64)
     if t_total == 0:
-        return chosen
+        return row_of, col_of, np.zeros((1, 3), np.int64)
     num_links = link.max() + 1
     count_a = np.zeros(num_peaks, np.int64)
     count_b = np.zeros(num_peaks, np.int64)
     rows = np.full(num_peaks, -1, np.int64)  # -1 again after each link
     cols = np.full(num_peaks, -1, np.int64)
-    row_of = np.full(t_total, -1, np.int64)  # matrix row and column of each shared candidate
-    col_of = np.full(t_total, -1, np.int64)
     link_rows = np.zeros(num_links, np.int64)
     link_cols = np.zeros(num_links, np.int64)
+    link_end = np.zeros(num_links, np.int64)  # the first candidate after link k
     used_rows = used_cols = 0
     start = 0
     while start < t_total:  # candidates are grouped by link
         end = start
         while end < t_total and link[end] == link[start]:
             end += 1
+        link_end[link[start]] = end
         for t in range(start, end):
             count_a[a[t]] += 1
             count_b[b[t]] += 1
@@ -476,8 +495,6 @@ def assignment(link, a, b, score, num_peaks, block_rows):
                 if cols[b[t]] < 0:
                     cols[b[t]] = 0
                     n_cols += 1
-            else:
-                chosen[t] = True
         if n_rows:
             r, c = used_rows, used_cols
             for q in range(low_a, high_a + 1):  # number the shared peaks in ascending order
@@ -503,34 +520,65 @@ def assignment(link, a, b, score, num_peaks, block_rows):
             cols[b[t]] = -1
         start = end
     if used_rows == 0:
-        return chosen
-    # blocks of consecutive links: [row, column) starts, cut at a link's end once a block has block_rows rows
-    block_r = np.zeros(num_links + 1, np.int64)
-    block_c = np.zeros(num_links + 1, np.int64)
+        return row_of, col_of, np.full((1, 3), t_total, np.int64)
+    for k in range(1, num_links):  # links without candidates end where the link before them does
+        link_end[k] = max(link_end[k], link_end[k - 1])
+    bounds = np.zeros((num_links + 1, 3), np.int64)
     blocks = 1
     if used_rows > block_rows:
         end_r = end_c = 0
         for k in range(num_links - 1):
             end_r += link_rows[k]
             end_c += link_cols[k]
-            if end_r - block_r[blocks - 1] >= block_rows:
-                block_r[blocks], block_c[blocks] = end_r, end_c
+            if end_r - bounds[blocks - 1, 1] >= block_rows:
+                bounds[blocks, 0], bounds[blocks, 1], bounds[blocks, 2] = link_end[k], end_r, end_c
                 blocks += 1
-    block_r[blocks], block_c[blocks] = used_rows, used_cols
-    for k in range(blocks):
-        r0, c0 = block_r[k], block_c[k]
-        cost = np.zeros((block_r[k + 1] - r0, block_c[k + 1] - c0))  # scipy's maximize: the negated weights
+    bounds[blocks, 0], bounds[blocks, 1], bounds[blocks, 2] = t_total, used_rows, used_cols
+    return row_of, col_of, bounds[:blocks + 1]
+
+
+@numba.njit(**_NOGIL)
+def solve_blocks(score, row_of, col_of, bounds, chosen, solved_score):
+    """The per-link maximum-score matching (:func:`.assignment.assignment`) on the matrices of
+    :func:`assignment_blocks`, with scipy's solver (:func:`~trt_perception.core.lsap_kernel.lsap`) on
+    the same blocks, so that ties are broken alike: sets ``chosen`` (bool[T]) of the candidates
+    that share a peak; returns whether any of them changed.
+
+    ``solved_score``: float64[0] solves every block; float64[T], the scores ``chosen`` was last
+    solved with, skips the blocks where ``score`` equals it at every candidate of the matrix: their
+    matrix is the same, and so is the solver's choice (a deterministic function of the matrix), so
+    ``chosen`` keeps it. The limb-length rule's second assignment
+    (:mod:`.limb_lengths`) lowers the scores of the candidates whose length disagrees with their
+    person's size and leaves the others: the blocks where it lowers none are not solved again.
+    """
+    changed = False
+    for k in range(bounds.shape[0] - 1):
+        t0, t1 = bounds[k, 0], bounds[k + 1, 0]
+        if solved_score.size:
+            same = True
+            for t in range(t0, t1):
+                if row_of[t] >= 0 and score[t] != solved_score[t]:
+                    same = False
+                    break
+            if same:
+                continue
+        r0, c0 = bounds[k, 1], bounds[k, 2]
+        cost = np.zeros((bounds[k + 1, 1] - r0, bounds[k + 1, 2] - c0))  # scipy's maximize: the negated weights
         member = np.full(cost.shape, -1, np.int64)
-        for t in range(t_total):
-            if r0 <= row_of[t] < block_r[k + 1]:
+        before = chosen[t0:t1].copy()
+        for t in range(t0, t1):
+            if row_of[t] >= 0:
                 cost[row_of[t] - r0, col_of[t] - c0] = -score[t]
                 member[row_of[t] - r0, col_of[t] - c0] = t
+                chosen[t] = False
         picked_rows, picked_cols = lsap(cost)
         for i in range(picked_rows.size):
             t = member[picked_rows[i], picked_cols[i]]
             if t >= 0:
                 chosen[t] = True
-    return chosen
+        for t in range(t0, t1):
+            changed |= chosen[t] != before[t - t0]
+    return changed
 
 
 @numba.njit(**_NOGIL)
@@ -669,12 +717,17 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work, cand):
                                              fparams[P_LINK_THRESHOLD], fparams[P_PAF_FLOOR])
     if bad:
         return True, empty[0], empty[1], empty[2]
-    chosen = assignment(link, a, b, score, index.size, iparams[I_BLOCK_ROWS])
-    if fparams[P_LENGTH_WEIGHT] > 0.0:  # again, with weights from the limb lengths of a first assembly
-        weights = length_weights(link, a, b, score, chosen, connect_parts(part, a, b, score, chosen), x, y,
-                                 num_links, fparams[P_LENGTH_WEIGHT], fparams[P_LENGTH_TOLERANCE])
-        chosen = assignment(link, a, b, weights, index.size, iparams[I_BLOCK_ROWS])
+    row_of, col_of, bounds = assignment_blocks(link, a, b, index.size, iparams[I_BLOCK_ROWS])
+    chosen = row_of < 0
+    solve_blocks(score, row_of, col_of, bounds, chosen, np.zeros(0))
     group = connect_parts(part, a, b, score, chosen)
+    if fparams[P_LENGTH_WEIGHT] > 0.0:  # again, with weights from the limb lengths of the first assembly
+        weights = length_weights(link, a, b, score, chosen, group, x, y, num_links, fparams[P_LENGTH_WEIGHT],
+                                 fparams[P_LENGTH_TOLERANCE])
+        # only the blocks where a weight differs from the score are solved again; where no choice
+        # changes, the assembly is the first one (connect_parts reads the scores and the choice only)
+        if solve_blocks(weights, row_of, col_of, bounds, chosen, score):
+            group = connect_parts(part, a, b, score, chosen)
 
     num_groups = group.max() + 1
     size = np.zeros(num_groups, np.int64)
