@@ -19,7 +19,9 @@ import numpy as np
 
 from trt_perception.core.lsap_kernel import lsap
 
-_NOGIL = dict(cache=True, nogil=True)
+# error_model "numpy": no zero test before each division (no divisor here can be zero: see the
+# functions), which also lets loops with a division vectorize
+_NOGIL = dict(cache=True, nogil=True, error_model="numpy")
 _F32 = np.float32
 
 # indices of the float / int parameter arrays built by ``compiled.pack_params``
