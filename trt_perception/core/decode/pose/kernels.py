@@ -270,9 +270,11 @@ def hidden_peaks(flat, map_h, map_w, index, x, y, offset, width, radius, margin,
             cz = _F32(1.0) * scale
             centre = index[k] - part * plane
             height = max(maps[centre], _F32(1e-6))
+            along_x[radius] = along_y[radius] = _F32(1.0)  # exp(+-0), exactly
             for d in range(-radius, radius + 1):  # the bump is separable: height * along_x[dj] * along_y[di]
-                along_x[d + radius] = _F32(math.exp(cx * _F32(2.0 * d) + cz * _F32(-(d * d))))
-                along_y[d + radius] = _F32(math.exp(cy * _F32(2.0 * d) + cz * _F32(-(d * d))))
+                if d:
+                    along_x[d + radius] = _F32(math.exp(cx * _F32(2.0 * d) + cz * _F32(-(d * d))))
+                    along_y[d + radius] = _F32(math.exp(cy * _F32(2.0 * d) + cz * _F32(-(d * d))))
             row = centre // map_w
             col = centre % map_w
             for di in range(max(-radius, -row), min(radius, map_h - 1 - row) + 1):
@@ -289,7 +291,7 @@ def hidden_peaks(flat, map_h, map_w, index, x, y, offset, width, radius, margin,
             if maps[cell] - work[cell] > margin32 and (threshold <= margin or maps[cell] > thr32):
                 shoulder[s] = cell
                 s += 1
-        for cell in np.unique(shoulder[:s]):
+        for cell in np.unique(shoulder[:s]) if s else shoulder[:0]:
             row = cell // map_w
             col = cell % map_w
             for b in range(9):
@@ -620,6 +622,23 @@ def connect_parts(part, a, b, score, chosen):
 
 
 @numba.njit(**_NOGIL)
+def _sort_small(values):
+    """Sorts ``values`` (float64, no NaN) in place: insertion sort up to 16 values (most buckets of
+    :func:`_group_medians` hold a few), ``ndarray.sort`` above.
+    """
+    if values.size > 16:
+        values.sort()
+        return
+    for i in range(1, values.size):
+        v = values[i]
+        j = i
+        while j > 0 and values[j - 1] > v:
+            values[j] = values[j - 1]
+            j -= 1
+        values[j] = v
+
+
+@numba.njit(**_NOGIL)
 def _group_medians(key, value, size):
     """As :func:`.limb_lengths.group_medians`: float64[size] median of value per key, NaN where none
     (the values bucketed by key, each bucket sorted).
@@ -638,7 +657,7 @@ def _group_medians(key, value, size):
     for k in range(size):
         start, n = count[k], count[k + 1] - count[k]
         if n:
-            bucket[start:start + n].sort()
+            _sort_small(bucket[start:start + n])
             out[k] = (bucket[start + (n - 1) // 2] + bucket[start + n // 2]) / 2.0
     return out
 
