@@ -430,18 +430,27 @@ def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min
                 ux, uy = dx / safe, dy / safe
                 if not _direction(field[mid + plane], field[mid], ux, uy, floor) > thr:
                     continue
-                for s in range(num_samples):  # every sample, without a branch ...
+                for s in range(num_samples):  # every sample, without a branch, ...
                     cell = base + int(ay + t_s[s] * dy) * width + int(ax + t_s[s] * dx)
                     fy, fx = field[cell], field[cell + plane]
                     sampled[s] = (fy - fy) + (fx - fx)
                     values[s] = _direction(fx, fy, ux, uy, floor)
                 misses = 0
-                for s in order:  # ... then those the reference reads: both ends first, up to too many misses
-                    finite += sampled[s]
-                    if not values[s] > thr:
-                        misses += 1
-                        if misses > allowed:  # too few samples can follow: the pair is not kept
-                            break
+                nonfinite = _F32(0.0)
+                for s in range(num_samples):  # ... then the misses, without a branch
+                    misses += not values[s] > thr
+                    nonfinite += sampled[s]
+                # a NaN/Inf sample: the reference reads the samples both ends first, up to too many
+                # misses, and only those count (elsewhere the order changes nothing: the pair is kept
+                # when at most ``allowed`` samples miss, and every v - v is 0)
+                if not nonfinite == _F32(0.0):
+                    misses = 0
+                    for s in order:
+                        finite += sampled[s]
+                        if not values[s] > thr:
+                            misses += 1
+                            if misses > allowed:  # too few samples can follow: the pair is not kept
+                                break
                 if misses > allowed:
                     continue
                 score = 0.0  # in sample order, as numpy's reduction over the samples axis
