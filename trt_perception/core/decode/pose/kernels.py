@@ -402,7 +402,7 @@ def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min
     bad = False
     finite = _F32(0.0)
     half_t = t_s[num_samples]
-    passes = np.empty(counts.max(), np.bool_)
+    follow = np.empty(counts.max(), np.int64)
     sampled = np.empty(num_samples, np.float32)  # v - v of each sample of a pair
     for k in range(links.shape[0]):
         pa, pb = links[k, 0], links[k, 1]
@@ -410,18 +410,19 @@ def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min
         first_b = starts[pb]
         for a in range(starts[pa], starts[pa] + counts[pa]):
             ax, ay = xs[a], ys[a]
-            # the midpoints of a's pairs first, without a branch (the loop vectorizes; a branch per pair
-            # would be mispredicted about one time in three)
+            # the midpoints of a's pairs first, without a branch (a branch per pair would be mispredicted
+            # about one time in three): ``follow`` lists the pairs whose midpoint may follow the link;
+            # no square root or division for the others, whose midpoint's value is surely <= thr
+            m = 0
             for j in range(counts[pb]):
                 dx, dy = xs[first_b + j] - ax, ys[first_b + j] - ay
                 mid = base + int(ay + half_t * dy) * width + int(ax + half_t * dx)
                 fy, fx = field[mid], field[mid + plane]
                 bad |= (fy - fy) + (fx - fx) != _F32(0.0)
-                passes[j] = (fx * fx + fy * fy >= weak) & (fx * dx + fy * dy > _F32(0.0))
-            for j in range(counts[pb]):
-                # no square root or division where the midpoint's value is surely <= thr
-                if screen and not passes[j]:
-                    continue
+                follow[m] = j  # kept when m moves on
+                m += (not screen) | ((fx * fx + fy * fy >= weak) & (fx * dx + fy * dy > _F32(0.0)))
+            for i in range(m):
+                j = follow[i]
                 b = first_b + j
                 dx, dy = xs[b] - ax, ys[b] - ay
                 mid = base + int(ay + half_t * dy) * width + int(ax + half_t * dx)
