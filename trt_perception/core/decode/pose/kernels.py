@@ -51,11 +51,6 @@ def _block_sums(values, low):
 
 
 @numba.njit(**_NOGIL)
-def _max2(a, b):
-    return a if a > b else b
-
-
-@numba.njit(**_NOGIL)
 def check_cmap(cmap, low, cand):
     """Checks cmap and finds the candidate peaks above ``low``, in one pass.
 
@@ -66,7 +61,9 @@ def check_cmap(cmap, low, cand):
     than the cell before them in their row and at least the cell after (none outside the map: at
     most ceil(W / 2) per row), looked for in the blocks of ``ROW_BLOCK`` rows (rows of all maps in a
     row, from row 0) that hold a value above ``low``, while the block is in the cache (sums over
-    blocks of rows vectorize, row by row they would not).
+    blocks of rows vectorize, row by row they would not). A row's tests fill one byte per cell
+    without a branch (the loop vectorizes); the bytes are then read 8 at a time as one integer, and
+    only the nonzero ones are looked at (a row holds a few candidates).
     """
     channels, height, width = cmap.shape
     flat = cmap.reshape(-1)
@@ -76,6 +73,9 @@ def check_cmap(cmap, low, cand):
     span = ROW_BLOCK * width
     finite = _F32(0.0)
     squares = 0.0
+    words = (width + 7) // 8
+    test = np.zeros(8 * words, np.uint8)  # 1: the row's cell is a candidate; 0 past the row's end
+    packed = test.view(np.uint64)
     for block in range(0, num_rows, ROW_BLOCK):
         block_finite, block_squares, excess = _block_sums(flat[block * width:block * width + span], low32)
         finite += block_finite
@@ -84,25 +84,21 @@ def check_cmap(cmap, low, cand):
             continue
         for r in range(block, min(block + ROW_BLOCK, num_rows)):
             row = r * width
-            end = row + width
-            for start in range(row, end, 8):
-                if start + 8 <= end:  # 8 cells at a time: a tree of maxima, no branch
-                    top = _max2(_max2(_max2(flat[start], flat[start + 1]), _max2(flat[start + 2], flat[start + 3])),
-                                _max2(_max2(flat[start + 4], flat[start + 5]),
-                                      _max2(flat[start + 6], flat[start + 7])))
-                    if not top > low32:
-                        continue
-                    if start > row and start + 8 < end:  # no border cell: no branch per cell
-                        for j in range(start, start + 8):
-                            v = flat[j]
-                            cand[n] = j  # kept when n moves on (cand has 8 spare values)
-                            n += (v > low32) & (v > flat[j - 1]) & (v >= flat[j + 1])
-                        continue
-                for j in range(start, min(start + 8, end)):
-                    v = flat[j]
-                    if v > low32 and (j == row or v > flat[j - 1]) and (j + 1 == end or v >= flat[j + 1]):
-                        cand[n] = j
-                        n += 1
+            values = flat[row:row + width]
+            if width == 1:
+                test[0] = values[0] > low32
+            else:
+                test[0] = (values[0] > low32) & (values[0] >= values[1])
+                for j in range(1, width - 1):
+                    v = values[j]
+                    test[j] = (v > low32) & (v > values[j - 1]) & (v >= values[j + 1])
+                v = values[width - 1]
+                test[width - 1] = (v > low32) & (v > values[width - 2])
+            for w in range(words):
+                if packed[w]:
+                    for j in range(8 * w, 8 * w + 8):
+                        cand[n] = row + j  # kept when n moves on (cand has 8 spare values)
+                        n += test[j]
     if not finite == 0.0:
         return True, 0.0, cand[:0]
     return False, math.sqrt(2.0 * squares / flat.size), cand[:n]
