@@ -4,8 +4,10 @@
 modules (find_peaks -> refine_peaks -> hidden_peaks -> paf_score_graph -> assignment ->
 connect_parts [-> limb_lengths -> assignment -> connect_parts] -> people), step for step and in the
 same float32 / float64 arithmetic, so that both give the same skeletons (the numpy modules are the
-reference; ``test/core/test_pose_kernels.py`` compares them on random scenes). Only float32 rounding
-may differ in the last bit (float32 ``exp``, the hidden peaks' model sums). Imported only through
+reference; ``test/core/test_pose_kernels.py`` compares them on random scenes), skipping only work
+whose result is known (the second assignment's solver blocks whose matrix did not change:
+:func:`solve_blocks`). Only float32 rounding may differ in the last bit (float32 ``exp``, the
+hidden peaks' model sums). Imported only through
 :mod:`.compiled`, which handles numba being absent; compiled functions are cached on disk
 (``cache=True``).
 """
