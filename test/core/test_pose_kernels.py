@@ -48,11 +48,12 @@ def test_compiled_decoder_follows_the_parameters_like_the_reference(params):
 
 @needs_compiled
 def test_compiled_decoder_handles_map_borders_and_sizes_like_the_reference():
-    """The kernels read cmap without padding: peaks on the border, odd and tiny map sizes, and one
-    parser called on maps of several shapes (its buffers follow) give the reference's skeletons."""
+    """The kernels read cmap without padding: peaks on the border, odd and tiny map sizes (rows of one
+    cell, rows not a multiple of 8 cells), and one parser called on maps of several shapes (its
+    buffers follow) give the reference's skeletons."""
     rng = np.random.default_rng(8)
     fast, reference = PoseParser(compiled=True), PoseParser(compiled=False)
-    for height, width in ((40, 47), (64, 49), (56, 56), (7, 3), (2, 2), (1, 5), (64, 49)):
+    for height, width in ((40, 47), (64, 49), (56, 56), (7, 3), (2, 2), (1, 5), (9, 1), (64, 49)):
         for placement in ("border", "free"):
             scene = random_scene(rng, 4, map_h=height, map_w=width, placement=placement,
                                  height_range=(0.5 * min(height, width), 1.5 * max(height, width)))
