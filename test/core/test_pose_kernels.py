@@ -48,11 +48,12 @@ def test_compiled_decoder_follows_the_parameters_like_the_reference(params):
 
 @needs_compiled
 def test_compiled_decoder_handles_map_borders_and_sizes_like_the_reference():
-    """The kernels read cmap without padding: peaks on the border, odd and tiny map sizes, and one
-    parser called on maps of several shapes (its buffers follow) give the reference's skeletons."""
+    """The kernels read cmap without padding: peaks on the border, odd and tiny map sizes (rows of one
+    cell, rows not a multiple of 8 cells), and one parser called on maps of several shapes (its
+    buffers follow) give the reference's skeletons."""
     rng = np.random.default_rng(8)
     fast, reference = PoseParser(compiled=True), PoseParser(compiled=False)
-    for height, width in ((40, 47), (64, 49), (56, 56), (7, 3), (2, 2), (1, 5), (64, 49)):
+    for height, width in ((40, 47), (64, 49), (56, 56), (7, 3), (2, 2), (1, 5), (9, 1), (64, 49)):
         for placement in ("border", "free"):
             scene = random_scene(rng, 4, map_h=height, map_w=width, placement=placement,
                                  height_range=(0.5 * min(height, width), 1.5 * max(height, width)))
@@ -240,25 +241,71 @@ def test_the_cache_index_shows_the_compiled_decoder():
     assert compiled._cached(kernels)
 
 
+def _compiled_assignment(kernels, cand, num_peaks, block_rows):
+    """The compiled per-link assignment of ``cand`` (every block solved): chosen bool[T] and its blocks."""
+    row_of, col_of, bounds = kernels.assignment_blocks(cand.link, cand.a, cand.b, num_peaks, block_rows)
+    chosen = row_of < 0
+    kernels.solve_blocks(cand.score, row_of, col_of, bounds, chosen, np.zeros(0))
+    return chosen, (row_of, col_of, bounds)
+
+
+def _tied_candidates(rng, scores):
+    """Candidates of up to 21 links of 14 peaks a side (several solver blocks), scores drawn from
+    ``scores`` (many optimal matchings), and the number of peaks."""
+    from trt_perception.core.decode.pose.paf_score_graph import LinkCandidates
+
+    num_links, side = int(rng.integers(1, 22)), int(rng.integers(1, 15))
+    link, a, b = (v.ravel() for v in np.meshgrid(np.arange(num_links), np.arange(side),
+                                                 np.arange(side, 2 * side), indexing="ij"))
+    keep = rng.random(link.size) < rng.uniform(0.2, 0.9)
+    return LinkCandidates(link[keep], a[keep], b[keep], rng.choice(scores, int(keep.sum()))), 2 * side
+
+
 @needs_compiled
 @pytest.mark.parametrize("seed", range(6))
 def test_compiled_assignment_breaks_ties_like_the_reference(seed):
-    """Candidates of few distinct scores (many optimal matchings), up to 21 links of 14 peaks a side
-    (several solver blocks): the compiled assignment keeps the reference's candidates."""
+    """Candidates of few distinct scores: the compiled assignment keeps the reference's candidates."""
     from trt_perception.core.decode.pose import kernels
     from trt_perception.core.decode.pose.assignment import BLOCK_ROWS, assignment
-    from trt_perception.core.decode.pose.paf_score_graph import LinkCandidates
 
     rng = np.random.default_rng(seed)
     blocks = 0
     for _ in range(40):
-        num_links, side = int(rng.integers(1, 22)), int(rng.integers(1, 15))
-        link, a, b = (v.ravel() for v in np.meshgrid(np.arange(num_links), np.arange(side),
-                                                     np.arange(side, 2 * side), indexing="ij"))
-        keep = rng.random(link.size) < rng.uniform(0.2, 0.9)
-        cand = LinkCandidates(link[keep], a[keep], b[keep], rng.choice([0.3, 0.6, 0.9], int(keep.sum())))
-        expected = assignment(cand, 2 * side)
-        got = kernels.assignment(cand.link, cand.a, cand.b, cand.score, 2 * side, BLOCK_ROWS)
-        np.testing.assert_array_equal(got, expected)
-        blocks += num_links * side > 2 * BLOCK_ROWS
+        cand, num_peaks = _tied_candidates(rng, [0.3, 0.6, 0.9])
+        got, (_, _, bounds) = _compiled_assignment(kernels, cand, num_peaks, BLOCK_ROWS)
+        np.testing.assert_array_equal(got, assignment(cand, num_peaks))
+        blocks += bounds.shape[0] > 2
     assert blocks  # some calls had several blocks
+
+
+@needs_compiled
+@pytest.mark.parametrize("seed", range(4))
+def test_solving_again_only_where_scores_changed_gives_the_full_solution(seed):
+    """The limb rule's second assignment re-solves only the blocks where a score changed: from the
+    first solution, lowering the scores of some candidates (in no block, in some, in all) gives what
+    solving every block with the new scores gives (also among ties), and says whether a choice changed."""
+    from trt_perception.core.decode.pose import kernels
+    from trt_perception.core.decode.pose.assignment import BLOCK_ROWS, assignment
+
+    rng = np.random.default_rng(seed)
+    skipped = solved = changed_calls = 0
+    for _ in range(40):
+        cand, num_peaks = _tied_candidates(rng, [0.3, 0.6, 0.9])
+        block_rows = int(rng.choice([8, BLOCK_ROWS]))  # small blocks: more of them
+        first, (row_of, col_of, bounds) = _compiled_assignment(kernels, cand, num_peaks, block_rows)
+        lowered = rng.random(cand.score.size) < rng.choice([0.0, 0.02, 0.3, 1.0])
+        weights = np.where(lowered, cand.score - rng.choice([0.1, 0.3], cand.score.size), cand.score)
+        chosen = first.copy()
+        changed = kernels.solve_blocks(weights, row_of, col_of, bounds, chosen, cand.score)
+        expected, _ = _compiled_assignment(kernels, dataclasses.replace(cand, score=weights), num_peaks, block_rows)
+        if block_rows == BLOCK_ROWS:
+            np.testing.assert_array_equal(expected, assignment(dataclasses.replace(cand, score=weights), num_peaks))
+        np.testing.assert_array_equal(chosen, expected)
+        assert changed == (not np.array_equal(first, expected))
+        changed_calls += changed
+        for t0, t1 in zip(bounds[:-1, 0], bounds[1:, 0]):
+            shared = row_of[t0:t1] >= 0
+            if shared.any():
+                same = np.array_equal(weights[t0:t1][shared], cand.score[t0:t1][shared])
+                skipped, solved = skipped + same, solved + (not same)
+    assert skipped and solved and changed_calls  # both branches ran, and some choices changed

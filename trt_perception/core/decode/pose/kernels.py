@@ -4,8 +4,10 @@
 modules (find_peaks -> refine_peaks -> hidden_peaks -> paf_score_graph -> assignment ->
 connect_parts [-> limb_lengths -> assignment -> connect_parts] -> people), step for step and in the
 same float32 / float64 arithmetic, so that both give the same skeletons (the numpy modules are the
-reference; ``test/core/test_pose_kernels.py`` compares them on random scenes). Only float32 rounding
-may differ in the last bit (float32 ``exp``, the hidden peaks' model sums). Imported only through
+reference; ``test/core/test_pose_kernels.py`` compares them on random scenes), skipping only work
+whose result is known (the second assignment's solver blocks whose matrix did not change:
+:func:`solve_blocks`). Only float32 rounding may differ in the last bit (float32 ``exp``, the
+hidden peaks' model sums). Imported only through
 :mod:`.compiled`, which handles numba being absent; compiled functions are cached on disk
 (``cache=True``).
 """
@@ -19,7 +21,9 @@ import numpy as np
 
 from trt_perception.core.lsap_kernel import lsap
 
-_NOGIL = dict(cache=True, nogil=True)
+# error_model "numpy": no zero test before each division (no divisor here can be zero: see the
+# functions), which also lets loops with a division vectorize
+_NOGIL = dict(cache=True, nogil=True, error_model="numpy")
 _F32 = np.float32
 
 # indices of the float / int parameter arrays built by ``compiled.pack_params``
@@ -49,11 +53,6 @@ def _block_sums(values, low):
 
 
 @numba.njit(**_NOGIL)
-def _max2(a, b):
-    return a if a > b else b
-
-
-@numba.njit(**_NOGIL)
 def check_cmap(cmap, low, cand):
     """Checks cmap and finds the candidate peaks above ``low``, in one pass.
 
@@ -64,7 +63,9 @@ def check_cmap(cmap, low, cand):
     than the cell before them in their row and at least the cell after (none outside the map: at
     most ceil(W / 2) per row), looked for in the blocks of ``ROW_BLOCK`` rows (rows of all maps in a
     row, from row 0) that hold a value above ``low``, while the block is in the cache (sums over
-    blocks of rows vectorize, row by row they would not).
+    blocks of rows vectorize, row by row they would not). A row's tests fill one byte per cell
+    without a branch (the loop vectorizes); the bytes are then read 8 at a time as one integer, and
+    only the nonzero ones are looked at (a row holds a few candidates).
     """
     channels, height, width = cmap.shape
     flat = cmap.reshape(-1)
@@ -74,6 +75,9 @@ def check_cmap(cmap, low, cand):
     span = ROW_BLOCK * width
     finite = _F32(0.0)
     squares = 0.0
+    words = (width + 7) // 8
+    test = np.zeros(8 * words, np.uint8)  # 1: the row's cell is a candidate; 0 past the row's end
+    packed = test.view(np.uint64)
     for block in range(0, num_rows, ROW_BLOCK):
         block_finite, block_squares, excess = _block_sums(flat[block * width:block * width + span], low32)
         finite += block_finite
@@ -82,25 +86,21 @@ def check_cmap(cmap, low, cand):
             continue
         for r in range(block, min(block + ROW_BLOCK, num_rows)):
             row = r * width
-            end = row + width
-            for start in range(row, end, 8):
-                if start + 8 <= end:  # 8 cells at a time: a tree of maxima, no branch
-                    top = _max2(_max2(_max2(flat[start], flat[start + 1]), _max2(flat[start + 2], flat[start + 3])),
-                                _max2(_max2(flat[start + 4], flat[start + 5]),
-                                      _max2(flat[start + 6], flat[start + 7])))
-                    if not top > low32:
-                        continue
-                    if start > row and start + 8 < end:  # no border cell: no branch per cell
-                        for j in range(start, start + 8):
-                            v = flat[j]
-                            cand[n] = j  # kept when n moves on (cand has 8 spare values)
-                            n += (v > low32) & (v > flat[j - 1]) & (v >= flat[j + 1])
-                        continue
-                for j in range(start, min(start + 8, end)):
-                    v = flat[j]
-                    if v > low32 and (j == row or v > flat[j - 1]) and (j + 1 == end or v >= flat[j + 1]):
-                        cand[n] = j
-                        n += 1
+            values = flat[row:row + width]
+            if width == 1:
+                test[0] = values[0] > low32
+            else:
+                test[0] = (values[0] > low32) & (values[0] >= values[1])
+                for j in range(1, width - 1):
+                    v = values[j]
+                    test[j] = (v > low32) & (v > values[j - 1]) & (v >= values[j + 1])
+                v = values[width - 1]
+                test[width - 1] = (v > low32) & (v > values[width - 2])
+            for w in range(words):
+                if packed[w]:
+                    for j in range(8 * w, 8 * w + 8):
+                        cand[n] = row + j  # kept when n moves on (cand has 8 spare values)
+                        n += test[j]
     if not finite == 0.0:
         return True, 0.0, cand[:0]
     return False, math.sqrt(2.0 * squares / flat.size), cand[:n]
@@ -268,9 +268,11 @@ def hidden_peaks(flat, map_h, map_w, index, x, y, offset, width, radius, margin,
             cz = _F32(1.0) * scale
             centre = index[k] - part * plane
             height = max(maps[centre], _F32(1e-6))
+            along_x[radius] = along_y[radius] = _F32(1.0)  # exp(+-0), exactly
             for d in range(-radius, radius + 1):  # the bump is separable: height * along_x[dj] * along_y[di]
-                along_x[d + radius] = _F32(math.exp(cx * _F32(2.0 * d) + cz * _F32(-(d * d))))
-                along_y[d + radius] = _F32(math.exp(cy * _F32(2.0 * d) + cz * _F32(-(d * d))))
+                if d:
+                    along_x[d + radius] = _F32(math.exp(cx * _F32(2.0 * d) + cz * _F32(-(d * d))))
+                    along_y[d + radius] = _F32(math.exp(cy * _F32(2.0 * d) + cz * _F32(-(d * d))))
             row = centre // map_w
             col = centre % map_w
             for di in range(max(-radius, -row), min(radius, map_h - 1 - row) + 1):
@@ -287,7 +289,7 @@ def hidden_peaks(flat, map_h, map_w, index, x, y, offset, width, radius, margin,
             if maps[cell] - work[cell] > margin32 and (threshold <= margin or maps[cell] > thr32):
                 shoulder[s] = cell
                 s += 1
-        for cell in np.unique(shoulder[:s]):
+        for cell in np.unique(shoulder[:s]) if s else shoulder[:0]:
             row = cell // map_w
             col = cell % map_w
             for b in range(9):
@@ -394,35 +396,60 @@ def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min
     out_b = np.empty(total, np.int64)
     out_score = np.empty(total)
     n = 0
-    finite = _F32(0.0)  # sum of v - v over the sampled values: NaN once one is NaN/Inf
+    # NaN/Inf where read: midpoints flag bad, samples add v - v to finite (NaN once one is NaN/Inf)
+    bad = False
+    finite = _F32(0.0)
+    half_t = t_s[num_samples]
+    follow = np.empty(counts.max(), np.int64)
+    sampled = np.empty(num_samples, np.float32)  # v - v of each sample of a pair
     for k in range(links.shape[0]):
         pa, pb = links[k, 0], links[k, 1]
         base = k * 2 * plane
+        first_b = starts[pb]
         for a in range(starts[pa], starts[pa] + counts[pa]):
             ax, ay = xs[a], ys[a]
-            for b in range(starts[pb], starts[pb] + counts[pb]):
-                dx, dy = xs[b] - ax, ys[b] - ay
-                mid = base + int(ay + t_s[num_samples] * dy) * width + int(ax + t_s[num_samples] * dx)
+            # the midpoints of a's pairs first, without a branch (a branch per pair would be mispredicted
+            # about one time in three): ``follow`` lists the pairs whose midpoint may follow the link;
+            # no square root or division for the others, whose midpoint's value is surely <= thr
+            m = 0
+            for j in range(counts[pb]):
+                dx, dy = xs[first_b + j] - ax, ys[first_b + j] - ay
+                mid = base + int(ay + half_t * dy) * width + int(ax + half_t * dx)
                 fy, fx = field[mid], field[mid + plane]
-                finite += (fy - fy) + (fx - fx)
-                # no square root or division where the midpoint's value is surely <= thr
-                if screen and (fx * fx + fy * fy < weak or not fx * dx + fy * dy > _F32(0.0)):
-                    continue
+                bad |= (fy - fy) + (fx - fx) != _F32(0.0)
+                follow[m] = j  # kept when m moves on
+                m += (not screen) | ((fx * fx + fy * fy >= weak) & (fx * dx + fy * dy > _F32(0.0)))
+            for i in range(m):
+                j = follow[i]
+                b = first_b + j
+                dx, dy = xs[b] - ax, ys[b] - ay
+                mid = base + int(ay + half_t * dy) * width + int(ax + half_t * dx)
                 length = np.sqrt(dx * dx + dy * dy)
                 safe = max(length, _F32(1e-6))
                 ux, uy = dx / safe, dy / safe
-                if not _direction(fx, fy, ux, uy, floor) > thr:
+                if not _direction(field[mid + plane], field[mid], ux, uy, floor) > thr:
                     continue
-                misses = 0
-                for s in order:  # both ends first: a wrong pair's ends are off its field soonest
+                for s in range(num_samples):  # every sample, without a branch, ...
                     cell = base + int(ay + t_s[s] * dy) * width + int(ax + t_s[s] * dx)
                     fy, fx = field[cell], field[cell + plane]
-                    finite += (fy - fy) + (fx - fx)
+                    sampled[s] = (fy - fy) + (fx - fx)
                     values[s] = _direction(fx, fy, ux, uy, floor)
-                    if not values[s] > thr:
-                        misses += 1
-                        if misses > allowed:  # too few samples can follow: the pair is not kept
-                            break
+                misses = 0
+                nonfinite = _F32(0.0)
+                for s in range(num_samples):  # ... then the misses, without a branch
+                    misses += not values[s] > thr
+                    nonfinite += sampled[s]
+                # a NaN/Inf sample: the reference reads the samples both ends first, up to too many
+                # misses, and only those count (elsewhere the order changes nothing: the pair is kept
+                # when at most ``allowed`` samples miss, and every v - v is 0)
+                if not nonfinite == _F32(0.0):
+                    misses = 0
+                    for s in order:
+                        finite += sampled[s]
+                        if not values[s] > thr:
+                            misses += 1
+                            if misses > allowed:  # too few samples can follow: the pair is not kept
+                                break
                 if misses > allowed:
                     continue
                 score = 0.0  # in sample order, as numpy's reduction over the samples axis
@@ -432,35 +459,39 @@ def paf_score_graph(paf, links, counts, x, y, t_s, weight, sample_threshold, min
                 if score > link_threshold:
                     out_link[n], out_a[n], out_b[n], out_score[n] = k, a, b, score
                     n += 1
-    return out_link[:n], out_a[:n], out_b[:n], out_score[:n], not finite == 0.0
+    return out_link[:n], out_a[:n], out_b[:n], out_score[:n], bad or not finite == 0.0
 
 
 @numba.njit(**_NOGIL)
-def assignment(link, a, b, score, num_peaks, block_rows):
-    """As :func:`.assignment.assignment`: bool[T] kept by the per-link maximum-score matching, with the
-    reference's matrices (rows: the (link, peak a) of the candidates that share a peak, ascending;
-    columns alike), its blocks of links (cut where a block reaches ``block_rows`` rows) and scipy's
-    solver (:func:`~trt_perception.core.lsap_kernel.lsap`), so that ties are broken alike.
+def assignment_blocks(link, a, b, num_peaks, block_rows):
+    """The matrices of :func:`.assignment.assignment`, which depend on the candidates, not on their
+    scores: row_of, col_of int64[T], the matrix row and column of each candidate that shares a peak with
+    another candidate of its link (rows: the (link, peak a) of those candidates, ascending; columns
+    alike), -1 for the others (kept without the solver); bounds int64[B + 1, 3], the first (candidate,
+    row, column) of each of the B solver blocks of consecutive links (cut at a link's end once a
+    block reaches ``block_rows`` rows), then (T, rows, columns). Candidates are grouped by link,
+    ascending (:func:`paf_score_graph`), so a block's candidates are consecutive.
     """
     t_total = link.size
-    chosen = np.zeros(t_total, np.bool_)
+    row_of = np.full(t_total, -1, np.int64)
+    col_of = np.full(t_total, -1, np.int64)
     if t_total == 0:
-        return chosen
+        return row_of, col_of, np.zeros((1, 3), np.int64)
     num_links = link.max() + 1
     count_a = np.zeros(num_peaks, np.int64)
     count_b = np.zeros(num_peaks, np.int64)
     rows = np.full(num_peaks, -1, np.int64)  # -1 again after each link
     cols = np.full(num_peaks, -1, np.int64)
-    row_of = np.full(t_total, -1, np.int64)  # matrix row and column of each shared candidate
-    col_of = np.full(t_total, -1, np.int64)
     link_rows = np.zeros(num_links, np.int64)
     link_cols = np.zeros(num_links, np.int64)
+    link_end = np.zeros(num_links, np.int64)  # the first candidate after link k
     used_rows = used_cols = 0
     start = 0
     while start < t_total:  # candidates are grouped by link
         end = start
         while end < t_total and link[end] == link[start]:
             end += 1
+        link_end[link[start]] = end
         for t in range(start, end):
             count_a[a[t]] += 1
             count_b[b[t]] += 1
@@ -476,8 +507,6 @@ def assignment(link, a, b, score, num_peaks, block_rows):
                 if cols[b[t]] < 0:
                     cols[b[t]] = 0
                     n_cols += 1
-            else:
-                chosen[t] = True
         if n_rows:
             r, c = used_rows, used_cols
             for q in range(low_a, high_a + 1):  # number the shared peaks in ascending order
@@ -503,34 +532,65 @@ def assignment(link, a, b, score, num_peaks, block_rows):
             cols[b[t]] = -1
         start = end
     if used_rows == 0:
-        return chosen
-    # blocks of consecutive links: [row, column) starts, cut at a link's end once a block has block_rows rows
-    block_r = np.zeros(num_links + 1, np.int64)
-    block_c = np.zeros(num_links + 1, np.int64)
+        return row_of, col_of, np.full((1, 3), t_total, np.int64)
+    for k in range(1, num_links):  # links without candidates end where the link before them does
+        link_end[k] = max(link_end[k], link_end[k - 1])
+    bounds = np.zeros((num_links + 1, 3), np.int64)
     blocks = 1
     if used_rows > block_rows:
         end_r = end_c = 0
         for k in range(num_links - 1):
             end_r += link_rows[k]
             end_c += link_cols[k]
-            if end_r - block_r[blocks - 1] >= block_rows:
-                block_r[blocks], block_c[blocks] = end_r, end_c
+            if end_r - bounds[blocks - 1, 1] >= block_rows:
+                bounds[blocks, 0], bounds[blocks, 1], bounds[blocks, 2] = link_end[k], end_r, end_c
                 blocks += 1
-    block_r[blocks], block_c[blocks] = used_rows, used_cols
-    for k in range(blocks):
-        r0, c0 = block_r[k], block_c[k]
-        cost = np.zeros((block_r[k + 1] - r0, block_c[k + 1] - c0))  # scipy's maximize: the negated weights
+    bounds[blocks, 0], bounds[blocks, 1], bounds[blocks, 2] = t_total, used_rows, used_cols
+    return row_of, col_of, bounds[:blocks + 1]
+
+
+@numba.njit(**_NOGIL)
+def solve_blocks(score, row_of, col_of, bounds, chosen, solved_score):
+    """The per-link maximum-score matching (:func:`.assignment.assignment`) on the matrices of
+    :func:`assignment_blocks`, with scipy's solver (:func:`~trt_perception.core.lsap_kernel.lsap`) on
+    the same blocks, so that ties are broken alike: sets ``chosen`` (bool[T]) of the candidates
+    that share a peak; returns whether any of them changed.
+
+    ``solved_score``: float64[0] solves every block; float64[T], the scores ``chosen`` was last
+    solved with, skips the blocks where ``score`` equals it at every candidate of the matrix: their
+    matrix is the same, and so is the solver's choice (a deterministic function of the matrix), so
+    ``chosen`` keeps it. The limb-length rule's second assignment
+    (:mod:`.limb_lengths`) lowers the scores of the candidates whose length disagrees with their
+    person's size and leaves the others: the blocks where it lowers none are not solved again.
+    """
+    changed = False
+    for k in range(bounds.shape[0] - 1):
+        t0, t1 = bounds[k, 0], bounds[k + 1, 0]
+        if solved_score.size:
+            same = True
+            for t in range(t0, t1):
+                if row_of[t] >= 0 and score[t] != solved_score[t]:
+                    same = False
+                    break
+            if same:
+                continue
+        r0, c0 = bounds[k, 1], bounds[k, 2]
+        cost = np.zeros((bounds[k + 1, 1] - r0, bounds[k + 1, 2] - c0))  # scipy's maximize: the negated weights
         member = np.full(cost.shape, -1, np.int64)
-        for t in range(t_total):
-            if r0 <= row_of[t] < block_r[k + 1]:
+        before = chosen[t0:t1].copy()
+        for t in range(t0, t1):
+            if row_of[t] >= 0:
                 cost[row_of[t] - r0, col_of[t] - c0] = -score[t]
                 member[row_of[t] - r0, col_of[t] - c0] = t
+                chosen[t] = False
         picked_rows, picked_cols = lsap(cost)
         for i in range(picked_rows.size):
             t = member[picked_rows[i], picked_cols[i]]
             if t >= 0:
                 chosen[t] = True
-    return chosen
+        for t in range(t0, t1):
+            changed |= chosen[t] != before[t - t0]
+    return changed
 
 
 @numba.njit(**_NOGIL)
@@ -570,6 +630,23 @@ def connect_parts(part, a, b, score, chosen):
 
 
 @numba.njit(**_NOGIL)
+def _sort_small(values):
+    """Sorts ``values`` (float64, no NaN) in place: insertion sort up to 16 values (most buckets of
+    :func:`_group_medians` hold a few), ``ndarray.sort`` above.
+    """
+    if values.size > 16:
+        values.sort()
+        return
+    for i in range(1, values.size):
+        v = values[i]
+        j = i
+        while j > 0 and values[j - 1] > v:
+            values[j] = values[j - 1]
+            j -= 1
+        values[j] = v
+
+
+@numba.njit(**_NOGIL)
 def _group_medians(key, value, size):
     """As :func:`.limb_lengths.group_medians`: float64[size] median of value per key, NaN where none
     (the values bucketed by key, each bucket sorted).
@@ -588,7 +665,7 @@ def _group_medians(key, value, size):
     for k in range(size):
         start, n = count[k], count[k + 1] - count[k]
         if n:
-            bucket[start:start + n].sort()
+            _sort_small(bucket[start:start + n])
             out[k] = (bucket[start + (n - 1) // 2] + bucket[start + n // 2]) / 2.0
     return out
 
@@ -669,12 +746,17 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work, cand):
                                              fparams[P_LINK_THRESHOLD], fparams[P_PAF_FLOOR])
     if bad:
         return True, empty[0], empty[1], empty[2]
-    chosen = assignment(link, a, b, score, index.size, iparams[I_BLOCK_ROWS])
-    if fparams[P_LENGTH_WEIGHT] > 0.0:  # again, with weights from the limb lengths of a first assembly
-        weights = length_weights(link, a, b, score, chosen, connect_parts(part, a, b, score, chosen), x, y,
-                                 num_links, fparams[P_LENGTH_WEIGHT], fparams[P_LENGTH_TOLERANCE])
-        chosen = assignment(link, a, b, weights, index.size, iparams[I_BLOCK_ROWS])
+    row_of, col_of, bounds = assignment_blocks(link, a, b, index.size, iparams[I_BLOCK_ROWS])
+    chosen = row_of < 0
+    solve_blocks(score, row_of, col_of, bounds, chosen, np.zeros(0))
     group = connect_parts(part, a, b, score, chosen)
+    if fparams[P_LENGTH_WEIGHT] > 0.0:  # again, with weights from the limb lengths of the first assembly
+        weights = length_weights(link, a, b, score, chosen, group, x, y, num_links, fparams[P_LENGTH_WEIGHT],
+                                 fparams[P_LENGTH_TOLERANCE])
+        # only the blocks where a weight differs from the score are solved again; where no choice
+        # changes, the assembly is the first one (connect_parts reads the scores and the choice only)
+        if solve_blocks(weights, row_of, col_of, bounds, chosen, score):
+            group = connect_parts(part, a, b, score, chosen)
 
     num_groups = group.max() + 1
     size = np.zeros(num_groups, np.int64)
