@@ -5,11 +5,10 @@ modules (find_peaks -> refine_peaks -> hidden_peaks -> paf_score_graph -> assign
 connect_parts [-> limb_lengths -> assignment -> connect_parts] -> people), step for step and in the
 same float32 / float64 arithmetic, so that both give the same skeletons (the numpy modules are the
 reference; ``test/core/test_pose_kernels.py`` compares them on random scenes), skipping only work
-whose result is known (the second assignment's solver blocks whose matrix did not change:
-:func:`solve_blocks`). Only float32 rounding may differ in the last bit (float32 ``exp``, the
-hidden peaks' model sums). Imported only through
-:mod:`.compiled`, which handles numba being absent; compiled functions are cached on disk
-(``cache=True``).
+whose result is known (the second assignment's solver blocks where no chosen pair's score was
+lowered, skipped as in the reference: :func:`solve_blocks`). Only float32 rounding may differ in the
+last bit (float32 ``exp``, the hidden peaks' model sums). Imported only through :mod:`.compiled`,
+which handles numba being absent; compiled functions are cached on disk (``cache=True``).
 """
 
 from __future__ import annotations
@@ -557,22 +556,21 @@ def solve_blocks(score, row_of, col_of, bounds, chosen, solved_score):
     that share a peak; returns whether any of them changed.
 
     ``solved_score``: float64[0] solves every block; float64[T], the scores ``chosen`` was last
-    solved with, skips the blocks where ``score`` equals it at every candidate of the matrix: their
-    matrix is the same, and so is the solver's choice (a deterministic function of the matrix), so
-    ``chosen`` keeps it. The limb-length rule's second assignment
-    (:mod:`.limb_lengths`) lowers the scores of the candidates whose length disagrees with their
-    person's size and leaves the others: the blocks where it lowers none are not solved again.
+    solved with, skips the blocks where no score of the matrix rose and no chosen candidate's score
+    changed (:func:`.assignment.stale_candidates`): ``chosen`` is still a maximum there and keeps it,
+    as the reference does. The limb-length rule's second assignment (:mod:`.limb_lengths`) only lowers
+    scores: a block is solved again only where a chosen pair was lowered.
     """
     changed = False
     for k in range(bounds.shape[0] - 1):
         t0, t1 = bounds[k, 0], bounds[k + 1, 0]
         if solved_score.size:
-            same = True
+            stale = False
             for t in range(t0, t1):
-                if row_of[t] >= 0 and score[t] != solved_score[t]:
-                    same = False
+                if row_of[t] >= 0 and (score[t] > solved_score[t] or (chosen[t] and score[t] != solved_score[t])):
+                    stale = True
                     break
-            if same:
+            if not stale:
                 continue
         r0, c0 = bounds[k, 1], bounds[k, 2]
         cost = np.zeros((bounds[k + 1, 1] - r0, bounds[k + 1, 2] - c0))  # scipy's maximize: the negated weights
@@ -753,7 +751,7 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work, cand):
     if fparams[P_LENGTH_WEIGHT] > 0.0:  # again, with weights from the limb lengths of the first assembly
         weights = length_weights(link, a, b, score, chosen, group, x, y, num_links, fparams[P_LENGTH_WEIGHT],
                                  fparams[P_LENGTH_TOLERANCE])
-        # only the blocks where a weight differs from the score are solved again; where no choice
+        # only the blocks where a chosen pair's weight is below its score are solved again; where no choice
         # changes, the assembly is the first one (connect_parts reads the scores and the choice only)
         if solve_blocks(weights, row_of, col_of, bounds, chosen, score):
             group = connect_parts(part, a, b, score, chosen)
