@@ -302,7 +302,7 @@ def test_assignment_of_many_links_matches_one_matching_per_link():
         assert cand.score[picked].sum() == pytest.approx(best)
 
 
-def test_assignment_again_solves_only_the_blocks_where_a_chosen_pair_was_lowered(monkeypatch):
+def test_assignment_again_solves_only_the_links_where_a_chosen_pair_was_lowered(monkeypatch):
     import scipy.optimize
 
     solve, calls = scipy.optimize.linear_sum_assignment, []

@@ -8,10 +8,11 @@ with a block per link (links are independent); consecutive links are solved toge
 ``BLOCK_ROWS`` rows per call, since the solver's cost grows with the cube of the matrix size.
 
 Solving again after a change of scores (``previous``: the limb-length rule's second assignment,
-:mod:`.limb_lengths`), a block keeps its previous choice, unsolved, where no score of its matrix
-rose and none of its chosen candidates' scores changed: the previous matching's total is then the
-same and no other matching's total rose, so it is still a maximum (one among equals where there
-are ties; solving the block again could pick another of them).
+:mod:`.limb_lengths`), a link keeps its previous choice, unsolved, where no score of its candidates
+that share a peak rose and none of its chosen candidates' scores changed: the previous matching's
+total is then the same and no other matching's total rose, so it is still a maximum (one among
+equals where there are ties; solving it again could pick another of them). The solver's matrix then
+holds the other links only, cut into blocks as above.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ BLOCK_ROWS = 40
 def stale_candidates(score: np.ndarray, previous: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """bool[T]: the candidates whose new ``score`` (float64[T]) may make the previous choice no longer
     a maximum: those whose score rose, and those chosen whose score changed. ``previous``: (chosen
-    bool[T], the scores float64[T] it was solved with). A block without any keeps its choice.
+    bool[T], the scores float64[T] it was solved with). A link without any keeps its choice.
     """
     chosen, solved_score = previous
     stale: np.ndarray = (score > solved_score) | (chosen & (score != solved_score))
@@ -39,7 +40,7 @@ def assignment(candidates: LinkCandidates, num_peaks: int,
     """bool[T]: the candidates kept by the per-link maximum-score matching.
 
     previous: (chosen bool[T], scores float64[T]) from solving the same candidates with other scores:
-    the blocks without :func:`stale_candidates` keep that choice (module docstring).
+    the links without :func:`stale_candidates` keep that choice (module docstring).
     """
     num_links = int(candidates.link.max()) + 1 if candidates.link.size else 0
     key_a = candidates.link * num_peaks + candidates.a  # node keys: link, then peak
@@ -48,6 +49,12 @@ def assignment(candidates: LinkCandidates, num_peaks: int,
     shared = ((np.bincount(key_a, minlength=size)[key_a] > 1)
               | (np.bincount(key_b, minlength=size)[key_b] > 1))
     chosen: np.ndarray = ~shared
+    if previous is not None:  # the links where the previous choice may no longer be a maximum
+        stale_link = np.zeros(num_links, dtype=bool)
+        stale_link[candidates.link[shared & stale_candidates(candidates.score, previous)]] = True
+        kept = shared & ~stale_link[candidates.link]
+        chosen[kept] = previous[0][kept]
+        shared &= ~kept
     if not shared.any():
         return chosen
     members = np.flatnonzero(shared)
@@ -73,23 +80,11 @@ def assignment(candidates: LinkCandidates, num_peaks: int,
     blocks.append(weight.shape)
     from scipy.optimize import linear_sum_assignment  # 0.5 s to import: only where the solver runs
 
-    solve = np.ones(weight.shape[0], dtype=bool)  # rows of the blocks solved
-    if previous is not None:
-        stale_row = np.zeros(weight.shape[0], dtype=bool)
-        stale_row[row[stale_candidates(candidates.score, previous)[members]]] = True
-        for (r0, _), (r1, _) in zip(blocks, blocks[1:]):
-            solve[r0:r1] = stale_row[r0:r1].any()
     picked_rows, picked_cols = [], []
     for (r0, c0), (r1, c1) in zip(blocks, blocks[1:]):
-        if not solve[r0:r1].all():
-            continue
         r, c = linear_sum_assignment(weight[r0:r1, c0:c1], maximize=True)
         picked_rows.append(r + r0)
         picked_cols.append(c + c0)
-    if picked_rows:
-        picked = index[np.concatenate(picked_rows), np.concatenate(picked_cols)]
-        chosen[picked[picked >= 0]] = True
-    if previous is not None:
-        kept = members[~solve[row]]
-        chosen[kept] = previous[0][kept]
+    picked = index[np.concatenate(picked_rows), np.concatenate(picked_cols)]
+    chosen[picked[picked >= 0]] = True
     return chosen

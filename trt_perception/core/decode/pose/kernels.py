@@ -5,8 +5,8 @@ modules (find_peaks -> refine_peaks -> hidden_peaks -> paf_score_graph -> assign
 connect_parts [-> limb_lengths -> assignment -> connect_parts] -> people), step for step and in the
 same float32 / float64 arithmetic, so that both give the same skeletons (the numpy modules are the
 reference; ``test/core/test_pose_kernels.py`` compares them on random scenes), skipping only work
-whose result is known (the second assignment's solver blocks where no chosen pair's score was
-lowered, skipped as in the reference: :func:`solve_blocks`). Only float32 rounding may differ in the
+whose result is known (the second assignment's links where no chosen pair's score was lowered,
+skipped as in the reference: :func:`solve_again`). Only float32 rounding may differ in the
 last bit (float32 ``exp``, the hidden peaks' model sums). Imported only through :mod:`.compiled`,
 which handles numba being absent; compiled functions are cached on disk (``cache=True``).
 """
@@ -549,29 +549,15 @@ def assignment_blocks(link, a, b, num_peaks, block_rows):
 
 
 @numba.njit(**_NOGIL)
-def solve_blocks(score, row_of, col_of, bounds, chosen, solved_score):
+def solve_blocks(score, row_of, col_of, bounds, chosen):
     """The per-link maximum-score matching (:func:`.assignment.assignment`) on the matrices of
     :func:`assignment_blocks`, with scipy's solver (:func:`~trt_perception.core.lsap_kernel.lsap`) on
     the same blocks, so that ties are broken alike: sets ``chosen`` (bool[T]) of the candidates
     that share a peak; returns whether any of them changed.
-
-    ``solved_score``: float64[0] solves every block; float64[T], the scores ``chosen`` was last
-    solved with, skips the blocks where no score of the matrix rose and no chosen candidate's score
-    changed (:func:`.assignment.stale_candidates`): ``chosen`` is still a maximum there and keeps it,
-    as the reference does. The limb-length rule's second assignment (:mod:`.limb_lengths`) only lowers
-    scores: a block is solved again only where a chosen pair was lowered.
     """
     changed = False
     for k in range(bounds.shape[0] - 1):
         t0, t1 = bounds[k, 0], bounds[k + 1, 0]
-        if solved_score.size:
-            stale = False
-            for t in range(t0, t1):
-                if row_of[t] >= 0 and (score[t] > solved_score[t] or (chosen[t] and score[t] != solved_score[t])):
-                    stale = True
-                    break
-            if not stale:
-                continue
         r0, c0 = bounds[k, 1], bounds[k, 2]
         cost = np.zeros((bounds[k + 1, 1] - r0, bounds[k + 1, 2] - c0))  # scipy's maximize: the negated weights
         member = np.full(cost.shape, -1, np.int64)
@@ -588,6 +574,28 @@ def solve_blocks(score, row_of, col_of, bounds, chosen, solved_score):
                 chosen[t] = True
         for t in range(t0, t1):
             changed |= chosen[t] != before[t - t0]
+    return changed
+
+
+@numba.njit(**_NOGIL)
+def solve_again(link, a, b, num_peaks, block_rows, row_of, weights, score, chosen):
+    """The assignment solved again with ``weights`` (float64[T]) from ``chosen`` (bool[T], set in place),
+    solved with ``score`` on the blocks ``row_of`` (:func:`assignment_blocks`): as
+    :func:`.assignment.assignment` with ``previous``, only the links holding a candidate that shares a
+    peak and whose weight rose, or that was chosen and whose weight changed, are solved again, on
+    blocks of those links alone; the others keep their choice. Returns whether a choice changed.
+    """
+    stale_link = np.zeros(link.max() + 1 if link.size else 0, np.bool_)
+    for t in range(link.size):
+        if row_of[t] >= 0 and (weights[t] > score[t] or (chosen[t] and weights[t] != score[t])):
+            stale_link[link[t]] = True
+    sub = np.flatnonzero(stale_link[link])  # all candidates of those links: the same peaks shared
+    if sub.size == 0:
+        return False
+    sub_row_of, sub_col_of, sub_bounds = assignment_blocks(link[sub], a[sub], b[sub], num_peaks, block_rows)
+    sub_chosen = chosen[sub]
+    changed = solve_blocks(weights[sub], sub_row_of, sub_col_of, sub_bounds, sub_chosen)
+    chosen[sub] = sub_chosen
     return changed
 
 
@@ -746,14 +754,14 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work, cand):
         return True, empty[0], empty[1], empty[2]
     row_of, col_of, bounds = assignment_blocks(link, a, b, index.size, iparams[I_BLOCK_ROWS])
     chosen = row_of < 0
-    solve_blocks(score, row_of, col_of, bounds, chosen, np.zeros(0))
+    solve_blocks(score, row_of, col_of, bounds, chosen)
     group = connect_parts(part, a, b, score, chosen)
     if fparams[P_LENGTH_WEIGHT] > 0.0:  # again, with weights from the limb lengths of the first assembly
         weights = length_weights(link, a, b, score, chosen, group, x, y, num_links, fparams[P_LENGTH_WEIGHT],
                                  fparams[P_LENGTH_TOLERANCE])
-        # only the blocks where a chosen pair's weight is below its score are solved again; where no choice
-        # changes, the assembly is the first one (connect_parts reads the scores and the choice only)
-        if solve_blocks(weights, row_of, col_of, bounds, chosen, score):
+        # only the links where a chosen pair's weight is below its score are solved again; where no
+        # choice changes, the assembly is the first one (connect_parts reads the scores and the choice only)
+        if solve_again(link, a, b, index.size, iparams[I_BLOCK_ROWS], row_of, weights, score, chosen):
             group = connect_parts(part, a, b, score, chosen)
 
     num_groups = group.max() + 1
