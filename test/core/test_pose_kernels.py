@@ -293,12 +293,11 @@ def test_solving_again_only_where_a_chosen_pair_was_lowered_keeps_a_maximum(seed
     for _ in range(40):
         cand, num_peaks = _tied_candidates(rng, [0.3, 0.6, 0.9])
         block_rows = int(rng.choice([8, BLOCK_ROWS]))  # small blocks: more of them
-        first, (row_of, _, _) = _compiled_assignment(kernels, cand, num_peaks, block_rows)
+        first, (row_of, col_of, _) = _compiled_assignment(kernels, cand, num_peaks, block_rows)
         lowered = rng.random(cand.score.size) < rng.choice([0.0, 0.02, 0.3, 1.0])
         weights = np.where(lowered, cand.score - rng.choice([0.1, 0.3], cand.score.size), cand.score)
         chosen = first.copy()
-        changed = kernels.solve_again(cand.link, cand.a, cand.b, num_peaks, block_rows, row_of, weights,
-                                      cand.score, chosen)
+        changed = kernels.solve_again(cand.link, row_of, col_of, weights, cand.score, chosen, block_rows)
         again = dataclasses.replace(cand, score=weights)
         full, _ = _compiled_assignment(kernels, again, num_peaks, block_rows)
         if block_rows == BLOCK_ROWS:

@@ -578,25 +578,61 @@ def solve_blocks(score, row_of, col_of, bounds, chosen):
 
 
 @numba.njit(**_NOGIL)
-def solve_again(link, a, b, num_peaks, block_rows, row_of, weights, score, chosen):
+def solve_again(link, row_of, col_of, weights, score, chosen, block_rows):
     """The assignment solved again with ``weights`` (float64[T]) from ``chosen`` (bool[T], set in place),
-    solved with ``score`` on the blocks ``row_of`` (:func:`assignment_blocks`): as
+    solved with ``score`` on the matrices ``row_of``, ``col_of`` of :func:`assignment_blocks`: as
     :func:`.assignment.assignment` with ``previous``, only the links holding a candidate that shares a
-    peak and whose weight rose, or that was chosen and whose weight changed, are solved again, on
-    blocks of those links alone; the others keep their choice. Returns whether a choice changed.
+    peak and whose weight rose, or that was chosen and whose weight changed, are solved again, on a
+    matrix of those links alone (their rows and columns renumbered in order, cut into blocks as
+    :func:`assignment_blocks` does); the others keep their choice. Returns whether a choice changed.
     """
-    stale_link = np.zeros(link.max() + 1 if link.size else 0, np.bool_)
-    for t in range(link.size):
-        if row_of[t] >= 0 and (weights[t] > score[t] or (chosen[t] and weights[t] != score[t])):
-            stale_link[link[t]] = True
-    sub = np.flatnonzero(stale_link[link])  # all candidates of those links: the same peaks shared
-    if sub.size == 0:
+    t_total = link.size
+    if t_total == 0:
         return False
-    sub_row_of, sub_col_of, sub_bounds = assignment_blocks(link[sub], a[sub], b[sub], num_peaks, block_rows)
-    sub_chosen = chosen[sub]
-    changed = solve_blocks(weights[sub], sub_row_of, sub_col_of, sub_bounds, sub_chosen)
-    chosen[sub] = sub_chosen
-    return changed
+    num_links = link.max() + 1
+    stale = np.zeros(num_links, np.bool_)
+    first_row = np.full(num_links, t_total, np.int64)  # a link's rows (columns) are consecutive
+    end_row = np.zeros(num_links, np.int64)
+    first_col = np.full(num_links, t_total, np.int64)
+    end_col = np.zeros(num_links, np.int64)
+    link_end = np.zeros(num_links, np.int64)  # the first candidate after link k
+    for t in range(t_total):
+        k = link[t]
+        link_end[k] = t + 1
+        if row_of[t] >= 0:
+            first_row[k], end_row[k] = min(first_row[k], row_of[t]), max(end_row[k], row_of[t] + 1)
+            first_col[k], end_col[k] = min(first_col[k], col_of[t]), max(end_col[k], col_of[t] + 1)
+            stale[k] |= weights[t] > score[t] or (chosen[t] and weights[t] != score[t])
+    shift_row = np.zeros(num_links, np.int64)  # new row = old row - shift_row[link]
+    shift_col = np.zeros(num_links, np.int64)
+    used_rows = used_cols = 0
+    for k in range(num_links):
+        if stale[k]:
+            shift_row[k], shift_col[k] = first_row[k] - used_rows, first_col[k] - used_cols
+            used_rows += end_row[k] - first_row[k]
+            used_cols += end_col[k] - first_col[k]
+    if used_rows == 0:
+        return False
+    new_row_of = np.full(t_total, -1, np.int64)
+    new_col_of = np.full(t_total, -1, np.int64)
+    for t in range(t_total):
+        if row_of[t] >= 0 and stale[link[t]]:
+            new_row_of[t], new_col_of[t] = row_of[t] - shift_row[link[t]], col_of[t] - shift_col[link[t]]
+    for k in range(1, num_links):  # links without candidates end where the link before them does
+        link_end[k] = max(link_end[k], link_end[k - 1])
+    bounds = np.zeros((num_links + 1, 3), np.int64)
+    blocks = 1
+    if used_rows > block_rows:
+        end_r = end_c = 0
+        for k in range(num_links - 1):
+            if stale[k]:
+                end_r += end_row[k] - first_row[k]
+                end_c += end_col[k] - first_col[k]
+            if end_r - bounds[blocks - 1, 1] >= block_rows:
+                bounds[blocks, 0], bounds[blocks, 1], bounds[blocks, 2] = link_end[k], end_r, end_c
+                blocks += 1
+    bounds[blocks, 0], bounds[blocks, 1], bounds[blocks, 2] = t_total, used_rows, used_cols
+    return solve_blocks(weights, new_row_of, new_col_of, bounds[:blocks + 1], chosen)
 
 
 @numba.njit(**_NOGIL)
@@ -761,7 +797,7 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work, cand):
                                  fparams[P_LENGTH_TOLERANCE])
         # only the links where a chosen pair's weight is below its score are solved again; where no
         # choice changes, the assembly is the first one (connect_parts reads the scores and the choice only)
-        if solve_again(link, a, b, index.size, iparams[I_BLOCK_ROWS], row_of, weights, score, chosen):
+        if solve_again(link, row_of, col_of, weights, score, chosen, iparams[I_BLOCK_ROWS]):
             group = connect_parts(part, a, b, score, chosen)
 
     num_groups = group.max() + 1
