@@ -1,5 +1,6 @@
 """Each pose decoding step on small hand-made maps."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -299,6 +300,34 @@ def test_assignment_of_many_links_matches_one_matching_per_link():
         picked = mine[chosen[mine]]
         assert np.unique(cand.a[picked]).size == np.unique(cand.b[picked]).size == picked.size
         assert cand.score[picked].sum() == pytest.approx(best)
+
+
+def test_assignment_again_solves_only_the_links_where_a_chosen_pair_was_lowered(monkeypatch):
+    import scipy.optimize
+
+    solve, calls = scipy.optimize.linear_sum_assignment, []
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].shape)
+        return solve(*args, **kwargs)
+
+    monkeypatch.setattr(scipy.optimize, "linear_sum_assignment", counted)
+    # one link, two peaks a side, the four pairs tied: two maximum matchings
+    cand = LinkCandidates(link=np.zeros(4, dtype=np.int64), a=np.array([0, 0, 1, 1]), b=np.array([2, 3, 2, 3]),
+                          score=np.full(4, 0.6))
+    first = assignment(cand, num_peaks=4)
+    assert first.sum() == 2 and len(calls) == 1
+    # a pair not chosen lowered: the first choice is still the maximum, kept without solving
+    weights = np.where(~first & (np.arange(4) == np.flatnonzero(~first)[0]), 0.4, 0.6)
+    again = assignment(dataclasses.replace(cand, score=weights), 4, (first, cand.score))
+    assert len(calls) == 1
+    np.testing.assert_array_equal(again, first)
+    np.testing.assert_array_equal(again, assignment(dataclasses.replace(cand, score=weights), 4))  # as solving it
+    # a chosen pair lowered: solved again, the other matching is now the maximum
+    weights = np.where(np.arange(4) == np.flatnonzero(first)[0], 0.4, 0.6)
+    again = assignment(dataclasses.replace(cand, score=weights), 4, (first, cand.score))
+    assert len(calls) == 3
+    np.testing.assert_array_equal(again, ~first)
 
 
 def test_connect_parts_uses_the_assigned_connections_only():

@@ -341,7 +341,7 @@ class PoseParser:
         if prm.length_weight > 0.0:  # again, with weights from the limb lengths of a first assembly
             weights = length_weights(cand, chosen, connect_parts(part, cand, chosen), x, y, num_links,
                                      prm.length_weight, prm.length_tolerance)
-            chosen = assignment(dataclasses.replace(cand, score=weights), index.size)
+            chosen = assignment(dataclasses.replace(cand, score=weights), index.size, (chosen, cand.score))
         group = connect_parts(part, cand, chosen)
 
         # per group: keypoints, links joining two of its keypoints, score

@@ -6,6 +6,13 @@ candidates cannot be chosen. Candidates that share no peak with another candidat
 (the usual case) are kept without running the solver. The others go to the solver on a matrix
 with a block per link (links are independent); consecutive links are solved together up to
 ``BLOCK_ROWS`` rows per call, since the solver's cost grows with the cube of the matrix size.
+
+Solving again after a change of scores (``previous``: the limb-length rule's second assignment,
+:mod:`.limb_lengths`), a link keeps its previous choice, unsolved, where no score of its candidates
+that share a peak rose and none of its chosen candidates' scores changed: the previous matching's
+total is then the same and no other matching's total rose, so it is still a maximum (one among
+equals where there are ties; solving it again could pick another of them). The solver's matrix then
+holds the other links only, cut into blocks as above.
 """
 
 from __future__ import annotations
@@ -18,8 +25,23 @@ from trt_perception.core.decode.pose.paf_score_graph import LinkCandidates
 BLOCK_ROWS = 40
 
 
-def assignment(candidates: LinkCandidates, num_peaks: int) -> np.ndarray:
-    """bool[T]: the candidates kept by the per-link maximum-score matching."""
+def stale_candidates(score: np.ndarray, previous: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """bool[T]: the candidates whose new ``score`` (float64[T]) may make the previous choice no longer
+    a maximum: those whose score rose, and those chosen whose score changed. ``previous``: (chosen
+    bool[T], the scores float64[T] it was solved with). A link without any keeps its choice.
+    """
+    chosen, solved_score = previous
+    stale: np.ndarray = (score > solved_score) | (chosen & (score != solved_score))
+    return stale
+
+
+def assignment(candidates: LinkCandidates, num_peaks: int,
+               previous: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """bool[T]: the candidates kept by the per-link maximum-score matching.
+
+    previous: (chosen bool[T], scores float64[T]) from solving the same candidates with other scores:
+    the links without :func:`stale_candidates` keep that choice (module docstring).
+    """
     num_links = int(candidates.link.max()) + 1 if candidates.link.size else 0
     key_a = candidates.link * num_peaks + candidates.a  # node keys: link, then peak
     key_b = candidates.link * num_peaks + candidates.b
@@ -27,6 +49,12 @@ def assignment(candidates: LinkCandidates, num_peaks: int) -> np.ndarray:
     shared = ((np.bincount(key_a, minlength=size)[key_a] > 1)
               | (np.bincount(key_b, minlength=size)[key_b] > 1))
     chosen: np.ndarray = ~shared
+    if previous is not None:  # the links where the previous choice may no longer be a maximum
+        stale_link = np.zeros(num_links, dtype=bool)
+        stale_link[candidates.link[shared & stale_candidates(candidates.score, previous)]] = True
+        kept = shared & ~stale_link[candidates.link]
+        chosen[kept] = previous[0][kept]
+        shared &= ~kept
     if not shared.any():
         return chosen
     members = np.flatnonzero(shared)

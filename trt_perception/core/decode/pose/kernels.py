@@ -5,11 +5,10 @@ modules (find_peaks -> refine_peaks -> hidden_peaks -> paf_score_graph -> assign
 connect_parts [-> limb_lengths -> assignment -> connect_parts] -> people), step for step and in the
 same float32 / float64 arithmetic, so that both give the same skeletons (the numpy modules are the
 reference; ``test/core/test_pose_kernels.py`` compares them on random scenes), skipping only work
-whose result is known (the second assignment's solver blocks whose matrix did not change:
-:func:`solve_blocks`). Only float32 rounding may differ in the last bit (float32 ``exp``, the
-hidden peaks' model sums). Imported only through
-:mod:`.compiled`, which handles numba being absent; compiled functions are cached on disk
-(``cache=True``).
+whose result is known (the second assignment's links where no chosen pair's score was lowered,
+skipped as in the reference: :func:`solve_again`). Only float32 rounding may differ in the
+last bit (float32 ``exp``, the hidden peaks' model sums). Imported only through :mod:`.compiled`,
+which handles numba being absent; compiled functions are cached on disk (``cache=True``).
 """
 
 from __future__ import annotations
@@ -550,30 +549,15 @@ def assignment_blocks(link, a, b, num_peaks, block_rows):
 
 
 @numba.njit(**_NOGIL)
-def solve_blocks(score, row_of, col_of, bounds, chosen, solved_score):
+def solve_blocks(score, row_of, col_of, bounds, chosen):
     """The per-link maximum-score matching (:func:`.assignment.assignment`) on the matrices of
     :func:`assignment_blocks`, with scipy's solver (:func:`~trt_perception.core.lsap_kernel.lsap`) on
     the same blocks, so that ties are broken alike: sets ``chosen`` (bool[T]) of the candidates
     that share a peak; returns whether any of them changed.
-
-    ``solved_score``: float64[0] solves every block; float64[T], the scores ``chosen`` was last
-    solved with, skips the blocks where ``score`` equals it at every candidate of the matrix: their
-    matrix is the same, and so is the solver's choice (a deterministic function of the matrix), so
-    ``chosen`` keeps it. The limb-length rule's second assignment
-    (:mod:`.limb_lengths`) lowers the scores of the candidates whose length disagrees with their
-    person's size and leaves the others: the blocks where it lowers none are not solved again.
     """
     changed = False
     for k in range(bounds.shape[0] - 1):
         t0, t1 = bounds[k, 0], bounds[k + 1, 0]
-        if solved_score.size:
-            same = True
-            for t in range(t0, t1):
-                if row_of[t] >= 0 and score[t] != solved_score[t]:
-                    same = False
-                    break
-            if same:
-                continue
         r0, c0 = bounds[k, 1], bounds[k, 2]
         cost = np.zeros((bounds[k + 1, 1] - r0, bounds[k + 1, 2] - c0))  # scipy's maximize: the negated weights
         member = np.full(cost.shape, -1, np.int64)
@@ -591,6 +575,64 @@ def solve_blocks(score, row_of, col_of, bounds, chosen, solved_score):
         for t in range(t0, t1):
             changed |= chosen[t] != before[t - t0]
     return changed
+
+
+@numba.njit(**_NOGIL)
+def solve_again(link, row_of, col_of, weights, score, chosen, block_rows):
+    """The assignment solved again with ``weights`` (float64[T]) from ``chosen`` (bool[T], set in place),
+    solved with ``score`` on the matrices ``row_of``, ``col_of`` of :func:`assignment_blocks`: as
+    :func:`.assignment.assignment` with ``previous``, only the links holding a candidate that shares a
+    peak and whose weight rose, or that was chosen and whose weight changed, are solved again, on a
+    matrix of those links alone (their rows and columns renumbered in order, cut into blocks as
+    :func:`assignment_blocks` does); the others keep their choice. Returns whether a choice changed.
+    """
+    t_total = link.size
+    if t_total == 0:
+        return False
+    num_links = link.max() + 1
+    stale = np.zeros(num_links, np.bool_)
+    first_row = np.full(num_links, t_total, np.int64)  # a link's rows (columns) are consecutive
+    end_row = np.zeros(num_links, np.int64)
+    first_col = np.full(num_links, t_total, np.int64)
+    end_col = np.zeros(num_links, np.int64)
+    link_end = np.zeros(num_links, np.int64)  # the first candidate after link k
+    for t in range(t_total):
+        k = link[t]
+        link_end[k] = t + 1
+        if row_of[t] >= 0:
+            first_row[k], end_row[k] = min(first_row[k], row_of[t]), max(end_row[k], row_of[t] + 1)
+            first_col[k], end_col[k] = min(first_col[k], col_of[t]), max(end_col[k], col_of[t] + 1)
+            stale[k] |= weights[t] > score[t] or (chosen[t] and weights[t] != score[t])
+    shift_row = np.zeros(num_links, np.int64)  # new row = old row - shift_row[link]
+    shift_col = np.zeros(num_links, np.int64)
+    used_rows = used_cols = 0
+    for k in range(num_links):
+        if stale[k]:
+            shift_row[k], shift_col[k] = first_row[k] - used_rows, first_col[k] - used_cols
+            used_rows += end_row[k] - first_row[k]
+            used_cols += end_col[k] - first_col[k]
+    if used_rows == 0:
+        return False
+    new_row_of = np.full(t_total, -1, np.int64)
+    new_col_of = np.full(t_total, -1, np.int64)
+    for t in range(t_total):
+        if row_of[t] >= 0 and stale[link[t]]:
+            new_row_of[t], new_col_of[t] = row_of[t] - shift_row[link[t]], col_of[t] - shift_col[link[t]]
+    for k in range(1, num_links):  # links without candidates end where the link before them does
+        link_end[k] = max(link_end[k], link_end[k - 1])
+    bounds = np.zeros((num_links + 1, 3), np.int64)
+    blocks = 1
+    if used_rows > block_rows:
+        end_r = end_c = 0
+        for k in range(num_links - 1):
+            if stale[k]:
+                end_r += end_row[k] - first_row[k]
+                end_c += end_col[k] - first_col[k]
+            if end_r - bounds[blocks - 1, 1] >= block_rows:
+                bounds[blocks, 0], bounds[blocks, 1], bounds[blocks, 2] = link_end[k], end_r, end_c
+                blocks += 1
+    bounds[blocks, 0], bounds[blocks, 1], bounds[blocks, 2] = t_total, used_rows, used_cols
+    return solve_blocks(weights, new_row_of, new_col_of, bounds[:blocks + 1], chosen)
 
 
 @numba.njit(**_NOGIL)
@@ -748,14 +790,14 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work, cand):
         return True, empty[0], empty[1], empty[2]
     row_of, col_of, bounds = assignment_blocks(link, a, b, index.size, iparams[I_BLOCK_ROWS])
     chosen = row_of < 0
-    solve_blocks(score, row_of, col_of, bounds, chosen, np.zeros(0))
+    solve_blocks(score, row_of, col_of, bounds, chosen)
     group = connect_parts(part, a, b, score, chosen)
     if fparams[P_LENGTH_WEIGHT] > 0.0:  # again, with weights from the limb lengths of the first assembly
         weights = length_weights(link, a, b, score, chosen, group, x, y, num_links, fparams[P_LENGTH_WEIGHT],
                                  fparams[P_LENGTH_TOLERANCE])
-        # only the blocks where a weight differs from the score are solved again; where no choice
-        # changes, the assembly is the first one (connect_parts reads the scores and the choice only)
-        if solve_blocks(weights, row_of, col_of, bounds, chosen, score):
+        # only the links where a chosen pair's weight is below its score are solved again; where no
+        # choice changes, the assembly is the first one (connect_parts reads the scores and the choice only)
+        if solve_again(link, row_of, col_of, weights, score, chosen, iparams[I_BLOCK_ROWS]):
             group = connect_parts(part, a, b, score, chosen)
 
     num_groups = group.max() + 1

@@ -18,6 +18,15 @@ candidate's score lowered where its length disagrees with its person's size:
 
 A joined link is one chosen by the first assignment whose two peaks ended in one person. Medians
 (the mean of the two middle values for an even count) keep a few wrong links from moving the scale.
+
+The second assignment solves again only the links (:mod:`.assignment`) where the weight of a pair
+CHOSEN by the first one is below its score, on solver blocks of those links alone; the other links
+keep the first choice, unsolved (:func:`.assignment.stale_candidates`). That is exact up to ties:
+a weight is at most its score (a score below ``MIN_WEIGHT`` is raised to it: a weight that rose
+has its link solved again too), so where no chosen pair was lowered the first matching keeps its
+total while no other matching's total rose, and it is still a maximum; solving the link again could
+only pick another maximum of the same total (an exact tie), and the links are independent. The
+numpy reference and the compiled kernels apply the same rule (and so keep the same skeletons).
 """
 
 from __future__ import annotations
