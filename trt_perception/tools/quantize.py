@@ -41,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                         help="one weight scale per tensor instead of per output channel")
     parser.add_argument("--bias-correction", action="store_true",
                         help="subtract each INT8 convolution's mean output error over the calibration frames from "
-                             "its bias (see benchmarks/results/bias_correction.md)")
+                             "its bias (see benchmarks/results/int8_recipes.md)")
     parser.add_argument("--weight-rounding", action="store_true",
                         help="round each INT8 convolution's weights to minimize its output error on the calibration "
                              "frames instead of to the nearest step (see docs/tensorrt.md)")
