@@ -34,8 +34,7 @@ from trt_perception.core.quantize import quantize_model
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_YAML = ROOT / "models" / "ssdlite_pedestrian" / "ssdlite_pedestrian.yaml"
 RESULTS = ROOT / "benchmarks" / "results"
-DEFAULT_RECIPES = ("percentile", "percentile+bc", "mse", "mse+bc", "percentile+wr", "percentile+bc+wr",
-                   "mse+wr", "mse+bc+wr")
+DEFAULT_RECIPES = ("percentile", "percentile+bc", "mse", "mse+bc", "percentile+wr", "percentile+bc+wr", "mse+bc+wr")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
