@@ -8,7 +8,7 @@ Each recipe quantizes the model twice: full INT8, and with the float nodes of
 own recipe). Recipes: ``METHOD[+bc][+wr]``: ``METHOD`` the activation calibration
 (``percentile`` 99.999 or ``mse``), ``bc`` bias correction
 (:mod:`trt_perception.core.bias_correction`), ``wr`` weight rounding
-(:mod:`trt_perception.core.precision.weight_rounding`), both measured on the calibration frames.
+(:mod:`trt_perception.core.weight_rounding`), both measured on the calibration frames.
 Detection agreement with FP32 on the selection and the evaluation frames; writes
 ``benchmarks/results/int8_recipes.{md,json}``.
 

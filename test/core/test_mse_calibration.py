@@ -6,7 +6,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from trt_perception.core.precision.mse_calibration import mse_ranges, mse_threshold, quantization_mse
+from trt_perception.core.mse_calibration import mse_ranges, mse_threshold, quantization_mse
 from trt_perception.core.quantize import QuantizeError, quantize_model
 from trt_perception.testing.tiny_onnx import conv_model, random_frames
 

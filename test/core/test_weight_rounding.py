@@ -7,8 +7,8 @@ import pytest
 from onnx import numpy_helper
 
 from trt_perception.core.precision.sensitivity import onnx_runner
-from trt_perception.core.precision.weight_rounding import PatchMoments, output_error, round_weights
 from trt_perception.core.quantize import quantize_model
+from trt_perception.core.weight_rounding import PatchMoments, output_error, round_weights
 from trt_perception.testing.tiny_onnx import random_frames, rounding_bias_model
 
 

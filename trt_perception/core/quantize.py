@@ -11,7 +11,7 @@ frames preprocessed as at inference (:mod:`trt_perception.core.tensorrt.calibrat
   128-level quantization (TensorRT's IInt8EntropyCalibrator2 algorithm); clips harder;
 - ``minmax``: the largest absolute value seen;
 - ``mse``: per tensor, the clip value minimizing the mean squared quantization error over the
-  histogram of absolute values (:mod:`trt_perception.core.precision.mse_calibration`; NVIDIA's
+  histogram of absolute values (:mod:`trt_perception.core.mse_calibration`; NVIDIA's
   pytorch-quantization / ModelOpt ``mse`` method); symmetric INT8 only.
 
 The methods compared on the SSDLite pedestrian model: ``benchmarks/results/mixed_precision.md``
@@ -97,7 +97,7 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
     ``bias_correction``: subtract each INT8 convolution's mean output error over ``tensors`` from
     its bias (:mod:`trt_perception.core.bias_correction`; the frames are then read).
     ``weight_rounding``: each INT8 convolution's weights rounded to minimize its output error on
-    ``tensors`` instead of to the nearest step (:mod:`trt_perception.core.precision.weight_rounding`;
+    ``tensors`` instead of to the nearest step (:mod:`trt_perception.core.weight_rounding`;
     kept next to ``ranges_cache`` as ``<name>.rounding.npz`` when that is given).
     Raises :class:`QuantizeError` for bad settings, an already quantized model or no frames.
     """
@@ -204,7 +204,7 @@ def _round_weights(result: Any, prepared: Path, input_name: str, tensors: Iterab
     """
     import onnx
 
-    from trt_perception.core.precision import weight_rounding as wr
+    from trt_perception.core import weight_rounding as wr
     cache = ranges_cache.with_name(ranges_cache.stem + ".rounding.npz") if ranges_cache is not None else None
     if cache is not None and cache.is_file():
         rounded = wr.load_rounded(cache)
@@ -234,7 +234,7 @@ def _calibrate(prepared: Path, reader: Any, op_types: Sequence[str], calibrate_m
         raise QuantizeError("no calibration frames: the sources yielded nothing")
     data = calibrator.compute_data()
     if mse:
-        from trt_perception.core.precision.mse_calibration import mse_ranges
+        from trt_perception.core.mse_calibration import mse_ranges
         histograms = {name: (h[0], h[1]) for name, h in calibrator.collector.histogram_dict.items()}
         data = TensorsData(calibrate_method, {
             name: TensorData(lowest=np.array(-t, np.float32), highest=np.array(t, np.float32))
