@@ -115,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "(default: %(default)s)")
     parser.add_argument("--bias-correction", action="store_true",
                         help="INT8 convolutions' biases corrected by their mean output error (calibration frames)")
+    parser.add_argument("--weight-rounding", action="store_true",
+                        help="INT8 convolution weights rounded to minimize their output error (calibration frames)")
     parser.add_argument("--name", default="mixed_precision", help="results file stem in benchmarks/results")
     args = parser.parse_args(argv)
 
@@ -134,9 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache = ResultCache(args.cache_dir)
     with SensitivitySweep(config.model_path, calibration, selection_set, method=args.method, cache=cache,
                           op_types=args.op_types, bias_correction=args.bias_correction,
+                          weight_rounding=args.weight_rounding,
                           progress=lambda items, **kw: tqdm(items, disable=None, **kw)) as sweep, \
             tempfile.TemporaryDirectory(prefix="mixed_precision.") as work:
-        chosen = f"{args.method}/int8/{'conv+add' if 'Add' in args.op_types else 'conv'}"
+        chosen = f"{args.method}/int8/{'conv+add' if 'Add' in args.op_types else 'conv'}" \
+            + ("+bc" if args.bias_correction else "") + ("+wr" if args.weight_rounding else "")
         schemes = {chosen: sweep.evaluate()}
         scheme_models = {}
         for scheme in (s for s in args.schemes if s != chosen):
@@ -184,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
              + (" (99.999)" if args.method == "percentile" else "") + ", symmetric INT8, "
              f"per-channel weights, Q/DQ on the inputs of {'/'.join(args.op_types)} nodes"
              + ("" if "Add" in args.op_types else " (additions stay float: they are no convolutions)")
+             + (", INT8 weights rounded to minimize each convolution's output error on the calibration frames "
+                "(`--weight-rounding`)" if args.weight_rounding else "")
+             + (", biases corrected by each INT8 convolution's mean output error (`--bias-correction`)"
+                if args.bias_correction else "")
              + ". Detections at score >= 0.5 matched to FP32's at IoU >= 0.5.", "",
              f"Sensitivity: {len(groups)} layer groups ("
              + (f"first {args.group_depth} name parts" if args.group_depth else "one per node")
@@ -208,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              "runs); `uint8` = asymmetric UINT8 activations with a zero point (ONNX Runtime only: TensorRT has no "
              "UINT8 Q/DQ; worse on this AVX2 CPU without VNNI, where ONNX Runtime's U8S8 kernels likely saturate). "
              "`conv+add`: Q/DQ on the inputs of convolutions and residual additions; `conv`: convolutions only "
-             "(the additions and the skip paths stay float). Weights: symmetric INT8 per channel.", "",
+             "(the additions and the skip paths stay float); `+wr`: output-aware weight rounding, `+bc`: bias "
+             "correction. Weights: symmetric INT8 per channel.", "",
              "| calibration / activations / quantized ops | selection recall | selection precision | "
              "selection output error | evaluation recall | evaluation precision | evaluation output error |",
              "|---|---:|---:|---:|---:|---:|---:|",

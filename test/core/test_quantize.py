@@ -116,6 +116,13 @@ def test_quantize_command_on_a_model_config(tmp_path, capsys):
                "--method", "percentile", "--output", str(out)])
     assert rc == 0 and has_qdq_nodes(out)
     assert "percentile calibration on 3 frames" in capsys.readouterr().out
+    rounded = tmp_path / "tiny.mse.onnx"
+    rc = main(["quantize", "--config", str(tmp_path / "tiny.yaml"), "--calib", str(frames_dir),
+               "--method", "mse", "--weight-rounding", "--output", str(rounded)])
+    assert rc == 0 and has_qdq_nodes(rounded) and "mse calibration on 3 frames" in capsys.readouterr().out
+    int8 = [{t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer
+             if t.data_type == onnx.TensorProto.INT8} for path in (out, rounded)]
+    assert int8[0].keys() == int8[1].keys() and any(not np.array_equal(int8[0][k], int8[1][k]) for k in int8[0])
     rc = main(["quantize", "--config", str(tmp_path / "tiny.yaml"), "--calib", str(tmp_path / "missing"),
                "--output", str(tmp_path / "x.onnx")])
     assert rc == 2 and "does not exist" in capsys.readouterr().err

@@ -144,15 +144,16 @@ def test_sweep_results_are_cached(tmp_path):
         assert sweep.evaluations == 1  # other calibration frames: measured again
 
 
-def test_bias_corrected_variants_are_cached_apart_and_share_the_ranges(tmp_path):
-    model = chain_model(tmp_path / "m.onnx", fragile="conv_b")
+@pytest.mark.parametrize("option, fragile", [("bias_correction", "conv_b"), ("weight_rounding", None)])
+def test_bias_corrected_or_rounded_variants_are_cached_apart_and_share_the_ranges(tmp_path, option, fragile):
+    model = chain_model(tmp_path / "m.onnx", fragile=fragile)
     cache = ResultCache(tmp_path / "cache")
     with SensitivitySweep(model, frames(12), evalset(model), method="minmax", cache=cache) as plain:
         summary = plain.evaluate()
     with SensitivitySweep(model, frames(12), evalset(model), method="minmax", cache=cache,
-                          bias_correction=True) as corrected:
-        assert corrected.ranges_path == plain.ranges_path
-        assert corrected.evaluate() != summary and corrected.evaluations == 1
+                          **{option: True}) as changed:
+        assert changed.ranges_path == plain.ranges_path
+        assert changed.evaluate() != summary and changed.evaluations == 1
 
 
 def test_layer_groups_by_name_prefix(tmp_path):

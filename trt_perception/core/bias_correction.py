@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 
-def _quantized_convs(graph: Any) -> dict[str, tuple[Any, str]]:
+def quantized_convs(graph: Any) -> dict[str, tuple[Any, str]]:
     """Conv nodes of a Q/DQ graph whose activation and weights are both quantized:
     name -> (node, float activation tensor entering the QuantizeLinear).
     """
@@ -52,7 +52,7 @@ def conv_bias_errors(quantized: Any, float_model: Any, input_name: str,
     import onnxruntime as ort
     from onnx import helper, numpy_helper
 
-    convs = _quantized_convs(quantized.graph)
+    convs = quantized_convs(quantized.graph)
     float_nodes = {n.name: n for n in float_model.graph.node}
     float_inits = {t.name: t for t in float_model.graph.initializer}
     augmented = onnx.ModelProto()

@@ -9,7 +9,10 @@ frames preprocessed as at inference (:mod:`trt_perception.core.tensorrt.calibrat
 - ``percentile`` (default): the ``percentile``-th percentile of absolute values (clips rare outliers);
 - ``entropy``: the range minimizing the KL divergence between the 2048-bin float histogram and its
   128-level quantization (TensorRT's IInt8EntropyCalibrator2 algorithm); clips harder;
-- ``minmax``: the largest absolute value seen.
+- ``minmax``: the largest absolute value seen;
+- ``mse``: per tensor, the clip value minimizing the mean squared quantization error over the
+  histogram of absolute values (:mod:`trt_perception.core.mse_calibration`; NVIDIA's
+  pytorch-quantization / ModelOpt ``mse`` method); symmetric INT8 only.
 
 The methods compared on the SSDLite pedestrian model: ``benchmarks/results/mixed_precision.md``
 (quantization scheme table); check a model's agreement before choosing.
@@ -36,7 +39,7 @@ import numpy as np
 from trt_perception.core.io.atomic_write import atomic_write_bytes
 from trt_perception.core.tensorrt.calibration import QDQ_OPS
 
-METHODS = ("entropy", "percentile", "minmax")
+METHODS = ("entropy", "percentile", "minmax", "mse")
 #: activation quantization: ``int8`` symmetric (zero point 0; TensorRT's only INT8), or ``uint8``
 #: asymmetric (a zero point per tensor; ONNX Runtime only, TensorRT rejects it)
 ACTIVATIONS = ("int8", "uint8")
@@ -85,7 +88,7 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
                    op_types: Sequence[str] = DEFAULT_OP_TYPES, per_channel: bool = True,
                    nodes_to_exclude: Sequence[str] = (), nodes_to_quantize: Optional[Sequence[str]] = None,
                    ranges_cache: Optional[Path] = None, activations: str = "int8",
-                   bias_correction: bool = False) -> QuantizeReport:
+                   bias_correction: bool = False, weight_rounding: bool = False) -> QuantizeReport:
     """Write a Q/DQ INT8 copy of ``model_path`` to ``output_path``, calibrated on ``tensors``.
 
     tensors: the model input ``input_name`` for each calibration frame (e.g.
@@ -93,6 +96,9 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
     unless ``ranges_cache`` exists (the caller keys its name by model, frames and method).
     ``bias_correction``: subtract each INT8 convolution's mean output error over ``tensors`` from
     its bias (:mod:`trt_perception.core.bias_correction`; the frames are then read).
+    ``weight_rounding``: each INT8 convolution's weights rounded to minimize its output error on
+    ``tensors`` instead of to the nearest step (:mod:`trt_perception.core.weight_rounding`;
+    kept next to ``ranges_cache`` as ``<name>.rounding.npz`` when that is given).
     Raises :class:`QuantizeError` for bad settings, an already quantized model or no frames.
     """
     import onnx
@@ -109,6 +115,8 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
         raise QuantizeError(f"calibration method must be one of {METHODS}, got {method!r}")
     if activations not in ACTIVATIONS:
         raise QuantizeError(f"activations must be one of {ACTIVATIONS}, got {activations!r}")
+    if method == "mse" and activations != "int8":
+        raise QuantizeError("the mse calibration chooses symmetric ranges: use it with int8 activations")
     if not 0.0 < percentile <= 100.0:
         raise QuantizeError(f"percentile must be in (0, 100], got {percentile}")
     model_path, output_path = Path(model_path), Path(output_path)
@@ -122,11 +130,12 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
     class Reader(_FrameReader, CalibrationDataReader):  # type: ignore[misc]
         pass
 
-    if bias_correction:
+    if bias_correction or weight_rounding:
         tensors = list(tensors)
     reader = Reader(input_name, tensors)
+    # mse: the percentile calibrator's histograms of absolute values, thresholds chosen in _calibrate
     calibrate_method = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
-                        "minmax": CalibrationMethod.MinMax}[method]
+                        "minmax": CalibrationMethod.MinMax, "mse": CalibrationMethod.Percentile}[method]
     # Histogram settings as TensorRT's entropy calibrator: 2048 bins searched for the best 128-bin
     # quantization (quantize_static cannot pass them: with its 128/128 default, entropy = minmax).
     symmetric = activations == "int8"
@@ -141,7 +150,8 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
         quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
         cached = ranges_cache is not None and ranges_cache.is_file()
         if not cached:
-            _calibrate(prepared, reader, op_types, calibrate_method, calib_options, Path(work), ranges)
+            _calibrate(prepared, reader, op_types, calibrate_method, calib_options, Path(work), ranges,
+                       mse=method == "mse")
         quantize_static(str(prepared), str(quantized), None, quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=list(op_types), per_channel=per_channel,
                         activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
@@ -154,6 +164,8 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
                            and node.name not in set(nodes_to_exclude)
                            and (nodes_to_quantize is None or node.name in set(nodes_to_quantize))}
         float_inputs_for_float_nodes(result.graph, quantized_nodes)
+        if weight_rounding:
+            _round_weights(result, prepared, input_name, tensors, ranges_cache)
         if bias_correction:
             from trt_perception.core.bias_correction import apply_bias_corrections, conv_bias_errors
             apply_bias_corrections(result, conv_bias_errors(result, model, input_name, tensors))
@@ -185,12 +197,31 @@ def float_inputs_for_float_nodes(graph: Any, quantized_nodes: set[str]) -> int:
     return rewired
 
 
-def _calibrate(prepared: Path, reader: Any, op_types: Sequence[str], calibrate_method: Any,
-               calib_options: dict[str, Any], work: Path, ranges: Path) -> None:
-    """Collect activation ranges of ``prepared`` over ``reader``'s frames into ``ranges`` (JSON,
-    written atomically by ONNX Runtime).
+def _round_weights(result: Any, prepared: Path, input_name: str, tensors: Iterable[np.ndarray],
+                   ranges_cache: Optional[Path]) -> None:
+    """Apply the output-error-minimizing weight rounding to ``result`` (in place), the rounding
+    computed on ``prepared``'s float activations or read from its cache beside ``ranges_cache``.
     """
-    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+    import onnx
+
+    from trt_perception.core import weight_rounding as wr
+    cache = ranges_cache.with_name(ranges_cache.stem + ".rounding.npz") if ranges_cache is not None else None
+    if cache is not None and cache.is_file():
+        rounded = wr.load_rounded(cache)
+    else:
+        rounded = wr.rounded_weights(onnx.load(str(prepared)), input_name, tensors)
+        if cache is not None:
+            wr.save_rounded(cache, rounded)
+    wr.apply_weight_rounding(result, rounded)
+
+
+def _calibrate(prepared: Path, reader: Any, op_types: Sequence[str], calibrate_method: Any,
+               calib_options: dict[str, Any], work: Path, ranges: Path, mse: bool = False) -> None:
+    """Collect activation ranges of ``prepared`` over ``reader``'s frames into ``ranges`` (JSON,
+    written atomically by ONNX Runtime). ``mse``: ``calibrate_method`` is the percentile one
+    (histograms of absolute values) and each range is its MSE-optimal clip value instead.
+    """
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, create_calibrator, save_tensors_data
     calibrator = create_calibrator(prepared, list(op_types), augmented_model_path=str(work / "augmented.onnx"),
                                    calibrate_method=calibrate_method, extra_options=calib_options)
     try:
@@ -201,4 +232,11 @@ def _calibrate(prepared: Path, reader: Any, op_types: Sequence[str], calibrate_m
         raise
     if reader.count == 0:
         raise QuantizeError("no calibration frames: the sources yielded nothing")
-    save_tensors_data(calibrator.compute_data(), ranges)
+    data = calibrator.compute_data()
+    if mse:
+        from trt_perception.core.mse_calibration import mse_ranges
+        histograms = {name: (h[0], h[1]) for name, h in calibrator.collector.histogram_dict.items()}
+        data = TensorsData(calibrate_method, {
+            name: TensorData(lowest=np.array(-t, np.float32), highest=np.array(t, np.float32))
+            for name, t in mse_ranges(histograms).items()})
+    save_tensors_data(data, ranges)

@@ -41,7 +41,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                         help="one weight scale per tensor instead of per output channel")
     parser.add_argument("--bias-correction", action="store_true",
                         help="subtract each INT8 convolution's mean output error over the calibration frames from "
-                             "its bias (see benchmarks/results/bias_correction.md)")
+                             "its bias (see benchmarks/results/int8_recipes.md)")
+    parser.add_argument("--weight-rounding", action="store_true",
+                        help="round each INT8 convolution's weights to minimize its output error on the calibration "
+                             "frames instead of to the nearest step (see docs/tensorrt.md)")
     parser.add_argument("--output", required=True, metavar="FILE", help="quantized ONNX to write")
     add_mixed_arguments(parser)
     parser.set_defaults(func=run)
@@ -76,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = quantize_model(config.model_path, Path(args.output), config.input_name, frames,
                                 method=args.method, percentile=args.percentile, per_channel=args.per_channel,
-                                op_types=args.op_types, bias_correction=args.bias_correction)
+                                op_types=args.op_types, bias_correction=args.bias_correction,
+                                weight_rounding=args.weight_rounding)
     except (QuantizeError, FrameSourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

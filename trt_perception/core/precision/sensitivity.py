@@ -223,7 +223,7 @@ class SensitivitySweep:
                  method: str = "percentile", percentile: float = 99.999, activations: str = "int8",
                  op_types: Sequence[str] = DEFAULT_OP_TYPES, cache: Optional[ResultCache] = None,
                  threads: int = 1, progress: Optional[Callable[..., Any]] = None,
-                 bias_correction: bool = False) -> None:
+                 bias_correction: bool = False, weight_rounding: bool = False) -> None:
         from trt_perception.core.tensorrt.cache import file_sha256
         self.model_path = Path(model_path)
         self.calibration = list(calibration)
@@ -231,6 +231,7 @@ class SensitivitySweep:
         self.method, self.percentile, self.op_types = method, percentile, tuple(op_types)
         self.activations = activations
         self.bias_correction = bias_correction
+        self.weight_rounding = weight_rounding
         self.cache = cache or ResultCache(None)
         self.threads = threads
         self.progress = progress
@@ -239,11 +240,12 @@ class SensitivitySweep:
                        "percentile": percentile, "op_types": list(self.op_types), "evaluation": evalset.digest,
                        "iou_threshold": evalset.iou_threshold, "float_nodes_read_float": True,
                        **({"activations": activations} if activations != "int8" else {}),
-                       **({"bias_correction": True} if bias_correction else {})}
+                       **({"bias_correction": True} if bias_correction else {}),
+                       **({"weight_rounding": True} if weight_rounding else {})}
         self._work = tempfile.TemporaryDirectory(prefix="trt_perception_sensitivity.")
         calibration_recipe = {k: v for k, v in self.recipe.items()
                               if k not in ("evaluation", "iou_threshold", "float_nodes_read_float",
-                                           "bias_correction")}
+                                           "bias_correction", "weight_rounding")}
         ranges_dir = self.cache.directory or Path(self._work.name)
         self.ranges_path = ranges_dir / f"int8_ranges.{recipe_digest(calibration_recipe)[:16]}.json"
         self.evaluations = 0
@@ -265,7 +267,8 @@ class SensitivitySweep:
         report = quantize_model(self.model_path, output, self.evalset.input_name, self.calibration,
                                 method=self.method, percentile=self.percentile, op_types=self.op_types,
                                 nodes_to_exclude=exclude, nodes_to_quantize=only, ranges_cache=self.ranges_path,
-                                activations=self.activations, bias_correction=self.bias_correction)
+                                activations=self.activations, bias_correction=self.bias_correction,
+                                weight_rounding=self.weight_rounding)
         return report
 
     def evaluate(self, exclude: Sequence[str] = (), only: Optional[Sequence[str]] = None) -> dict[str, Any]:
