@@ -18,7 +18,7 @@ import math
 import numba
 import numpy as np
 
-from trt_perception.core.lsap_kernel import lsap
+from trt_perception.core.lsap_kernel import assign_rows
 
 # error_model "numpy": no zero test before each division (no divisor here can be zero: see the
 # functions), which also lets loops with a division vectorize
@@ -551,29 +551,48 @@ def assignment_blocks(link, a, b, num_peaks, block_rows):
 @numba.njit(**_NOGIL)
 def solve_blocks(score, row_of, col_of, bounds, chosen):
     """The per-link maximum-score matching (:func:`.assignment.assignment`) on the matrices of
-    :func:`assignment_blocks`, with scipy's solver (:func:`~trt_perception.core.lsap_kernel.lsap`) on
-    the same blocks, so that ties are broken alike: sets ``chosen`` (bool[T]) of the candidates
-    that share a peak; returns whether any of them changed.
+    :func:`assignment_blocks`, with scipy's solver (:func:`~trt_perception.core.lsap_kernel.assign_rows`,
+    on buffers allocated once per call) on the same blocks, so that ties are broken alike: sets
+    ``chosen`` (bool[T]) of the candidates that share a peak; returns whether any of them changed.
     """
     changed = False
+    before = chosen.copy()
+    size = longest = 0
+    for k in range(bounds.shape[0] - 1):
+        rows, cols = bounds[k + 1, 1] - bounds[k, 1], bounds[k + 1, 2] - bounds[k, 2]
+        size, longest = max(size, rows * cols), max(longest, rows, cols)
+    # a block's cost matrix (scipy's maximize: the negated weights; a taller one transposed, as scipy
+    # does) and the candidate at each entry (-1: none)
+    matrix = np.empty(size)
+    member = np.empty(size, np.int64)
+    col4row = np.empty(longest, np.int64)
+    work = np.empty(5 * longest, np.int64)
+    values = np.empty(3 * longest)
     for k in range(bounds.shape[0] - 1):
         t0, t1 = bounds[k, 0], bounds[k + 1, 0]
         r0, c0 = bounds[k, 1], bounds[k, 2]
-        cost = np.zeros((bounds[k + 1, 1] - r0, bounds[k + 1, 2] - c0))  # scipy's maximize: the negated weights
-        member = np.full(cost.shape, -1, np.int64)
-        before = chosen[t0:t1].copy()
+        rows, cols = bounds[k + 1, 1] - r0, bounds[k + 1, 2] - c0
+        transpose = cols < rows
+        shape = (cols, rows) if transpose else (rows, cols)
+        cost = matrix[:rows * cols].reshape(shape)
+        at = member[:rows * cols].reshape(shape)
+        cost[:] = 0.0
+        at[:] = -1
         for t in range(t0, t1):
             if row_of[t] >= 0:
-                cost[row_of[t] - r0, col_of[t] - c0] = -score[t]
-                member[row_of[t] - r0, col_of[t] - c0] = t
+                i, j = row_of[t] - r0, col_of[t] - c0
+                if transpose:
+                    i, j = j, i
+                cost[i, j] = -score[t]
+                at[i, j] = t
                 chosen[t] = False
-        picked_rows, picked_cols = lsap(cost)
-        for i in range(picked_rows.size):
-            t = member[picked_rows[i], picked_cols[i]]
+        assign_rows(cost, col4row, work, values)
+        for i in range(shape[0]):
+            t = at[i, col4row[i]]
             if t >= 0:
                 chosen[t] = True
-        for t in range(t0, t1):
-            changed |= chosen[t] != before[t - t0]
+    for t in range(chosen.size):
+        changed |= chosen[t] != before[t]
     return changed
 
 
