@@ -655,16 +655,19 @@ def solve_again(link, row_of, col_of, weights, score, chosen, block_rows):
 
 
 @numba.njit(**_NOGIL)
-def connect_parts(part, a, b, score, chosen):
-    """As :func:`.connect_parts.connect_parts`: int64[M] group of each peak, numbered 0..G-1."""
+def connect_parts(part, a, b, by_score, chosen):
+    """As :func:`.connect_parts.connect_parts`: int64[M] group of each peak, numbered 0..G-1. by_score:
+    int64[T] the candidates by descending score, ties in index order (a stable sort: the chosen ones
+    come in the reference's order).
+    """
     num_peaks = part.size
-    picked = np.flatnonzero(chosen)
-    picked = picked[np.argsort(-score[picked], kind="mergesort")]
     parent = np.arange(num_peaks)
     parts = np.empty(num_peaks, np.int64)
     for q in range(num_peaks):
         parts[q] = np.int64(1) << part[q]
-    for t in picked:
+    for t in by_score:
+        if not chosen[t]:
+            continue
         ra, rb = a[t], b[t]
         while parent[ra] != ra:
             parent[ra] = parent[parent[ra]]
@@ -810,14 +813,15 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work, cand):
     row_of, col_of, bounds = assignment_blocks(link, a, b, index.size, iparams[I_BLOCK_ROWS])
     chosen = row_of < 0
     solve_blocks(score, row_of, col_of, bounds, chosen)
-    group = connect_parts(part, a, b, score, chosen)
+    by_score = np.argsort(-score, kind="mergesort")  # both assemblies take the chosen pairs in this order
+    group = connect_parts(part, a, b, by_score, chosen)
     if fparams[P_LENGTH_WEIGHT] > 0.0:  # again, with weights from the limb lengths of the first assembly
         weights = length_weights(link, a, b, score, chosen, group, x, y, num_links, fparams[P_LENGTH_WEIGHT],
                                  fparams[P_LENGTH_TOLERANCE])
         # only the links where a chosen pair's weight is below its score are solved again; where no
         # choice changes, the assembly is the first one (connect_parts reads the scores and the choice only)
         if solve_again(link, row_of, col_of, weights, score, chosen, iparams[I_BLOCK_ROWS]):
-            group = connect_parts(part, a, b, score, chosen)
+            group = connect_parts(part, a, b, by_score, chosen)
 
     num_groups = group.max() + 1
     size = np.zeros(num_groups, np.int64)
