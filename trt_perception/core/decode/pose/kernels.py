@@ -197,11 +197,12 @@ def refine_peaks(flat, height, width, index):
         p = index[k]
         row = (p % plane) // width
         col = (p % plane) % width
+        peak = _floor_log(flat[p])  # the middle cell of both axes off the border
         for axis in range(2):
             pos, size, stride = (col, width, 1) if axis == 0 else (row, height, width)
             middle = int(pos == 0) - int(pos + 1 == size)  # the parabola's middle cell, off the border
             f0 = _floor_log(_cell(flat, p, pos, middle - 1, size, stride))
-            f1 = _floor_log(_cell(flat, p, pos, middle, size, stride))
+            f1 = peak if middle == 0 else _floor_log(_cell(flat, p, pos, middle, size, stride))
             f2 = _floor_log(_cell(flat, p, pos, middle + 1, size, stride))
             curv = f0 - 2.0 * f1 + f2
             off = (f0 - f2) / (2.0 * curv) if curv < 0.0 else 0.0
