@@ -284,11 +284,11 @@ def hidden_peaks(flat, map_h, map_w, index, x, y, offset, width, radius, margin,
                     n += 1
         # shoulders: window cells whose residual exceeds margin (and threshold), unique, ascending
         s = 0
-        for t in range(n):
+        above = threshold <= margin  # the margin is the higher floor: the threshold needs no test
+        for t in range(n):  # without a branch (one in several cells is a shoulder)
             cell = cells[t]
-            if maps[cell] - work[cell] > margin32 and (threshold <= margin or maps[cell] > thr32):
-                shoulder[s] = cell
-                s += 1
+            shoulder[s] = cell  # kept when s moves on
+            s += (maps[cell] - work[cell] > margin32) & (above | (maps[cell] > thr32))
         for cell in np.unique(shoulder[:s]) if s else shoulder[:0]:
             row = cell // map_w
             col = cell % map_w
