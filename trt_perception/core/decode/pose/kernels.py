@@ -129,15 +129,20 @@ def find_peaks(flat, channels, height, width, radius, threshold, max_count, cand
     n = 0
     counts = np.zeros(channels, np.int64)
     thr = _F32(threshold)
-    for p in cand:
+    last = flat.size - 1
+    column = np.empty(cand.size, np.int64)  # the candidates that also beat the cells above and below
+    m = 0
+    for p in cand:  # without a branch (about one candidate in five is kept)
         v = flat[p]
-        if not v > thr:
-            continue
+        i = (p % plane) // width
+        column[m] = p  # kept when m moves on
+        m += ((v > thr) & ((i == 0) | (v > flat[max(p - width, 0)]))
+              & ((i + 1 == height) | (v >= flat[min(p + width, last)])))
+    for p in column[:m]:
+        v = flat[p]
         c = p // plane
         i = (p % plane) // width
         col = (p % plane) % width
-        if not ((i == 0 or v > flat[p - width]) and (i + 1 == height or v >= flat[p + width])):
-            continue
         peak = True
         for di in range(max(-radius, -i), min(radius, height - 1 - i) + 1):
             for dj in range(max(-radius, -col), min(radius, width - 1 - col) + 1):
