@@ -313,3 +313,16 @@ def test_solving_again_only_where_a_chosen_pair_was_lowered_keeps_a_maximum(seed
                 np.testing.assert_array_equal(chosen[mine], first[mine])
             skipped, solved = skipped + (not stale), solved + stale
     assert skipped and solved and changed_calls  # both branches ran, and some choices changed
+
+
+@needs_compiled
+def test_compiled_measured_width_is_the_references_also_with_ties():
+    from trt_perception.core.decode.pose.hidden_peaks import measured_width
+
+    kernels = compiled.load()
+    rng = np.random.default_rng(3)
+    for size in (1, 2, 3, 7, 64, 253):
+        for _ in range(20):  # few distinct values (ties), or none negative, or normal values
+            curvature = rng.choice([rng.integers(-3, 2, (size, 2)).astype(float), -np.abs(rng.normal(size=(size, 2))),
+                                    np.abs(rng.normal(size=(size, 2)))])
+            assert kernels.measured_width(curvature, 1.5) == measured_width(curvature, 1.5)

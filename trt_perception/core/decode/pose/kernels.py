@@ -220,13 +220,45 @@ def refine_peaks(flat, height, width, index):
 
 
 @numba.njit(**_NOGIL)
+def _select(values, k):
+    """The k-th smallest of ``values`` (float64[N], no NaN; 0 <= k < N; left unchanged): ``np.partition(
+    values, k)[k]``. Quickselect whose partitions move every value without a branch (a branch per value
+    would mispredict about every other time).
+    """
+    current, other = values.copy(), np.empty(values.size)
+    low, high = 0, values.size  # the k-th smallest is among current[low:high]
+    while True:
+        pivot = current[low + (high - low) // 2]
+        below = above = 0
+        for i in range(low, high):  # below the pivot to the front, above it to the back of other
+            v = current[i]
+            other[low + below] = v  # kept when below moves on
+            below += v < pivot
+        for i in range(low, high):
+            v = current[i]
+            other[high - 1 - above] = v
+            above += v > pivot
+        if k < low + below:
+            high = low + below
+        elif k >= high - above:
+            low = high - above
+        else:  # equal to the pivot
+            return pivot
+        current, other = other, current
+
+
+@numba.njit(**_NOGIL)
 def measured_width(curvature, sigma):
     """As :func:`.hidden_peaks.measured_width`."""
-    negative = curvature.ravel()[curvature.ravel() < 0.0]
-    if negative.size == 0:
+    flat = curvature.ravel()
+    negative = np.empty(flat.size)
+    n = 0
+    for v in flat:  # without a branch
+        negative[n] = v
+        n += v < 0.0
+    if n == 0:
         return sigma
-    middle = negative.size // 2
-    return max(0.5 * sigma, 1.0 / math.sqrt(-np.partition(negative, middle)[middle]))
+    return max(0.5 * sigma, 1.0 / math.sqrt(-_select(negative[:n], n // 2)))
 
 
 @numba.njit(**_NOGIL)
