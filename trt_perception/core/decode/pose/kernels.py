@@ -534,30 +534,29 @@ def assignment_blocks(link, a, b, num_peaks, block_rows):
             count_b[b[t]] += 1
         n_rows = n_cols = 0
         low_a, high_a, low_b, high_b = num_peaks, -1, num_peaks, -1  # the range of the shared peaks
-        for t in range(start, end):
-            if count_a[a[t]] > 1 or count_b[b[t]] > 1:
-                low_a, high_a = min(low_a, a[t]), max(high_a, a[t])
-                low_b, high_b = min(low_b, b[t]), max(high_b, b[t])
-                if rows[a[t]] < 0:
-                    rows[a[t]] = 0
-                    n_rows += 1
-                if cols[b[t]] < 0:
-                    cols[b[t]] = 0
-                    n_cols += 1
+        for t in range(start, end):  # without a branch (most candidates share a peak, not all)
+            shared = (count_a[a[t]] > 1) | (count_b[b[t]] > 1)
+            low_a, high_a = min(low_a, a[t] if shared else num_peaks), max(high_a, a[t] if shared else -1)
+            low_b, high_b = min(low_b, b[t] if shared else num_peaks), max(high_b, b[t] if shared else -1)
+            new_row = shared & (rows[a[t]] < 0)  # rows, cols: -1, or 0 once marked
+            rows[a[t]] += new_row
+            n_rows += new_row
+            new_col = shared & (cols[b[t]] < 0)
+            cols[b[t]] += new_col
+            n_cols += new_col
         if n_rows:
             r, c = used_rows, used_cols
             for q in range(low_a, high_a + 1):  # number the shared peaks in ascending order
-                if rows[q] >= 0:
-                    rows[q] = r
-                    r += 1
+                marked = rows[q] >= 0
+                rows[q] = r if marked else -1
+                r += marked
             for q in range(low_b, high_b + 1):
-                if cols[q] >= 0:
-                    cols[q] = c
-                    c += 1
-            for t in range(start, end):
-                if count_a[a[t]] > 1 or count_b[b[t]] > 1:
-                    row_of[t] = rows[a[t]]
-                    col_of[t] = cols[b[t]]
+                marked = cols[q] >= 0
+                cols[q] = c if marked else -1
+                c += marked
+            for t in range(start, end):  # -1 where t shares no peak (nor its peaks with any other)
+                row_of[t] = rows[a[t]]
+                col_of[t] = cols[b[t]]
             link_rows[link[start]] = n_rows
             link_cols[link[start]] = n_cols
             used_rows += n_rows
