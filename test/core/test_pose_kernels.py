@@ -326,3 +326,14 @@ def test_compiled_measured_width_is_the_references_also_with_ties():
             curvature = rng.choice([rng.integers(-3, 2, (size, 2)).astype(float), -np.abs(rng.normal(size=(size, 2))),
                                     np.abs(rng.normal(size=(size, 2)))])
             assert kernels.measured_width(curvature, 1.5) == measured_width(curvature, 1.5)
+
+
+@needs_compiled
+def test_compiled_order_by_descending_score_is_numpys_stable_argsort():
+    kernels = compiled.load()
+    rng = np.random.default_rng(4)
+    for size in (0, 1, 2, 5, 17, 438):
+        for _ in range(10):  # ties, negative and spread values, one value, values at the float range's ends
+            for values in (rng.integers(1, 5, size).astype(float), rng.normal(size=size), rng.random(size) ** 3,
+                           np.full(size, 0.5), rng.choice([1e308, -1e308, 0.0, 5e-324], size)):
+                np.testing.assert_array_equal(kernels._order_descending(values), np.argsort(-values, kind="stable"))
