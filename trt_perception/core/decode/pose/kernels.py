@@ -913,7 +913,7 @@ def parse(cmap, paf, links, fparams, iparams, t_s, weight, work, cand):
             link_count[g] += 1
     person_score = (keypoint_sum + link_sum) / (size + link_count)
     kept = np.flatnonzero((size >= iparams[I_MIN_PARTS]) & (person_score >= fparams[P_MIN_SCORE]))
-    kept = kept[np.argsort(-person_score[kept], kind="mergesort")[:iparams[I_MAX_PEOPLE]]]
+    kept = kept[_order_descending(person_score[kept])[:iparams[I_MAX_PEOPLE]]]
     row = np.full(num_groups, -1, np.int64)
     for r in range(kept.size):
         row[kept[r]] = r
