@@ -769,26 +769,31 @@ def connect_parts(part, a, b, by_score, chosen):
 
 
 @numba.njit(**_NOGIL)
-def _sort_small(values):
-    """Sorts ``values`` (float64, no NaN) in place: insertion sort up to 16 values (most buckets of
-    :func:`_group_medians` hold a few), ``ndarray.sort`` above.
+def _median(values):
+    """The median of ``values`` (float64[N], N >= 1, no NaN; sorted in place when N > 32): the mean of
+    the two middle values of the sorted values. Up to 32 values, each value's rank in the sorted
+    order (values below it, and equal ones before it) is counted without a branch, instead of
+    sorting with comparisons that mispredict (most buckets of :func:`_group_medians` hold a few).
     """
-    if values.size > 16:
+    n = values.size
+    if n > 32:
         values.sort()
-        return
-    for i in range(1, values.size):
+        return (values[(n - 1) // 2] + values[n // 2]) / 2.0
+    low = high = 0.0
+    for i in range(n):
         v = values[i]
-        j = i
-        while j > 0 and values[j - 1] > v:
-            values[j] = values[j - 1]
-            j -= 1
-        values[j] = v
+        rank = 0
+        for j in range(n):
+            rank += (values[j] < v) | ((values[j] == v) & (j < i))
+        low = v if rank == (n - 1) // 2 else low
+        high = v if rank == n // 2 else high
+    return (low + high) / 2.0
 
 
 @numba.njit(**_NOGIL)
 def _group_medians(key, value, size):
     """As :func:`.limb_lengths.group_medians`: float64[size] median of value per key, NaN where none
-    (the values bucketed by key, each bucket sorted).
+    (the values bucketed by key, the median of each bucket).
     """
     count = np.zeros(size + 1, np.int64)
     for q in range(key.size):
@@ -804,8 +809,7 @@ def _group_medians(key, value, size):
     for k in range(size):
         start, n = count[k], count[k + 1] - count[k]
         if n:
-            _sort_small(bucket[start:start + n])
-            out[k] = (bucket[start + (n - 1) // 2] + bucket[start + n // 2]) / 2.0
+            out[k] = _median(bucket[start:start + n])
     return out
 
 
