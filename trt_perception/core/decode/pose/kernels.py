@@ -586,6 +586,31 @@ def assignment_blocks(link, a, b, num_peaks, block_rows):
 
 
 @numba.njit(**_NOGIL)
+def _row_minima_match(cost, col4row, taken):
+    """Whether each row of ``cost`` (float64[R, C], R <= C, each row's minimum negative) has a single
+    lowest entry, in a column of its own; then col4row[:R] (int64) holds those columns: the sum of the
+    row minima bounds every assignment's total from below, and any other assignment gives some row a
+    higher cost, so this is the only optimal one, which scipy's solver would return too. taken:
+    int64 scratch of at least C values.
+    """
+    rows, cols = cost.shape
+    taken[:cols] = 0
+    unique = True
+    for i in range(rows):
+        best, at, ties = 0.0, 0, 0
+        for j in range(cols):  # without a branch
+            value = cost[i, j]
+            lower = value < best
+            ties = 0 if lower else ties + (value == best)
+            at = j if lower else at
+            best = value if lower else best
+        col4row[i] = at
+        unique &= (ties == 0) & (taken[at] == 0)
+        taken[at] = 1
+    return unique
+
+
+@numba.njit(**_NOGIL)
 def solve_blocks(score, row_of, col_of, bounds, chosen):
     """The per-link maximum-score matching (:func:`.assignment.assignment`) on the matrices of
     :func:`assignment_blocks`, with scipy's solver (:func:`~trt_perception.core.lsap_kernel.assign_rows`,
@@ -623,7 +648,8 @@ def solve_blocks(score, row_of, col_of, bounds, chosen):
                 cost[i, j] = -score[t]
                 at[i, j] = t
                 chosen[t] = False
-        assign_rows(cost, col4row, work, values)
+        if not _row_minima_match(cost, col4row, work):
+            assign_rows(cost, col4row, work, values)
         for i in range(shape[0]):
             t = at[i, col4row[i]]
             if t >= 0:
