@@ -6,7 +6,8 @@ connect_parts [-> limb_lengths -> assignment -> connect_parts] -> people), step 
 same float32 / float64 arithmetic, so that both give the same skeletons (the numpy modules are the
 reference; ``test/core/test_pose_kernels.py`` compares them on random scenes), skipping only work
 whose result is known (the second assignment's links where no chosen pair's score was lowered,
-skipped as in the reference: :func:`solve_again`). Only float32 rounding may differ in the
+skipped as in the reference: :func:`solve_again`; the solver, where a link's matrix has a single
+maximum that its rows' best pairs make: :func:`_row_minima_match`). Only float32 rounding may differ in the
 last bit (float32 ``exp``, the hidden peaks' model sums). Imported only through :mod:`.compiled`,
 which handles numba being absent; compiled functions are cached on disk (``cache=True``).
 """
@@ -614,8 +615,10 @@ def _row_minima_match(cost, col4row, taken):
 def solve_blocks(score, row_of, col_of, bounds, chosen):
     """The per-link maximum-score matching (:func:`.assignment.assignment`) on the matrices of
     :func:`assignment_blocks`, with scipy's solver (:func:`~trt_perception.core.lsap_kernel.assign_rows`,
-    on buffers allocated once per call) on the same blocks, so that ties are broken alike: sets
-    ``chosen`` (bool[T]) of the candidates that share a peak; returns whether any of them changed.
+    on buffers allocated once per call) on the same blocks, so that ties are broken alike (a block
+    whose rows each have a single best pair, in a column of its own, takes them without the solver:
+    the only maximum, :func:`_row_minima_match`): sets ``chosen`` (bool[T]) of the candidates that
+    share a peak; returns whether any of them changed.
     """
     changed = False
     before = chosen.copy()
