@@ -337,3 +337,23 @@ def test_compiled_order_by_descending_score_is_numpys_stable_argsort():
             for values in (rng.integers(1, 5, size).astype(float), rng.normal(size=size), rng.random(size) ** 3,
                            np.full(size, 0.5), rng.choice([1e308, -1e308, 0.0, 5e-324], size)):
                 np.testing.assert_array_equal(kernels._order_descending(values), np.argsort(-values, kind="stable"))
+
+
+@needs_compiled
+def test_compiled_single_best_pairs_are_the_solvers_assignment():
+    from scipy.optimize import linear_sum_assignment
+
+    kernels = compiled.load()
+    rng = np.random.default_rng(6)
+    taken = 0
+    for _ in range(300):  # sparse negated scores, a few tied; rows <= columns as the kernels orient them
+        rows = int(rng.integers(1, 6))
+        cost = -rng.choice([0.3, 0.6, 0.9, 0.0, 0.0], (rows, rows + int(rng.integers(0, 3)))) * rng.choice(
+            [1.0, rng.uniform(0.5, 1.0)])
+        cost[np.arange(rows), rng.integers(0, cost.shape[1], rows)] -= 0.1  # every row has a pair
+        col4row, work = np.empty(rows, np.int64), np.empty(cost.shape[1], np.int64)
+        if kernels._row_minima_match(cost, col4row, work):
+            taken += 1
+            _, expected = linear_sum_assignment(cost)
+            np.testing.assert_array_equal(col4row, expected)
+    assert 20 < taken < 300  # both ways
