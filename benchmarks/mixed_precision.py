@@ -59,9 +59,10 @@ from trt_perception.core.precision.sensitivity_report import (
     sensitivity_json,
     sensitivity_table,
 )
-from trt_perception.core.quantize import DEFAULT_OP_TYPES, METHODS
+from trt_perception.core.quantize import DEFAULT_OP_TYPES, METHODS, WEIGHT_ROUNDINGS
 
 SCHEME_OPS = {"conv+add": list(DEFAULT_OP_TYPES), "conv": ["Conv"]}
+ROUNDING_LABEL = {"nearest": "", "float": "+wr", "asymmetric": "+awr"}
 DEFAULT_SCHEMES = ("percentile/int8/conv+add", "minmax/int8/conv+add", "entropy/int8/conv+add",
                    "percentile/uint8/conv+add")
 
@@ -115,8 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "(default: %(default)s)")
     parser.add_argument("--bias-correction", action="store_true",
                         help="INT8 convolutions' biases corrected by their mean output error (calibration frames)")
-    parser.add_argument("--weight-rounding", action="store_true",
-                        help="INT8 convolution weights rounded to minimize their output error (calibration frames)")
+    parser.add_argument("--weight-rounding", nargs="?", const="float", default="nearest", choices=WEIGHT_ROUNDINGS,
+                        metavar="MODE", help="INT8 convolution weights rounded to minimize their output error "
+                        "(calibration frames): float (the bare flag) on float inputs, asymmetric on the quantized "
+                        "model's inputs against the float output")
     parser.add_argument("--name", default="mixed_precision", help="results file stem in benchmarks/results")
     args = parser.parse_args(argv)
 
@@ -140,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           progress=lambda items, **kw: tqdm(items, disable=None, **kw)) as sweep, \
             tempfile.TemporaryDirectory(prefix="mixed_precision.") as work:
         chosen = f"{args.method}/int8/{'conv+add' if 'Add' in args.op_types else 'conv'}" \
-            + ("+bc" if args.bias_correction else "") + ("+wr" if args.weight_rounding else "")
+            + ("+bc" if args.bias_correction else "") + ROUNDING_LABEL[args.weight_rounding]
         schemes = {chosen: sweep.evaluate()}
         scheme_models = {}
         for scheme in (s for s in args.schemes if s != chosen):
@@ -188,8 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
              + (" (99.999)" if args.method == "percentile" else "") + ", symmetric INT8, "
              f"per-channel weights, Q/DQ on the inputs of {'/'.join(args.op_types)} nodes"
              + ("" if "Add" in args.op_types else " (additions stay float: they are no convolutions)")
-             + (", INT8 weights rounded to minimize each convolution's output error on the calibration frames "
-                "(`--weight-rounding`)" if args.weight_rounding else "")
+             + {"nearest": "", "float": ", INT8 weights rounded to minimize each convolution's output error on the "
+                "calibration frames (`--weight-rounding`)",
+                "asymmetric": ", INT8 weights rounded to minimize the error of each convolution's output computed "
+                "from the quantized network's inputs against the float network's output on the calibration frames "
+                "(`--weight-rounding asymmetric`: full INT8 model, layer by layer, up to 2 steps from the float "
+                "weight)"}[args.weight_rounding]
              + (", biases corrected by each INT8 convolution's mean output error (`--bias-correction`)"
                 if args.bias_correction else "")
              + ". Detections at score >= 0.5 matched to FP32's at IoU >= 0.5.", "",
@@ -216,8 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              "runs); `uint8` = asymmetric UINT8 activations with a zero point (ONNX Runtime only: TensorRT has no "
              "UINT8 Q/DQ; worse on this AVX2 CPU without VNNI, where ONNX Runtime's U8S8 kernels likely saturate). "
              "`conv+add`: Q/DQ on the inputs of convolutions and residual additions; `conv`: convolutions only "
-             "(the additions and the skip paths stay float); `+wr`: output-aware weight rounding, `+bc`: bias "
-             "correction. Weights: symmetric INT8 per channel.", "",
+             "(the additions and the skip paths stay float); `+wr`: output-aware weight rounding, `+awr`: its "
+             "asymmetric variant (quantized inputs), `+bc`: bias correction. Weights: symmetric INT8 per channel.", "",
              "| calibration / activations / quantized ops | selection recall | selection precision | "
              "selection output error | evaluation recall | evaluation precision | evaluation output error |",
              "|---|---:|---:|---:|---:|---:|---:|",

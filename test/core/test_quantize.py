@@ -120,9 +120,18 @@ def test_quantize_command_on_a_model_config(tmp_path, capsys):
     rc = main(["quantize", "--config", str(tmp_path / "tiny.yaml"), "--calib", str(frames_dir),
                "--method", "mse", "--weight-rounding", "--output", str(rounded)])
     assert rc == 0 and has_qdq_nodes(rounded) and "mse calibration on 3 frames" in capsys.readouterr().out
+    asymmetric = tmp_path / "tiny.asymmetric.onnx"
+    rc = main(["quantize", "--config", str(tmp_path / "tiny.yaml"), "--calib", str(frames_dir),
+               "--method", "mse", "--weight-rounding", "asymmetric", "--output", str(asymmetric)])
+    assert rc == 0 and has_qdq_nodes(asymmetric) and "mse calibration on 3 frames" in capsys.readouterr().out
     int8 = [{t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer
-             if t.data_type == onnx.TensorProto.INT8} for path in (out, rounded)]
-    assert int8[0].keys() == int8[1].keys() and any(not np.array_equal(int8[0][k], int8[1][k]) for k in int8[0])
+             if t.data_type == onnx.TensorProto.INT8} for path in (out, rounded, asymmetric)]
+    assert int8[0].keys() == int8[1].keys() == int8[2].keys()
+    assert all(any(not np.array_equal(int8[0][k], other[k]) for k in int8[0]) for other in int8[1:])
+    with pytest.raises(SystemExit):
+        main(["quantize", "--config", str(tmp_path / "tiny.yaml"), "--calib", str(frames_dir),
+              "--weight-rounding", "stochastic", "--output", str(tmp_path / "bad.onnx")])
+    assert "invalid choice" in capsys.readouterr().err
     rc = main(["quantize", "--config", str(tmp_path / "tiny.yaml"), "--calib", str(tmp_path / "missing"),
                "--output", str(tmp_path / "x.onnx")])
     assert rc == 2 and "does not exist" in capsys.readouterr().err

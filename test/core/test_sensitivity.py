@@ -144,16 +144,19 @@ def test_sweep_results_are_cached(tmp_path):
         assert sweep.evaluations == 1  # other calibration frames: measured again
 
 
-@pytest.mark.parametrize("option, fragile", [("bias_correction", "conv_b"), ("weight_rounding", None)])
-def test_bias_corrected_or_rounded_variants_are_cached_apart_and_share_the_ranges(tmp_path, option, fragile):
+@pytest.mark.parametrize("option, value, fragile", [("bias_correction", True, "conv_b"),
+                                                    ("weight_rounding", True, None),
+                                                    ("weight_rounding", "asymmetric", None)])
+def test_bias_corrected_or_rounded_variants_are_cached_apart_and_share_the_ranges(tmp_path, option, value, fragile):
     model = chain_model(tmp_path / "m.onnx", fragile=fragile)
     cache = ResultCache(tmp_path / "cache")
     with SensitivitySweep(model, frames(12), evalset(model), method="minmax", cache=cache) as plain:
         summary = plain.evaluate()
     with SensitivitySweep(model, frames(12), evalset(model), method="minmax", cache=cache,
-                          **{option: True}) as changed:
+                          **{option: value}) as changed:
         assert changed.ranges_path == plain.ranges_path
         assert changed.evaluate() != summary and changed.evaluations == 1
+        assert changed.evaluate(exclude=["conv_a"]) != plain.evaluate(exclude=["conv_a"])
 
 
 def test_layer_groups_by_name_prefix(tmp_path):

@@ -7,8 +7,8 @@ import pytest
 from onnx import numpy_helper
 
 from trt_perception.core.precision.sensitivity import onnx_runner
-from trt_perception.core.quantize import quantize_model
-from trt_perception.core.weight_rounding import PatchMoments, output_error, round_weights
+from trt_perception.core.quantize import QuantizeError, quantize_model
+from trt_perception.core.weight_rounding import PatchMoments, output_error, reconstruction_error, round_weights
 from trt_perception.testing.tiny_onnx import random_frames, rounding_bias_model
 
 
@@ -88,3 +88,81 @@ def test_weight_rounding_removes_a_planted_rounding_error_of_a_quantized_model(t
     again = quantize_model(model, tmp_path / "again.onnx", "x", calibration, op_types=("Conv",),
                            ranges_cache=ranges, weight_rounding=True)  # rounding from the cache: the same
     assert all(np.array_equal(weights(again.output)[k], after[k]) for k in after)
+
+
+def test_asymmetric_rounding_compensates_an_input_perturbation():
+    """The quantized network's inputs x_hat differ from the float x (here a gain of 0.985 and a
+    shift, as a clipped or re-rounded activation would): rounding for E[(w_q . x_hat - w . x)^2]
+    beats rounding for the float-input error, measured on the same patches."""
+    rng = np.random.default_rng(7)
+    weights = rng.normal(size=(8, 18))
+    scales = np.abs(weights).max(axis=1) / 127
+    x = rng.normal(size=(18, 4000)) + 1.5 * rng.normal(size=(1, 4000)) + 1.0
+    x_hat = 0.985 * x + 0.02 + 0.01 * rng.normal(size=x.shape)
+    moments, cross, reference = (a @ b.T / x.shape[1] for a, b in ((x_hat, x_hat), (x_hat, x), (x, x)))
+    float_inputs = round_weights(weights, scales, reference)
+    asymmetric = round_weights(weights, scales, moments, cross=cross, reach=2)
+    assert np.abs(asymmetric - weights / scales[:, None]).max() < 2 and np.abs(asymmetric).max() <= 127
+
+    def measured(values):  # the error on the patches themselves
+        return np.mean(((values * scales[:, None]) @ x_hat - weights @ x) ** 2, axis=1)
+
+    for values in (float_inputs, asymmetric):
+        assert np.allclose(reconstruction_error(weights, scales, values, moments, cross, reference), measured(values))
+    assert np.all(measured(asymmetric) <= measured(float_inputs) + 1e-12)
+    # most of what is left is the shift times the weights' sum: a constant per channel, which
+    # only bias correction can remove
+    assert measured(asymmetric).sum() < 0.7 * measured(float_inputs).sum()
+    # one step (floor or ceiling) compensates less of the 1.5 % gain than two
+    one_step = round_weights(weights, scales, moments, cross=cross, reach=1)
+    assert measured(asymmetric).sum() < measured(one_step).sum() < measured(float_inputs).sum()
+    # without a perturbation the asymmetric objective is the float-input one
+    assert np.array_equal(round_weights(weights, scales, reference, cross=reference), float_inputs)
+    with pytest.raises(ValueError, match="reach"):
+        round_weights(weights, scales, moments, cross=cross, reach=0)
+
+
+def test_patch_cross_moments_match_a_direct_computation():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(2, 1, 2, 5, 5))
+    plain = PatchMoments((3, 2, 3, 3), max_positions=1000)
+    plain.add(x, y)
+    patches = [(x[0, :, r:r + 3, c:c + 3].reshape(-1), y[0, :, r:r + 3, c:c + 3].reshape(-1))
+               for r in range(3) for c in range(3)]
+    assert np.allclose(plain.cross_moments(), np.mean([np.outer(p, q) for p, q in patches], axis=0))
+    assert np.allclose(plain.moments(), np.mean([np.outer(p, p) for p, _ in patches], axis=0))
+    with pytest.raises(ValueError, match="every input or with none"):
+        plain.add(x)
+    alone = PatchMoments((3, 2, 3, 3))
+    alone.add(x)
+    with pytest.raises(ValueError, match="reference"):
+        alone.cross_moments()
+
+
+def test_asymmetric_weight_rounding_of_a_quantized_model(tmp_path):
+    """``weight_rounding="asymmetric"``: rounded on the full INT8 model's inputs (its own cache
+    file), moved at most two steps from nearest rounding, and on held-out frames closer to FP32
+    than nearest rounding; unknown modes are refused."""
+    model = rounding_bias_model(tmp_path / "planted.onnx")
+    calibration = random_frames(16, 1, (1, 3, 16, 16))
+    ranges = tmp_path / "ranges.json"
+    runs = {}
+    for rounding in ("nearest", "asymmetric"):
+        out = quantize_model(model, tmp_path / f"{rounding}.onnx", "x", calibration, op_types=("Conv",),
+                             ranges_cache=ranges, weight_rounding=rounding).output
+        runs[rounding] = onnx_runner(out, "x")
+    assert (tmp_path / "ranges.rounding-asymmetric.npz").is_file() and not (tmp_path / "ranges.rounding.npz").exists()
+    held_out = random_frames(8, 9, (1, 3, 16, 16))
+    reference = onnx_runner(model, "x")
+    error = {name: np.mean([np.mean((run(x)["y"] - reference(x)["y"]) ** 2) for x in held_out])
+             for name, run in runs.items()}
+    assert error["asymmetric"] < 0.5 * error["nearest"]
+    values = {path: {t.name: numpy_helper.to_array(t).astype(int) for t in onnx.load(str(path)).graph.initializer
+                     if t.data_type == onnx.TensorProto.INT8} for path in (tmp_path / "nearest.onnx",
+                                                                           tmp_path / "asymmetric.onnx")}
+    before, after = values.values()
+    assert any(not np.array_equal(before[k], after[k]) for k in before)
+    assert all(np.abs(before[k] - after[k]).max() <= 2 for k in before)  # within reach of the float weights
+    with pytest.raises(QuantizeError, match="weight rounding"):
+        quantize_model(model, tmp_path / "bad.onnx", "x", calibration, op_types=("Conv",), ranges_cache=ranges,
+                       weight_rounding="stochastic")

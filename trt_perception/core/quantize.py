@@ -32,7 +32,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -43,6 +43,11 @@ METHODS = ("entropy", "percentile", "minmax", "mse")
 #: activation quantization: ``int8`` symmetric (zero point 0; TensorRT's only INT8), or ``uint8``
 #: asymmetric (a zero point per tensor; ONNX Runtime only, TensorRT rejects it)
 ACTIVATIONS = ("int8", "uint8")
+#: INT8 weight rounding: to the nearest step, to minimize each convolution's output error on float
+#: inputs (``float``), or on the inputs the quantized network computes (``asymmetric``)
+WEIGHT_ROUNDINGS = ("nearest", "float", "asymmetric")
+#: how far (in steps) the asymmetric reconstruction may move a weight from its float value
+ASYMMETRIC_REACH = 2
 DEFAULT_OP_TYPES = ("Conv", "ConvTranspose", "MatMul", "Gemm", "Add")
 PathLike = Union[str, Path]
 
@@ -88,7 +93,7 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
                    op_types: Sequence[str] = DEFAULT_OP_TYPES, per_channel: bool = True,
                    nodes_to_exclude: Sequence[str] = (), nodes_to_quantize: Optional[Sequence[str]] = None,
                    ranges_cache: Optional[Path] = None, activations: str = "int8",
-                   bias_correction: bool = False, weight_rounding: bool = False) -> QuantizeReport:
+                   bias_correction: bool = False, weight_rounding: Union[bool, str] = False) -> QuantizeReport:
     """Write a Q/DQ INT8 copy of ``model_path`` to ``output_path``, calibrated on ``tensors``.
 
     tensors: the model input ``input_name`` for each calibration frame (e.g.
@@ -96,9 +101,17 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
     unless ``ranges_cache`` exists (the caller keys its name by model, frames and method).
     ``bias_correction``: subtract each INT8 convolution's mean output error over ``tensors`` from
     its bias (:mod:`trt_perception.core.bias_correction`; the frames are then read).
-    ``weight_rounding``: each INT8 convolution's weights rounded to minimize its output error on
-    ``tensors`` instead of to the nearest step (:mod:`trt_perception.core.weight_rounding`;
-    kept next to ``ranges_cache`` as ``<name>.rounding.npz`` when that is given).
+    ``weight_rounding`` (one of :data:`WEIGHT_ROUNDINGS`; True = ``float``, False = ``nearest``):
+    ``float``: each INT8 convolution's weights rounded to minimize its output error on ``tensors``
+    instead of to the nearest step (:mod:`trt_perception.core.weight_rounding`; kept next to
+    ``ranges_cache`` as ``<name>.rounding.npz`` when that is given); ``asymmetric``: to minimize
+    the error of its output computed from the inputs the quantized network computes against the
+    float network's output, up to :data:`ASYMMETRIC_REACH` steps from the float weight. Those
+    inputs are the *full* INT8 model's (every ``op_types`` node quantized, the upstream
+    convolutions already so rounded; :func:`~trt_perception.core.weight_rounding.asymmetric_rounded_weights`), so
+    one rounding (cached as ``<name>.rounding-asymmetric.npz``) serves every mixed variant of a
+    calibration; in a mixed model a convolution behind float layers reads less perturbed inputs
+    than it was rounded for.
     Raises :class:`QuantizeError` for bad settings, an already quantized model or no frames.
     """
     import onnx
@@ -117,6 +130,7 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
         raise QuantizeError(f"activations must be one of {ACTIVATIONS}, got {activations!r}")
     if method == "mse" and activations != "int8":
         raise QuantizeError("the mse calibration chooses symmetric ranges: use it with int8 activations")
+    rounding = weight_rounding_mode(weight_rounding)
     if not 0.0 < percentile <= 100.0:
         raise QuantizeError(f"percentile must be in (0, 100], got {percentile}")
     model_path, output_path = Path(model_path), Path(output_path)
@@ -130,7 +144,7 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
     class Reader(_FrameReader, CalibrationDataReader):  # type: ignore[misc]
         pass
 
-    if bias_correction or weight_rounding:
+    if bias_correction or rounding != "nearest":
         tensors = list(tensors)
     reader = Reader(input_name, tensors)
     # mse: the percentile calibrator's histograms of absolute values, thresholds chosen in _calibrate
@@ -152,20 +166,26 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
         if not cached:
             _calibrate(prepared, reader, op_types, calibrate_method, calib_options, Path(work), ranges,
                        mse=method == "mse")
-        quantize_static(str(prepared), str(quantized), None, quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=list(op_types), per_channel=per_channel,
-                        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
-                        weight_type=QuantType.QInt8,
-                        nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize is not None else None,
-                        nodes_to_exclude=list(nodes_to_exclude),
-                        calibrate_method=calibrate_method, extra_options=extra, calibration_cache_path=ranges)
-        result = onnx.load(str(quantized))
+
+        def qdq(path: Path, exclude: Sequence[str], only: Optional[Sequence[str]]) -> Any:
+            quantize_static(str(prepared), str(path), None, quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=list(op_types), per_channel=per_channel,
+                            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, nodes_to_quantize=list(only) if only is not None else None,
+                            nodes_to_exclude=list(exclude), calibrate_method=calibrate_method, extra_options=extra,
+                            calibration_cache_path=ranges)
+            return onnx.load(str(path))
+
+        result = qdq(quantized, nodes_to_exclude, nodes_to_quantize)
+        full = nodes_to_quantize is None and not nodes_to_exclude
         quantized_nodes = {node.name for node in model.graph.node if node.op_type in op_types
                            and node.name not in set(nodes_to_exclude)
                            and (nodes_to_quantize is None or node.name in set(nodes_to_quantize))}
         float_inputs_for_float_nodes(result.graph, quantized_nodes)
-        if weight_rounding:
-            _round_weights(result, prepared, input_name, tensors, ranges_cache)
+        if rounding != "nearest":
+            full_int8 = (lambda: result) if full else (lambda: qdq(Path(work) / "full.onnx", (), None))
+            _round_weights(result, prepared, input_name, tensors, ranges_cache,
+                           full_int8 if rounding == "asymmetric" else None)
         if bias_correction:
             from trt_perception.core.bias_correction import apply_bias_corrections, conv_bias_errors
             apply_bias_corrections(result, conv_bias_errors(result, model, input_name, tensors))
@@ -173,6 +193,16 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
     ops = [node.op_type for node in result.graph.node]
     return QuantizeReport(output_path, method, reader.count, ops.count("QuantizeLinear"),
                           ops.count("DequantizeLinear"), ranges_cached=cached)
+
+
+def weight_rounding_mode(weight_rounding: Union[bool, str]) -> str:
+    """The :data:`WEIGHT_ROUNDINGS` entry ``weight_rounding`` names (True: ``float``, False:
+    ``nearest``); :class:`QuantizeError` for anything else.
+    """
+    mode = ("float" if weight_rounding else "nearest") if isinstance(weight_rounding, bool) else weight_rounding
+    if mode not in WEIGHT_ROUNDINGS:
+        raise QuantizeError(f"weight rounding must be one of {WEIGHT_ROUNDINGS}, got {weight_rounding!r}")
+    return mode
 
 
 def float_inputs_for_float_nodes(graph: Any, quantized_nodes: set[str]) -> int:
@@ -198,18 +228,23 @@ def float_inputs_for_float_nodes(graph: Any, quantized_nodes: set[str]) -> int:
 
 
 def _round_weights(result: Any, prepared: Path, input_name: str, tensors: Iterable[np.ndarray],
-                   ranges_cache: Optional[Path]) -> None:
+                   ranges_cache: Optional[Path], full_int8: Optional[Callable[[], Any]] = None) -> None:
     """Apply the output-error-minimizing weight rounding to ``result`` (in place), the rounding
-    computed on ``prepared``'s float activations or read from its cache beside ``ranges_cache``.
+    computed on ``prepared``'s float activations or read from its cache beside ``ranges_cache``;
+    ``full_int8`` (returns the full INT8 Q/DQ model, nearest rounding): the asymmetric
+    reconstruction on that model's quantized inputs instead.
     """
     import onnx
 
     from trt_perception.core import weight_rounding as wr
-    cache = ranges_cache.with_name(ranges_cache.stem + ".rounding.npz") if ranges_cache is not None else None
+    suffix = ".rounding.npz" if full_int8 is None else ".rounding-asymmetric.npz"
+    cache = ranges_cache.with_name(ranges_cache.stem + suffix) if ranges_cache is not None else None
     if cache is not None and cache.is_file():
         rounded = wr.load_rounded(cache)
     else:
-        rounded = wr.rounded_weights(onnx.load(str(prepared)), input_name, tensors)
+        float_model = onnx.load(str(prepared))
+        rounded = wr.rounded_weights(float_model, input_name, tensors) if full_int8 is None \
+            else wr.asymmetric_rounded_weights(float_model, full_int8(), input_name, tensors, reach=ASYMMETRIC_REACH)
         if cache is not None:
             wr.save_rounded(cache, rounded)
     wr.apply_weight_rounding(result, rounded)

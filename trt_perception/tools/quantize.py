@@ -16,7 +16,7 @@ from pathlib import Path
 from trt_perception.core.io.frame_sources import FrameSourceError
 from trt_perception.core.model_config import ModelConfigError, load_model_config
 from trt_perception.core.precision.sensitivity import SensitivityError
-from trt_perception.core.quantize import DEFAULT_OP_TYPES, METHODS, QuantizeError, quantize_model
+from trt_perception.core.quantize import DEFAULT_OP_TYPES, METHODS, WEIGHT_ROUNDINGS, QuantizeError, quantize_model
 from trt_perception.core.tensorrt.calibration import CalibrationError, CalibrationSettings, preprocessed_frames
 from trt_perception.tools.frame_arguments import add_config_argument, add_frame_arguments, frame_set
 from trt_perception.tools.mixed_precision import add_mixed_arguments, check_mixed_arguments, run_mixed
@@ -42,9 +42,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument("--bias-correction", action="store_true",
                         help="subtract each INT8 convolution's mean output error over the calibration frames from "
                              "its bias (see benchmarks/results/int8_recipes.md)")
-    parser.add_argument("--weight-rounding", action="store_true",
+    parser.add_argument("--weight-rounding", nargs="?", const="float", default="nearest",
+                        choices=WEIGHT_ROUNDINGS, metavar="MODE",
                         help="round each INT8 convolution's weights to minimize its output error on the calibration "
-                             "frames instead of to the nearest step (see docs/tensorrt.md)")
+                             "frames instead of to the nearest step; MODE float (the default of the bare flag): on "
+                             "the float model's inputs; asymmetric: its output from the inputs the quantized model "
+                             "computes against the float output (see docs/tensorrt.md)")
     parser.add_argument("--output", required=True, metavar="FILE", help="quantized ONNX to write")
     add_mixed_arguments(parser)
     parser.set_defaults(func=run)

@@ -39,7 +39,7 @@ import numpy as np
 
 from trt_perception.core.precision.compare import FrameDecoder, OutputComparison
 from trt_perception.core.precision.result_cache import ResultCache, recipe_digest, tensors_digest
-from trt_perception.core.quantize import DEFAULT_OP_TYPES, QuantizeReport, quantize_model
+from trt_perception.core.quantize import DEFAULT_OP_TYPES, QuantizeReport, quantize_model, weight_rounding_mode
 
 PathLike = Union[str, Path]
 DEFAULT_GROUP_DEPTH = 3
@@ -216,14 +216,17 @@ class Selection:
 class SensitivitySweep:
     """Quantizes ``model_path`` in many ways from one calibration and evaluates each variant on
     ``evalset`` (see the module docstring). ``calibration``: input tensors for the activation
-    ranges (read only when the ranges are not cached).
+    ranges (read only when the ranges are not cached). ``bias_correction``, ``weight_rounding``
+    (a :data:`~trt_perception.core.quantize.WEIGHT_ROUNDINGS` mode, True = ``float``): applied to
+    every variant (:func:`~trt_perception.core.quantize.quantize_model`; the rounding is computed
+    once per calibration, the asymmetric one on the full INT8 model) and part of the cache key.
     """
 
     def __init__(self, model_path: PathLike, calibration: Sequence[np.ndarray], evalset: EvalSet, *,
                  method: str = "percentile", percentile: float = 99.999, activations: str = "int8",
                  op_types: Sequence[str] = DEFAULT_OP_TYPES, cache: Optional[ResultCache] = None,
                  threads: int = 1, progress: Optional[Callable[..., Any]] = None,
-                 bias_correction: bool = False, weight_rounding: bool = False) -> None:
+                 bias_correction: bool = False, weight_rounding: Union[bool, str] = False) -> None:
         from trt_perception.core.tensorrt.cache import file_sha256
         self.model_path = Path(model_path)
         self.calibration = list(calibration)
@@ -231,7 +234,7 @@ class SensitivitySweep:
         self.method, self.percentile, self.op_types = method, percentile, tuple(op_types)
         self.activations = activations
         self.bias_correction = bias_correction
-        self.weight_rounding = weight_rounding
+        self.weight_rounding = weight_rounding_mode(weight_rounding)
         self.cache = cache or ResultCache(None)
         self.threads = threads
         self.progress = progress
@@ -241,7 +244,8 @@ class SensitivitySweep:
                        "iou_threshold": evalset.iou_threshold, "float_nodes_read_float": True,
                        **({"activations": activations} if activations != "int8" else {}),
                        **({"bias_correction": True} if bias_correction else {}),
-                       **({"weight_rounding": True} if weight_rounding else {})}
+                       **({"weight_rounding": True} if self.weight_rounding == "float"
+                          else {"weight_rounding": self.weight_rounding} if self.weight_rounding != "nearest" else {})}
         self._work = tempfile.TemporaryDirectory(prefix="trt_perception_sensitivity.")
         calibration_recipe = {k: v for k, v in self.recipe.items()
                               if k not in ("evaluation", "iou_threshold", "float_nodes_read_float",
