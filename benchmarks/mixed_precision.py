@@ -120,16 +120,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                         metavar="MODE", help="INT8 convolution weights rounded to minimize their output error "
                         "(calibration frames): float (the bare flag) on float inputs, asymmetric on the quantized "
                         "model's inputs against the float output")
+    parser.add_argument("--select-on-calibration", action="store_true",
+                        help="the sweep and the selection also see the calibration frames (two parts of the video "
+                        "instead of one: 150 frames by default); the evaluation frames stay held out")
     parser.add_argument("--name", default="mixed_precision", help="results file stem in benchmarks/results")
     args = parser.parse_args(argv)
 
     config = load_model_config(MODEL_YAML)
-    calibration, _ = read_frames(config, [args.video], every=4, max_frames=50)
+    calibration, calibration_geo = read_frames(config, [args.video], every=4, max_frames=50)
     step = args.selection_every
     selection_frames, selection_geo = read_frames(config, [args.video], every=step, skip=-(-200 // step),
                                                   max_frames=-(-200 // step))
     evaluation_frames, evaluation_geo = read_frames(config, [args.video], every=5, skip=80, max_frames=80)
     fp32 = onnx_runner(config.model_path, config.input_name)
+    if args.select_on_calibration:
+        selection_frames, selection_geo = calibration + selection_frames, calibration_geo + selection_geo
     selection_set = EvalSet(config.input_name, selection_frames, [fp32(t) for t in selection_frames],
                             detection_decoder(config, selection_geo))
     evaluation_set = EvalSet(config.input_name, evaluation_frames, [fp32(t) for t in evaluation_frames],
@@ -186,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sensitivity_chart(ranking, RESULTS / f"{args.name}_sensitivity.png", selection)
     lines = ["# Mixed precision INT8: SSDLite pedestrian, ONNX Runtime CPU", "",
              f"Frames of vtest.avi: calibration {len(calibration)} (0..199 every 4), selection "
-             f"{len(selection_frames)} (200..399 every {step}), evaluation {len(evaluation_frames)} (400..795 every 5, "
+             f"{len(selection_frames)} (" + ("the calibration frames and " if args.select_on_calibration else "")
+             + f"200..399 every {step}), evaluation {len(evaluation_frames)} (400..795 every 5, "
              f"held out from calibration and selection). {args.method.capitalize()} calibration"
              + (" (99.999)" if args.method == "percentile" else "") + ", symmetric INT8, "
              f"per-channel weights, Q/DQ on the inputs of {'/'.join(args.op_types)} nodes"
