@@ -570,8 +570,21 @@ def assignment_blocks(link, a, b, num_peaks, block_rows):
         start = end
     if used_rows == 0:
         return row_of, col_of, np.full((1, 3), t_total, np.int64)
-    for k in range(1, num_links):  # links without candidates end where the link before them does
+    return row_of, col_of, _block_bounds(link_end, link_rows, link_cols, block_rows)
+
+
+@numba.njit(**_NOGIL)
+def _block_bounds(link_end, link_rows, link_cols, block_rows):
+    """The solver blocks of a matrix whose rows and columns are those of consecutive links in turn:
+    int64[B + 1, 3], the first (candidate, row, column) of each of the B blocks (cut at a link's end
+    once a block reaches ``block_rows`` rows), then (T, rows, columns). link_end int64[L]: the first
+    candidate after link k, 0 for a link without candidates (changed in place: such a link ends where
+    the link before it does); link_rows, link_cols int64[L]: link k's rows and columns in the matrix.
+    """
+    num_links = link_end.size
+    for k in range(1, num_links):
         link_end[k] = max(link_end[k], link_end[k - 1])
+    used_rows, used_cols = link_rows.sum(), link_cols.sum()
     bounds = np.zeros((num_links + 1, 3), np.int64)
     blocks = 1
     if used_rows > block_rows:
@@ -582,8 +595,8 @@ def assignment_blocks(link, a, b, num_peaks, block_rows):
             if end_r - bounds[blocks - 1, 1] >= block_rows:
                 bounds[blocks, 0], bounds[blocks, 1], bounds[blocks, 2] = link_end[k], end_r, end_c
                 blocks += 1
-    bounds[blocks, 0], bounds[blocks, 1], bounds[blocks, 2] = t_total, used_rows, used_cols
-    return row_of, col_of, bounds[:blocks + 1]
+    bounds[blocks, 0], bounds[blocks, 1], bounds[blocks, 2] = link_end[num_links - 1], used_rows, used_cols
+    return bounds[:blocks + 1]
 
 
 @numba.njit(**_NOGIL)
@@ -690,12 +703,15 @@ def solve_again(link, row_of, col_of, weights, score, chosen, block_rows):
             stale[k] |= weights[t] > score[t] or (chosen[t] and weights[t] != score[t])
     shift_row = np.zeros(num_links, np.int64)  # new row = old row - shift_row[link]
     shift_col = np.zeros(num_links, np.int64)
+    link_rows = np.zeros(num_links, np.int64)  # the rows (columns) of the stale links in the new matrix
+    link_cols = np.zeros(num_links, np.int64)
     used_rows = used_cols = 0
     for k in range(num_links):
         if stale[k]:
             shift_row[k], shift_col[k] = first_row[k] - used_rows, first_col[k] - used_cols
-            used_rows += end_row[k] - first_row[k]
-            used_cols += end_col[k] - first_col[k]
+            link_rows[k], link_cols[k] = end_row[k] - first_row[k], end_col[k] - first_col[k]
+            used_rows += link_rows[k]
+            used_cols += link_cols[k]
     if used_rows == 0:
         return False
     new_row_of = np.full(t_total, -1, np.int64)
@@ -703,21 +719,8 @@ def solve_again(link, row_of, col_of, weights, score, chosen, block_rows):
     for t in range(t_total):
         if row_of[t] >= 0 and stale[link[t]]:
             new_row_of[t], new_col_of[t] = row_of[t] - shift_row[link[t]], col_of[t] - shift_col[link[t]]
-    for k in range(1, num_links):  # links without candidates end where the link before them does
-        link_end[k] = max(link_end[k], link_end[k - 1])
-    bounds = np.zeros((num_links + 1, 3), np.int64)
-    blocks = 1
-    if used_rows > block_rows:
-        end_r = end_c = 0
-        for k in range(num_links - 1):
-            if stale[k]:
-                end_r += end_row[k] - first_row[k]
-                end_c += end_col[k] - first_col[k]
-            if end_r - bounds[blocks - 1, 1] >= block_rows:
-                bounds[blocks, 0], bounds[blocks, 1], bounds[blocks, 2] = link_end[k], end_r, end_c
-                blocks += 1
-    bounds[blocks, 0], bounds[blocks, 1], bounds[blocks, 2] = t_total, used_rows, used_cols
-    return solve_blocks(weights, new_row_of, new_col_of, bounds[:blocks + 1], chosen)
+    return solve_blocks(weights, new_row_of, new_col_of, _block_bounds(link_end, link_rows, link_cols, block_rows),
+                        chosen)
 
 
 @numba.njit(**_NOGIL)
