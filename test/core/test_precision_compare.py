@@ -113,3 +113,36 @@ def test_validate_refuses_what_it_cannot_run(tmp_path, frames_dir, capsys):
     assert main(["validate", "--config", str(CONFIG), "--frames", str(tmp_path / "none"),
                  "--candidate", str(MODEL_DIR / "ssdlite_pedestrian_raw_nchw.onnx")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_validate_jittered_draws_judge_the_stability_of_the_verdict(tmp_path, frames_dir, capsys):
+    identical = tmp_path / "copy.onnx"
+    shutil.copy(MODEL_DIR / "ssdlite_pedestrian_raw_nchw.onnx", identical)
+    args = ["validate", "--config", str(CONFIG), "--frames", str(frames_dir), "--quiet", "--candidate", str(identical),
+            "--jitter", "1e-5", "--draws", "2"]
+    # The clean run is exact (max_abs 0), but no output survives input noise unchanged: every draw fails.
+    assert main(args + ["--max-abs", "0", "--json", str(tmp_path / "strict.json")]) == 1
+    out = capsys.readouterr().out
+    assert "jittered draws (+-1e-05, 2)" in out and "jitter draw 0: box_encodings: max_abs" in out
+    assert "jitter draw 1:" in out
+    strict = json.loads((tmp_path / "strict.json").read_text())
+    assert not strict["passed"] and strict["tensors"]["box_encodings"]["max_abs"] == 0.0
+    assert strict["jitter"] == 1e-5 and len(strict["jittered"]) == 2
+    assert all(0 < d["tensors"]["box_encodings"]["max_abs"] < 1e-2 for d in strict["jittered"])
+    assert not any(f.startswith("box_encodings") for f in strict["failures"])  # only the draws failed
+
+    # Noise this small moves no FP32 detection: within 1e-2 the clean run and both draws pass, repeatably.
+    for name in ("a.json", "b.json"):
+        assert main(args + ["--max-abs", "1e-2", "--json", str(tmp_path / name)]) == 0
+    assert "PASS" in capsys.readouterr().out
+    first, second = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
+    assert [d["detections"]["recall"] for d in first["jittered"]] == [1.0, 1.0]
+    assert first["jittered"] == second["jittered"]  # draw k uses seed k
+
+
+def test_validate_refuses_bad_jitter_settings(tmp_path, frames_dir, capsys):
+    args = ["validate", "--config", str(CONFIG), "--frames", str(frames_dir), "--quiet",
+            "--candidate", str(MODEL_DIR / "ssdlite_pedestrian_raw_nchw.onnx")]
+    for bad in (["--draws", "3"], ["--jitter=-1e-5"], ["--jitter", "1e-5", "--draws", "0"], ["--jitter", "nan"]):
+        assert main(args + bad) == 2, bad
+        assert "jittered draws need" in capsys.readouterr().err

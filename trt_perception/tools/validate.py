@@ -49,6 +49,39 @@ def add_validation_arguments(parser: argparse.ArgumentParser, flag: str, prefix:
     group.add_argument("--min-mean-iou", type=float, metavar="IOU",
                        help="mean IoU of matched boxes (default: not checked)")
     group.add_argument("--iou", type=float, default=0.5, help="IoU that makes two detections a match (default 0.5)")
+    group.add_argument("--jitter", type=float, metavar="EPS",
+                       help="also run the candidate on the frames plus uniform noise of +-EPS (model input units; "
+                            "e.g. 1e-5, far below one pixel level) and pass only when every such draw is within the "
+                            "tolerances too: is the verdict stable? (default: no jittered draws)")
+    group.add_argument("--draws", type=int, metavar="K",
+                       help=f"jittered draws with --jitter (default {DEFAULT_DRAWS}; draw k uses seed k)")
+
+
+#: jittered draws of ``--jitter`` when ``--draws`` is not given
+DEFAULT_DRAWS = 5
+
+
+def jitter_from(args: argparse.Namespace) -> tuple[float, int]:
+    """``(jitter, draws)`` of the ``--jitter``/``--draws`` options: (0, 0) without ``--jitter``;
+    the checks (both or neither, positive values) are :func:`~trt_perception.core.precision.validation.validate`'s.
+    """
+    jitter = args.jitter if args.jitter is not None else 0.0
+    draws = args.draws if args.draws is not None else (DEFAULT_DRAWS if args.jitter is not None else 0)
+    return jitter, draws
+
+
+def format_jittered(result: ValidationResult) -> str:
+    """One line: the spread of recall, precision and output error over the jittered draws."""
+    def spread(values: list[float]) -> str:
+        return f"{min(values):.4f}-{max(values):.4f}"
+
+    draws = result.jittered
+    line = f"jittered draws (+-{result.jitter:g}, {len(draws)}): output error " \
+        + spread([d["output_error"] for d in draws])
+    if all(d.get("detections") for d in draws):
+        line += f", recall {spread([d['detections']['recall'] for d in draws])}, precision " \
+            + spread([d["detections"]["precision"] for d in draws])
+    return line
 
 
 def tolerances_from(args: argparse.Namespace) -> Tolerances:
@@ -82,9 +115,10 @@ def run_validation(config: ModelConfig, candidate: Path, args: argparse.Namespac
     frames = frame_set(args, "validate")
     try:
         tensors, geometries = read_frames(config, frames.sources, frames.every, frames.max_frames)
+        jitter, draws = jitter_from(args)
         result: ValidationResult = validate(
             config, candidate, tensors, geometries, tolerances_from(args), threads=getattr(args, "threads", 1),
-            iou_threshold=args.iou, device_id=device_id,
+            iou_threshold=args.iou, device_id=device_id, jitter=jitter, draws=draws,
             progress=lambda items: tqdm(items, desc="validate", unit="frame", disable=True if args.quiet else None))
     except (CalibrationError, FrameSourceError, ValidationError, BackendError, ModelConfigError, CompareError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -92,6 +126,8 @@ def run_validation(config: ModelConfig, candidate: Path, args: argparse.Namespac
     print(f"reference {result.reference} (ONNX Runtime) vs candidate {result.candidate} ({result.candidate_backend}), "
           f"{result.summary['frames']} frames")
     print(format_summary(result.summary))
+    if result.jittered:
+        print(format_jittered(result))
     print("PASS" if result.passed else "FAIL: " + "; ".join(result.failures))
     if json_path:
         atomic_write_text(Path(json_path), json.dumps(result.to_dict(), indent=2) + "\n")
