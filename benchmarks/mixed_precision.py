@@ -120,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         metavar="MODE", help="INT8 convolution weights rounded to minimize their output error "
                         "(calibration frames): float (the bare flag) on float inputs, asymmetric on the quantized "
                         "model's inputs against the float output")
+    parser.add_argument("--centred-inputs", action="store_true",
+                        help="convolutions reading a ReLU6 read it centred on the middle of its range "
+                             "(trt_perception.core.centred_inputs)")
     parser.add_argument("--select-on-calibration", action="store_true",
                         help="the sweep and the selection also see the calibration frames (two parts of the video "
                         "instead of one: 150 frames by default); the evaluation frames stay held out")
@@ -144,11 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache = ResultCache(args.cache_dir)
     with SensitivitySweep(config.model_path, calibration, selection_set, method=args.method, cache=cache,
                           op_types=args.op_types, bias_correction=args.bias_correction,
-                          weight_rounding=args.weight_rounding,
+                          weight_rounding=args.weight_rounding, centred_inputs=args.centred_inputs,
                           progress=lambda items, **kw: tqdm(items, disable=None, **kw)) as sweep, \
             tempfile.TemporaryDirectory(prefix="mixed_precision.") as work:
         chosen = f"{args.method}/int8/{'conv+add' if 'Add' in args.op_types else 'conv'}" \
-            + ("+bc" if args.bias_correction else "") + ROUNDING_LABEL[args.weight_rounding]
+            + ("+bc" if args.bias_correction else "") + ROUNDING_LABEL[args.weight_rounding] \
+            + ("+centred" if args.centred_inputs else "")
         schemes = {chosen: sweep.evaluate()}
         scheme_models = {}
         for scheme in (s for s in args.schemes if s != chosen):
@@ -205,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "weight)"}[args.weight_rounding]
              + (", biases corrected by each INT8 convolution's mean output error (`--bias-correction`)"
                 if args.bias_correction else "")
+             + (", convolutions reading a ReLU6 read it centred on 3 (`--centred-inputs`: [-3, 3], the shift in "
+                "their bias)" if args.centred_inputs else "")
              + ". Detections at score >= 0.5 matched to FP32's at IoU >= 0.5.", "",
              f"Sensitivity: {len(groups)} layer groups ("
              + (f"first {args.group_depth} name parts" if args.group_depth else "one per node")

@@ -93,7 +93,8 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
                    op_types: Sequence[str] = DEFAULT_OP_TYPES, per_channel: bool = True,
                    nodes_to_exclude: Sequence[str] = (), nodes_to_quantize: Optional[Sequence[str]] = None,
                    ranges_cache: Optional[Path] = None, activations: str = "int8",
-                   bias_correction: bool = False, weight_rounding: Union[bool, str] = False) -> QuantizeReport:
+                   bias_correction: bool = False, weight_rounding: Union[bool, str] = False,
+                   centred_inputs: bool = False) -> QuantizeReport:
     """Write a Q/DQ INT8 copy of ``model_path`` to ``output_path``, calibrated on ``tensors``.
 
     tensors: the model input ``input_name`` for each calibration frame (e.g.
@@ -112,6 +113,10 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
     one rounding (cached as ``<name>.rounding-asymmetric.npz``) serves every mixed variant of a
     calibration; in a mixed model a convolution behind float layers reads less perturbed inputs
     than it was rounded for.
+    ``centred_inputs``: convolutions reading a bounded activation (ReLU6) read it shifted to the
+    middle of its bounds, the shift folded into their bias, so symmetric INT8 uses all its codes
+    (:mod:`trt_perception.core.centred_inputs`; the calibration then measures the shifted
+    tensors: a ``ranges_cache`` must be keyed by this setting too).
     Raises :class:`QuantizeError` for bad settings, an already quantized model or no frames.
     """
     import onnx
@@ -161,7 +166,13 @@ def quantize_model(model_path: PathLike, output_path: PathLike, input_name: str,
         prepared = Path(work) / "prepared.onnx"
         quantized = Path(work) / "quantized.onnx"
         ranges = ranges_cache if ranges_cache is not None else Path(work) / "ranges.json"
-        quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
+        source = model_path
+        if centred_inputs:
+            from trt_perception.core.centred_inputs import centre_bounded_inputs
+            centre_bounded_inputs(model)
+            source = Path(work) / "centred.onnx"
+            onnx.save(model, str(source))
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         cached = ranges_cache is not None and ranges_cache.is_file()
         if not cached:
             _calibrate(prepared, reader, op_types, calibrate_method, calib_options, Path(work), ranges,

@@ -104,6 +104,28 @@ def chain_model(path: PathLike, fragile: Optional[str] = None, seed: int = 0, bl
     return save_model(nodes, inits, path)
 
 
+def relu6_model(path: PathLike, seed: int = 0) -> Path:
+    """A MobileNet-like chain of bounded activations: x float32[1,3,16,16] -> Conv 3x3 (8, bias,
+    pads 1) ``conv1`` -> Clip [0, 6] -> Conv 3x3 (8, bias, pads 1) ``conv2`` -> Clip [0, 6] ->
+    Conv 1x1 (4, no bias) ``conv3`` -> y float32[1,4,16,16]. With inputs in [-1, 1) the ReLU6
+    outputs fill [0, 6].
+    """
+    from onnx import helper
+    rng = np.random.default_rng(seed)
+    inits = {"w1": rng.normal(0, 1.0, (8, 3, 3, 3)).astype(np.float32),
+             "b1": rng.normal(1, 0.5, 8).astype(np.float32),
+             "w2": rng.normal(0, 0.3, (8, 8, 3, 3)).astype(np.float32),
+             "b2": rng.normal(1, 0.5, 8).astype(np.float32),
+             "w3": rng.normal(0, 0.3, (4, 8, 1, 1)).astype(np.float32),
+             "low": np.array(0.0, np.float32), "high": np.array(6.0, np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Clip", ["c1", "low", "high"], ["r1"], name="relu6_1"),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+             helper.make_node("Clip", ["c2", "low", "high"], ["r2"], name="relu6_2"),
+             helper.make_node("Conv", ["r2", "w3"], ["y"], name="conv3")]
+    return save_model(nodes, inits, path, (1, 3, 16, 16), (1, 4, 16, 16))
+
+
 def random_frames(n: int, seed: int = 1, shape: Sequence[int] = (1, 3, 8, 8)) -> list[np.ndarray]:
     """``n`` float32 tensors of ``shape``, uniform in [-1, 1), reproducible by ``seed``."""
     rng = np.random.default_rng(seed)

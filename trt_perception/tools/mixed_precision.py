@@ -97,7 +97,7 @@ def run_mixed(args: argparse.Namespace, config: ModelConfig, calibration: Sequen
     groups = layer_groups(config.model_path, op_types=args.op_types, depth=args.group_depth)
     with SensitivitySweep(config.model_path, calibration, evalset, method=args.method, percentile=args.percentile,
                           op_types=args.op_types, bias_correction=args.bias_correction,
-                          weight_rounding=args.weight_rounding,
+                          weight_rounding=args.weight_rounding, centred_inputs=args.centred_inputs,
                           cache=ResultCache(args.cache_dir),
                           progress=lambda items, **kw: tqdm(items, disable=None, **kw)) as sweep:
         ranking = sweep.measure(groups)

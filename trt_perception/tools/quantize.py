@@ -48,6 +48,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                              "frames instead of to the nearest step; MODE float (the default of the bare flag): on "
                              "the float model's inputs; asymmetric: its output from the inputs the quantized model "
                              "computes against the float output (see docs/tensorrt.md)")
+    parser.add_argument("--centred-inputs", action="store_true",
+                        help="convolutions reading a ReLU6 (any Clip with two bounds) read it shifted to the middle of "
+                             "its range, the shift folded into their bias: symmetric INT8 uses all its codes there "
+                             "(see docs/tensorrt.md)")
     parser.add_argument("--output", required=True, metavar="FILE", help="quantized ONNX to write")
     add_mixed_arguments(parser)
     parser.set_defaults(func=run)
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         report = quantize_model(config.model_path, Path(args.output), config.input_name, frames,
                                 method=args.method, percentile=args.percentile, per_channel=args.per_channel,
                                 op_types=args.op_types, bias_correction=args.bias_correction,
-                                weight_rounding=args.weight_rounding)
+                                weight_rounding=args.weight_rounding, centred_inputs=args.centred_inputs)
     except (QuantizeError, FrameSourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -219,14 +219,16 @@ class SensitivitySweep:
     ranges (read only when the ranges are not cached). ``bias_correction``, ``weight_rounding``
     (a :data:`~trt_perception.core.quantize.WEIGHT_ROUNDINGS` mode, True = ``float``): applied to
     every variant (:func:`~trt_perception.core.quantize.quantize_model`; the rounding is computed
-    once per calibration, the asymmetric one on the full INT8 model) and part of the cache key.
+    once per calibration, the asymmetric one on the full INT8 model) and part of the cache key;
+    ``centred_inputs`` (:mod:`trt_perception.core.centred_inputs`) too, and of the calibration's.
     """
 
     def __init__(self, model_path: PathLike, calibration: Sequence[np.ndarray], evalset: EvalSet, *,
                  method: str = "percentile", percentile: float = 99.999, activations: str = "int8",
                  op_types: Sequence[str] = DEFAULT_OP_TYPES, cache: Optional[ResultCache] = None,
                  threads: int = 1, progress: Optional[Callable[..., Any]] = None,
-                 bias_correction: bool = False, weight_rounding: Union[bool, str] = False) -> None:
+                 bias_correction: bool = False, weight_rounding: Union[bool, str] = False,
+                 centred_inputs: bool = False) -> None:
         from trt_perception.core.tensorrt.cache import file_sha256
         self.model_path = Path(model_path)
         self.calibration = list(calibration)
@@ -234,6 +236,7 @@ class SensitivitySweep:
         self.method, self.percentile, self.op_types = method, percentile, tuple(op_types)
         self.activations = activations
         self.bias_correction = bias_correction
+        self.centred_inputs = centred_inputs
         self.weight_rounding = weight_rounding_mode(weight_rounding)
         self.cache = cache or ResultCache(None)
         self.threads = threads
@@ -244,6 +247,7 @@ class SensitivitySweep:
                        "iou_threshold": evalset.iou_threshold, "float_nodes_read_float": True,
                        **({"activations": activations} if activations != "int8" else {}),
                        **({"bias_correction": True} if bias_correction else {}),
+                       **({"centred_inputs": True} if centred_inputs else {}),
                        **({"weight_rounding": True} if self.weight_rounding == "float"
                           else {"weight_rounding": self.weight_rounding} if self.weight_rounding != "nearest" else {})}
         self._work = tempfile.TemporaryDirectory(prefix="trt_perception_sensitivity.")
@@ -272,7 +276,7 @@ class SensitivitySweep:
                                 method=self.method, percentile=self.percentile, op_types=self.op_types,
                                 nodes_to_exclude=exclude, nodes_to_quantize=only, ranges_cache=self.ranges_path,
                                 activations=self.activations, bias_correction=self.bias_correction,
-                                weight_rounding=self.weight_rounding)
+                                weight_rounding=self.weight_rounding, centred_inputs=self.centred_inputs)
         return report
 
     def evaluate(self, exclude: Sequence[str] = (), only: Optional[Sequence[str]] = None) -> dict[str, Any]:
